@@ -1,0 +1,26 @@
+"""keras_lincon: hard linear inequality constraints on Keras activations.
+
+Implements Frerix, Niessner & Cremers, "Homogeneous Linear Inequality
+Constraints for Neural Network Activations" (CVPR-W 2020): outputs are
+combinations of precomputed generators of the feasible set, so they satisfy
+the constraints at every step without projection.
+"""
+
+from keras_lincon.errors import (
+    ConstraintShapeError,
+    DegenerateSetError,
+    InfeasibleError,
+    LinconError,
+    NonFiniteError,
+    RepresentationCheckError,
+    TooManyGeneratorsError,
+)
+from keras_lincon.polyhedra import (
+    VRepresentation,
+    checkerboard,
+    h_to_v,
+    max_violation,
+    monotone_chain,
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,34 @@
+"""Exception classes of keras_lincon.
+
+Every error derives from :class:`LinconError`, itself a ``ValueError``, so
+``except ValueError`` keeps working for callers that do not care which
+constraint problem occurred. Each message says what is wrong and what to do.
+"""
+
+
+class LinconError(ValueError):
+    """Base class of all keras_lincon errors."""
+
+
+class ConstraintShapeError(LinconError):
+    """Shapes of ``A``, ``b``, ``C``, ``d``, ``box`` or inputs disagree."""
+
+
+class NonFiniteError(LinconError):
+    """A constraint array holds NaN or infinity."""
+
+
+class InfeasibleError(LinconError):
+    """The constraint set is empty."""
+
+
+class DegenerateSetError(LinconError):
+    """The constraint set is a single point (for a cone: only ``{0}``)."""
+
+
+class TooManyGeneratorsError(LinconError):
+    """The V-representation has more generators than allowed."""
+
+
+class RepresentationCheckError(LinconError):
+    """A computed generator violates the constraints (numerical failure)."""
