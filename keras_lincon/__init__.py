@@ -24,3 +24,4 @@ from keras_lincon.polyhedra import (
 )
 
 __version__ = "0.1.0"
+from keras_lincon.layers import ConstraintViolationError, LinearInequalityConstraint

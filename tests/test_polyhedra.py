@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import keras_lincon as klc
 from keras_lincon import polyhedra
+from tests.conftest import h_from_v
 
 
 def contains(rep: klc.VRepresentation, point, *, direction=False, tol=1e-7) -> bool:
@@ -45,20 +46,6 @@ def contains(rep: klc.VRepresentation, point, *, direction=False, tol=1e-7) -> b
     cost = np.r_[np.zeros(k), np.ones(2 * m)]
     res = scipy.optimize.linprog(cost, A_eq=A, b_eq=np.concatenate(eq_rhs), bounds=(0, None), method="highs")
     return res.status == 0 and res.fun <= tol * max(1.0, np.abs(point).max())
-
-
-def h_from_v(points, rays):
-    """H-representation (A, b) of conv(points) + cone(rays), via exact cdd."""
-    rows = [[1, *p] for p in points] + [[0, *r] for r in rays]
-    mat = cdd.gmp.matrix_from_array([[int(v) for v in row] for row in rows], rep_type=cdd.RepType.GENERATOR)
-    ineq = cdd.gmp.copy_inequalities(cdd.gmp.polyhedron_from_matrix(mat))
-    arr = np.array(ineq.array, dtype=float)
-    lin = sorted(ineq.lin_set)
-    keep = [i for i in range(len(arr)) if i not in lin]
-    # cdd rows are b + A' x >= 0, i.e. (-A') x <= b; equalities become two rows
-    A = np.vstack([-arr[keep, 1:], -arr[lin, 1:], arr[lin, 1:]])
-    b = np.concatenate([arr[keep, 0], arr[lin, 0], -arr[lin, 0]])
-    return A, b
 
 
 def same_set(rep_a, rep_b):

@@ -1,0 +1,432 @@
+"""Keras layers whose outputs satisfy linear constraints by construction."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lincon import polyhedra
+from keras_lincon.errors import ConstraintShapeError, DegenerateSetError, LinconError
+
+#: Non-negative maps for ray coefficients (the paper uses ``abs``).
+NONNEG_FUNCTIONS = {
+    "abs": ops.abs,
+    "softplus": ops.softplus,
+    "relu": ops.relu,
+    "square": ops.square,
+}
+#: Relative float32 tolerance stated by the layer (see the class docstring).
+FLOAT32_TOLERANCE = 1e-5
+_MASK_LOGIT = -1e9  # added to logits of padding vertices
+
+
+class ConstraintViolationError(LinconError):
+    """Outputs violate the constraints by more than the stated tolerance."""
+
+
+class _Fixed(keras.initializers.Initializer):
+    """Initializer returning a fixed numpy array (generator weights)."""
+
+    def __init__(self, value: np.ndarray):
+        self.value = np.asarray(value)
+
+    def __call__(self, shape, dtype=None):
+        if tuple(shape) != self.value.shape:
+            raise ConstraintShapeError(f"internal: weight shape {shape} != {self.value.shape}")
+        return ops.convert_to_tensor(self.value, dtype=dtype)
+
+
+def _as_box(box, n: int):
+    if box is None:
+        return None
+    try:
+        lower, upper = box
+    except (TypeError, ValueError):
+        raise ConstraintShapeError(
+            f"box must be a pair (lower, upper) of scalars or length-{n} arrays; got {box!r}."
+        ) from None
+    lo = np.broadcast_to(np.asarray(lower if lower is not None else -np.inf, dtype=np.float64), (n,)).copy()
+    hi = np.broadcast_to(np.asarray(upper if upper is not None else np.inf, dtype=np.float64), (n,)).copy()
+    if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
+        raise ConstraintShapeError("box bounds contain NaN; use -inf/inf for a missing side.")
+    if np.any(lo >= hi):
+        raise ConstraintShapeError(
+            f"box lower bounds must be strictly below upper bounds; coordinate(s) "
+            f"{np.flatnonzero(lo >= hi)[:8].tolist()} are not."
+        )
+    return lo, hi
+
+
+@keras.saving.register_keras_serializable(package="keras_lincon")
+class LinearInequalityConstraint(keras.layers.Layer):
+    """Maps features to outputs that satisfy ``A x <= b`` (and ``C x = d``).
+
+    The feasible set ``P`` is converted once, at construction, into generators
+    (:func:`keras_lincon.h_to_v`): vertices ``V`` in blocks, rays ``R`` and a
+    lineality basis ``L``. The layer learns maps from its input ``h`` to
+    coefficients and returns
+
+        x = sum_blocks softmax(h W_v + c_v) V  +  nonneg(h W_r + c_r) R  +  (h W_l + c_l) L
+
+    which lies in ``P`` for every input and every weight value, in training
+    and at inference, with no projection (Frerix et al., CVPR-W 2020). With
+    ``b = None`` this is the paper's homogeneous cone ``A x <= 0``.
+
+    ``box=(lower, upper)`` adds bounds by the paper's rescaling towards a point
+    ``c`` of ``P`` inside the box (``c = 0`` for a cone when ``lower < 0 <
+    upper``): ``x <- c + (x - c) / max(1, max_i (x_i - c_i) / (bound_i - c_i))``.
+    It is applied at every step and keeps ``x`` in ``P``.
+
+    Tolerance: the generators are exact to 1e-9; in float32 every output
+    satisfies ``a_i.x - b_i <= 1e-5 (|b_i| + ||a_i|| ||x||)`` (and likewise
+    ``|c_j.x - d_j|`` and the box), for inputs of any scale. Under a
+    mixed-precision policy the layer still computes in float32 (fp16/bf16
+    rounding breaks the constraints), unless ``force_float32=False``.
+
+    Cost: about one ``Dense`` of the same shape plus ``k * r + r * n`` for
+    ``r`` rays; the lineality part uses whichever of ``(h W) L`` and a
+    projection of a full ``k x n`` map onto ``span(L)`` is cheaper.
+
+    Args:
+        A: (m, n) constraint matrix; ``n`` is the output size.
+        b: (m,) right-hand side, or None for ``A x <= 0``.
+        C: optional (p, n) equality matrix; d: (p,) right-hand side.
+        box: optional ``(lower, upper)`` bounds, scalars or (n,) arrays.
+        nonneg: ``"abs"`` (paper), ``"softplus"``, ``"relu"`` or ``"square"``.
+        kernel_initializer, bias_initializer, kernel_regularizer: as in Dense.
+        representation: a precomputed :class:`~keras_lincon.VRepresentation`
+            of the same set (checked against ``A, b, C, d``).
+        method, max_generators: passed to :func:`~keras_lincon.h_to_v`.
+        force_float32: compute in float32 under mixed precision (default).
+
+    Example:
+        >>> import keras, keras_lincon as klc
+        >>> A = klc.checkerboard((8, 8), (2, 2))
+        >>> model = keras.Sequential([
+        ...     keras.Input((16,)),
+        ...     keras.layers.Dense(32, activation="relu"),
+        ...     klc.LinearInequalityConstraint(A, box=(-1.0, 1.0)),
+        ... ])
+        >>> y = model.predict(keras.random.normal((4, 16)), verbose=0)
+        >>> bool(klc.max_violation(y, A) <= 1e-5)
+        True
+    """
+
+    def __init__(
+        self,
+        A,
+        b=None,
+        *,
+        C=None,
+        d=None,
+        box=None,
+        nonneg: str = "abs",
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        representation: Optional[polyhedra.VRepresentation] = None,
+        method: str = "auto",
+        max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
+        force_float32: bool = True,
+        layout: Optional[dict] = None,
+        **kwargs,
+    ):
+        if force_float32:
+            policy = keras.dtype_policies.get(kwargs.get("dtype") or keras.config.dtype_policy())
+            if policy.compute_dtype in ("float16", "bfloat16"):
+                kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.system = polyhedra.as_constraint_system(A, b, C, d)
+        n = self.system.dim
+        if nonneg not in NONNEG_FUNCTIONS:
+            raise LinconError(f"nonneg must be one of {sorted(NONNEG_FUNCTIONS)}; got {nonneg!r}.")
+        self.nonneg = nonneg
+        self.box = _as_box(box, n)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.force_float32 = bool(force_float32)
+        self.method = method
+        self.max_generators = int(max_generators)
+        self.units = n
+        self._arrays = None
+        if layout is None:
+            if representation is None:
+                representation = polyhedra.h_to_v(
+                    self.system.A, self.system.b, self.system.C, self.system.d,
+                    method=method, max_generators=max_generators,
+                )
+            else:
+                if not isinstance(representation, polyhedra.VRepresentation) or representation.dim != n:
+                    raise ConstraintShapeError(
+                        f"representation must be a VRepresentation with dimension {n} (columns of A)."
+                    )
+                polyhedra.check_representation(representation, self.system)
+            self._representation = representation
+            layout, self._arrays = self._generator_arrays(representation)
+        else:
+            self._representation = None
+        self.layout = dict(layout)
+        self.input_spec = keras.layers.InputSpec(min_ndim=1)
+
+    # ------------------------------------------------------------ generators
+
+    def _generator_arrays(self, rep: polyhedra.VRepresentation):
+        """Numpy arrays for the generator weights, and the layout describing them."""
+        n = rep.dim
+        polytopes = [v for v in rep.block_vertices() if len(v) > 1]
+        offset = sum((v[0] for v in rep.block_vertices() if len(v) == 1), np.zeros(n))
+        arrays = {"offset": offset, "rays": rep.rays}
+        lin = rep.lineality
+        n_lin = lin.shape[0]
+        # Basis used when the lineality part is a projected k x n map: project
+        # onto span(L) directly, or subtract the projection onto its
+        # orthogonal complement, whichever basis is smaller.
+        if 0 < n_lin < n:
+            if n_lin <= n - n_lin:
+                arrays["lineality_basis"] = lin
+            else:
+                q, _ = np.linalg.qr(lin.T, mode="complete")
+                arrays["lineality_basis"] = q[:, n_lin:].T
+        arrays["lineality"] = lin
+        layout = {
+            "n_rays": int(rep.rays.shape[0]),
+            "n_lineality": int(n_lin),
+            "n_basis": int(arrays.get("lineality_basis", np.zeros((0, n))).shape[0]),
+            "n_vertex_blocks": len(polytopes),
+            "block_size": max((len(v) for v in polytopes), default=0),
+            "block_width": 0,
+            "vertex_path": "none",
+            "has_offset": bool(np.any(offset)),
+        }
+        if not (rep.rays.shape[0] or n_lin or polytopes):
+            raise DegenerateSetError(
+                "the representation is a single point: every output would be the "
+                "same constant, so there is nothing to learn."
+            )
+        if polytopes:
+            supports = [np.flatnonzero(np.any(np.abs(v) > 0, axis=0)) for v in polytopes]
+            disjoint = sum(len(s) for s in supports) == len(np.unique(np.concatenate(supports)))
+            nb, smax = len(polytopes), layout["block_size"]
+            mask = np.full((nb, smax), _MASK_LOGIT)
+            if disjoint:
+                width = max(max(len(s) for s in supports), 1)
+                local = np.zeros((nb, smax, width))
+                gather = np.full(n, nb * width)  # index of a zero slot
+                for j, (verts, sup) in enumerate(zip(polytopes, supports)):
+                    local[j, : len(verts), : len(sup)] = verts[:, sup]
+                    mask[j, : len(verts)] = 0.0
+                    gather[sup] = j * width + np.arange(len(sup))
+                arrays.update(vertex_local=local, vertex_gather=gather.astype(np.int32))
+                layout.update(block_width=int(width), vertex_path="gather")
+            else:
+                flat = np.zeros((nb, smax, n))
+                for j, verts in enumerate(polytopes):
+                    flat[j, : len(verts)] = verts
+                    mask[j, : len(verts)] = 0.0
+                arrays["vertex_dense"] = flat.reshape(nb * smax, n)
+                layout["vertex_path"] = "dense"
+            arrays["vertex_mask"] = mask
+        if self.box is not None:
+            lo, hi = self.box
+            if rep.is_cone and np.all(lo < 0) and np.all(hi > 0):
+                center = np.zeros(n)
+            else:
+                center = polyhedra.interior_point_in_box(
+                    self.system.A, self.system.b, self.system.C, self.system.d, lower=lo, upper=hi
+                )
+            arrays["box_center"] = center
+            with np.errstate(divide="ignore"):
+                arrays["box_inv_upper"] = np.where(np.isfinite(hi), 1.0 / (hi - center), 0.0)
+                arrays["box_inv_lower"] = np.where(np.isfinite(lo), 1.0 / (lo - center), 0.0)
+        return layout, arrays
+
+    @property
+    def representation(self) -> polyhedra.VRepresentation:
+        """The V-representation used. After loading a saved model it is
+        recomputed from ``A, b`` on first access (loading itself never runs
+        double description)."""
+        if self._representation is None:
+            s = self.system
+            self._representation = polyhedra.h_to_v(
+                s.A, s.b, s.C, s.d, method=self.method, max_generators=self.max_generators
+            )
+        return self._representation
+
+    # ------------------------------------------------------------ Keras API
+
+    def _lineality_mode(self, input_dim: int) -> str:
+        """``direct`` ((h W) L) or ``projected`` (h K projected onto span(L)), by cost."""
+        n, n_lin, n_basis = self.units, self.layout["n_lineality"], self.layout["n_basis"]
+        if n_lin == 0:
+            return "none"
+        if n_lin == n:
+            return "full"
+        direct = input_dim * n_lin + n_lin * n
+        projected = input_dim * n + 2 * n * n_basis
+        return "direct" if direct <= projected else "projected"
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None or input_dim == 0:
+            raise ConstraintShapeError(
+                f"{self.__class__.__name__} needs a known, non-zero last input "
+                f"dimension; got input shape {tuple(input_shape)}. Put a layer "
+                "with a fixed number of units (e.g. Dense) before it."
+            )
+        n, lay = self.units, self.layout
+        self._lin_mode = self._lineality_mode(input_dim)
+        lin_width = {"none": 0, "full": n, "direct": lay["n_lineality"], "projected": n}[self._lin_mode]
+        n_logits = lay["n_vertex_blocks"] * lay["block_size"]
+        self._split = (lin_width, lin_width + lay["n_rays"], lin_width + lay["n_rays"] + n_logits)
+        width = self._split[-1]
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_dim, width), initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = self.add_weight(name="bias", shape=(width,), initializer=self.bias_initializer)
+
+        def fixed(name, shape, dtype=None):
+            if self._arrays is not None:
+                init = _Fixed(np.asarray(self._arrays[name]).reshape(shape))
+            elif dtype == "int32":
+                init = "zeros"
+            else:
+                # Rebuilt from config: the saved weights fill these. Until then
+                # they are NaN, so a layer whose generators were never loaded
+                # (e.g. keras.models.clone_model) cannot pass for a working one.
+                init = keras.initializers.Constant(float("nan"))
+            return self.add_weight(name=name, shape=shape, initializer=init, trainable=False,
+                                   dtype=dtype or self.variable_dtype, autocast=False)
+
+        self.offset = fixed("offset", (n,))
+        self.rays = fixed("rays", (lay["n_rays"], n))
+        if self._lin_mode == "direct":
+            self.lineality = fixed("lineality", (lay["n_lineality"], n))
+        elif self._lin_mode == "projected":
+            self.lineality_basis = fixed("lineality_basis", (lay["n_basis"], n))
+        nb, smax, width_v = lay["n_vertex_blocks"], lay["block_size"], lay["block_width"]
+        if lay["vertex_path"] != "none":
+            self.vertex_mask = fixed("vertex_mask", (nb, smax))
+        if lay["vertex_path"] == "gather":
+            self.vertex_local = fixed("vertex_local", (nb, smax, width_v))
+            self.vertex_gather = fixed("vertex_gather", (n,), dtype="int32")
+        elif lay["vertex_path"] == "dense":
+            self.vertex_dense = fixed("vertex_dense", (nb * smax, n))
+        if self.box is not None:
+            self.box_center = fixed("box_center", (n,))
+            self.box_inv_upper = fixed("box_inv_upper", (n,))
+            self.box_inv_lower = fixed("box_inv_lower", (n,))
+        self._arrays = None  # weights hold them now; free the numpy copies
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        lay, n = self.layout, self.units
+
+        def const(variable):
+            return ops.cast(variable, x.dtype)
+
+        coeffs = ops.matmul(x, const(self.kernel)) + const(self.bias)
+        lin_end, ray_end, logit_end = self._split
+        parts = []
+        if self._lin_mode == "full":
+            parts.append(coeffs[..., :lin_end])
+        elif self._lin_mode == "direct":
+            parts.append(ops.matmul(coeffs[..., :lin_end], const(self.lineality)))
+        elif self._lin_mode == "projected":
+            z = coeffs[..., :lin_end]
+            basis = const(self.lineality_basis)
+            along = ops.matmul(ops.matmul(z, ops.transpose(basis)), basis)
+            # the basis spans L when that is the smaller side, else its complement
+            parts.append(along if lay["n_basis"] == lay["n_lineality"] else z - along)
+        if lay["n_rays"]:
+            nonneg = NONNEG_FUNCTIONS[self.nonneg]
+            parts.append(ops.matmul(nonneg(coeffs[..., lin_end:ray_end]), const(self.rays)))
+        if lay["vertex_path"] != "none":
+            nb, smax = lay["n_vertex_blocks"], lay["block_size"]
+            logits = ops.reshape(coeffs[..., ray_end:logit_end], (-1, nb, smax))
+            weights = ops.softmax(logits + const(self.vertex_mask), axis=-1)
+            if lay["vertex_path"] == "gather":
+                local = ops.einsum("bjs,jsw->bjw", weights, const(self.vertex_local))
+                flat = ops.reshape(local, (-1, nb * lay["block_width"]))
+                flat = ops.pad(flat, [[0, 0], [0, 1]])  # the zero slot
+                vertex_part = ops.take(flat, self.vertex_gather, axis=1)
+            else:
+                vertex_part = ops.matmul(ops.reshape(weights, (-1, nb * smax)), const(self.vertex_dense))
+            parts.append(ops.reshape(vertex_part, ops.shape(coeffs)[:-1] + (n,)))
+        out = parts[0]
+        for part in parts[1:]:
+            out = out + part
+        if lay.get("has_offset", True):
+            out = out + const(self.offset)
+        if self.box is not None:
+            center = const(self.box_center)
+            centered = out - center
+            ratio = ops.maximum(centered * const(self.box_inv_upper), centered * const(self.box_inv_lower))
+            scale = ops.maximum(ops.max(ratio, axis=-1, keepdims=True), 1.0)
+            out = center + centered / scale
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        s = self.system
+        config.update(
+            A=s.A.tolist(),
+            b=s.b.tolist() if np.any(s.b) else None,
+            C=s.C.tolist() if s.C.size else None,
+            d=s.d.tolist() if np.any(s.d) else None,
+            box=[self.box[0].tolist(), self.box[1].tolist()] if self.box is not None else None,
+            nonneg=self.nonneg,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            method=self.method,
+            max_generators=self.max_generators,
+            force_float32=self.force_float32,
+            layout=self.layout,
+        )
+        return config
+
+    # --------------------------------------------------------------- checks
+
+    def max_violation(self, outputs, relative: bool = False) -> float:
+        """Largest violation of the layer's constraints and box by ``outputs``.
+
+        Args:
+            outputs: (..., n) array or tensor of layer outputs.
+            relative: scale residuals as in the tolerance statement.
+
+        Returns:
+            float; ``<= 0`` means feasible.
+        """
+        y = np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64).reshape(-1, self.units)
+        s = self.system
+        A, b = s.A, s.b
+        if self.box is not None:
+            eye = np.eye(self.units)
+            lo, hi = self.box
+            fin_hi, fin_lo = np.isfinite(hi), np.isfinite(lo)
+            A = np.vstack([A, eye[fin_hi], -eye[fin_lo]])
+            b = np.concatenate([b, hi[fin_hi], -lo[fin_lo]])
+        return polyhedra.max_violation(y, A, b, s.C if s.C.size else None, s.d if s.C.size else None,
+                                       relative=relative)
+
+    def assert_constraints(self, outputs, tolerance: float = FLOAT32_TOLERANCE) -> float:
+        """Raises ConstraintViolationError unless ``outputs`` are feasible.
+
+        Uses the relative measure of the class docstring. Returns the worst
+        relative violation (``<= tolerance``).
+        """
+        worst = self.max_violation(outputs, relative=True)
+        if worst > tolerance:
+            raise ConstraintViolationError(
+                f"outputs violate the constraints: worst relative violation "
+                f"{worst:.3g} > tolerance {tolerance:g}."
+            )
+        return worst
