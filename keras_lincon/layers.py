@@ -182,20 +182,18 @@ class LinearInequalityConstraint(keras.layers.Layer):
         arrays = {"offset": offset, "rays": rep.rays}
         lin = rep.lineality
         n_lin = lin.shape[0]
-        # Basis used when the lineality part is a projected k x n map: project
-        # onto span(L) directly, or subtract the projection onto its
-        # orthogonal complement, whichever basis is smaller.
-        if 0 < n_lin < n:
-            if n_lin <= n - n_lin:
-                arrays["lineality_basis"] = lin
-            else:
-                q, _ = np.linalg.qr(lin.T, mode="complete")
-                arrays["lineality_basis"] = q[:, n_lin:].T
         arrays["lineality"] = lin
+        # Orthonormal basis Q of the complement of span(L): the "projected"
+        # mode (see _mode) keeps z - (z Q^T) Q of a full k x n map.
+        if n_lin:
+            q, _ = np.linalg.qr(lin.T, mode="complete")
+            arrays["complement_basis"] = q[:, n_lin:].T
+        else:
+            arrays["complement_basis"] = np.eye(n)
         layout = {
             "n_rays": int(rep.rays.shape[0]),
             "n_lineality": int(n_lin),
-            "n_basis": int(arrays.get("lineality_basis", np.zeros((0, n))).shape[0]),
+            "n_basis": int(n - n_lin),
             "n_vertex_blocks": len(polytopes),
             "block_size": max((len(v) for v in polytopes), default=0),
             "block_width": 0,
@@ -258,15 +256,20 @@ class LinearInequalityConstraint(keras.layers.Layer):
 
     # ------------------------------------------------------------ Keras API
 
-    def _lineality_mode(self, input_dim: int) -> str:
-        """``direct`` ((h W) L) or ``projected`` (h K projected onto span(L)), by cost."""
-        n, n_lin, n_basis = self.units, self.layout["n_lineality"], self.layout["n_basis"]
-        if n_lin == 0:
-            return "none"
-        if n_lin == n:
-            return "full"
-        direct = input_dim * n_lin + n_lin * n
-        projected = input_dim * n + 2 * n * n_basis
+    def _mode(self, input_dim: int) -> str:
+        """How the lineality part is computed, whichever costs fewer flops.
+
+        ``direct``: coefficients times the generator matrix ``[L; R]``
+        (k (l + r) + (l + r) n per sample). ``projected``: a full ``k x n`` map
+        ``z`` minus its component outside ``span(L)``, with the rays written in
+        the complement basis ``Q``: ``z + (nonneg(s) (R Q^T) - z Q^T) Q``
+        (k n + k r + 2 n q per sample). Projecting the output (not the
+        kernel) keeps rounding errors relative to the output's norm.
+        """
+        n, lay = self.units, self.layout
+        n_lin, n_rays, q = lay["n_lineality"], lay["n_rays"], lay["n_basis"]
+        direct = input_dim * (n_lin + n_rays) + (n_lin + n_rays) * n
+        projected = input_dim * (n + n_rays) + 2 * n * q + n_rays * q
         return "direct" if direct <= projected else "projected"
 
     def build(self, input_shape):
@@ -278,20 +281,15 @@ class LinearInequalityConstraint(keras.layers.Layer):
                 "with a fixed number of units (e.g. Dense) before it."
             )
         n, lay = self.units, self.layout
-        self._lin_mode = self._lineality_mode(input_dim)
-        lin_width = {"none": 0, "full": n, "direct": lay["n_lineality"], "projected": n}[self._lin_mode]
-        n_logits = lay["n_vertex_blocks"] * lay["block_size"]
-        self._split = (lin_width, lin_width + lay["n_rays"], lin_width + lay["n_rays"] + n_logits)
-        width = self._split[-1]
-        self.kernel = self.add_weight(
-            name="kernel", shape=(input_dim, width), initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-        )
-        self.bias = self.add_weight(name="bias", shape=(width,), initializer=self.bias_initializer)
+        n_lin, n_rays, q = lay["n_lineality"], lay["n_rays"], lay["n_basis"]
+        nb, smax, width_v = lay["n_vertex_blocks"], lay["block_size"], lay["block_width"]
+        n_logits = nb * smax
+        self._call_mode = self._mode(input_dim)
+        arrays = self._arrays
 
-        def fixed(name, shape, dtype=None):
-            if self._arrays is not None:
-                init = _Fixed(np.asarray(self._arrays[name]).reshape(shape))
+        def fixed(name, shape, dtype=None, value=None):
+            if arrays is not None:
+                init = _Fixed(np.asarray(arrays[name] if value is None else value).reshape(shape))
             elif dtype == "int32":
                 init = "zeros"
             else:
@@ -302,13 +300,34 @@ class LinearInequalityConstraint(keras.layers.Layer):
             return self.add_weight(name=name, shape=shape, initializer=init, trainable=False,
                                    dtype=dtype or self.variable_dtype, autocast=False)
 
+        def trainable(name, width):
+            kernel = self.add_weight(name=f"{name}kernel", shape=(input_dim, width),
+                                     initializer=self.kernel_initializer, regularizer=self.kernel_regularizer)
+            bias = self.add_weight(name=f"{name}bias", shape=(width,), initializer=self.bias_initializer)
+            return kernel, bias
+
+        if self._call_mode == "direct":
+            # one matmul for lineality, ray and vertex coefficients
+            self.kernel, self.bias = trainable("", n_lin + n_rays + n_logits)
+            self._split = (n_lin + n_rays, n_lin + n_rays + n_logits)
+            if n_lin + n_rays:
+                self.generators = fixed(
+                    "generators", (n_lin + n_rays, n),
+                    value=None if arrays is None else np.vstack([arrays["lineality"], arrays["rays"]]),
+                )
+        else:
+            self.kernel, self.bias = trainable("", n)
+            self._split = (n_rays, n_rays + n_logits)
+            if n_rays + n_logits:
+                self.small_kernel, self.small_bias = trainable("ray_vertex_", n_rays + n_logits)
+            if q:
+                self.complement_basis = fixed("complement_basis", (q, n))
+            if n_rays and q:
+                self.ray_coordinates = fixed(
+                    "ray_coordinates", (n_rays, q),
+                    value=None if arrays is None else arrays["rays"] @ arrays["complement_basis"].T,
+                )
         self.offset = fixed("offset", (n,))
-        self.rays = fixed("rays", (lay["n_rays"], n))
-        if self._lin_mode == "direct":
-            self.lineality = fixed("lineality", (lay["n_lineality"], n))
-        elif self._lin_mode == "projected":
-            self.lineality_basis = fixed("lineality_basis", (lay["n_basis"], n))
-        nb, smax, width_v = lay["n_vertex_blocks"], lay["block_size"], lay["block_width"]
         if lay["vertex_path"] != "none":
             self.vertex_mask = fixed("vertex_mask", (nb, smax))
         if lay["vertex_path"] == "gather":
@@ -320,34 +339,45 @@ class LinearInequalityConstraint(keras.layers.Layer):
             self.box_center = fixed("box_center", (n,))
             self.box_inv_upper = fixed("box_inv_upper", (n,))
             self.box_inv_lower = fixed("box_inv_lower", (n,))
-        self._arrays = None  # weights hold them now; free the numpy copies
+        self._arrays = None  # the weights hold them now; free the numpy copies
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
         lay, n = self.layout, self.units
+        n_lin, n_rays = lay["n_lineality"], lay["n_rays"]
+        nonneg = NONNEG_FUNCTIONS[self.nonneg]
 
         def const(variable):
             return ops.cast(variable, x.dtype)
 
-        coeffs = ops.matmul(x, const(self.kernel)) + const(self.bias)
-        lin_end, ray_end, logit_end = self._split
-        parts = []
-        if self._lin_mode == "full":
-            parts.append(coeffs[..., :lin_end])
-        elif self._lin_mode == "direct":
-            parts.append(ops.matmul(coeffs[..., :lin_end], const(self.lineality)))
-        elif self._lin_mode == "projected":
-            z = coeffs[..., :lin_end]
-            basis = const(self.lineality_basis)
-            along = ops.matmul(ops.matmul(z, ops.transpose(basis)), basis)
-            # the basis spans L when that is the smaller side, else its complement
-            parts.append(along if lay["n_basis"] == lay["n_lineality"] else z - along)
-        if lay["n_rays"]:
-            nonneg = NONNEG_FUNCTIONS[self.nonneg]
-            parts.append(ops.matmul(nonneg(coeffs[..., lin_end:ray_end]), const(self.rays)))
+        def affine(kernel, bias):
+            return ops.matmul(x, const(kernel)) + const(bias)
+
+        if self._call_mode == "direct":
+            coeffs = affine(self.kernel, self.bias)
+            gen_end, logit_end = self._split
+            out = None
+            if gen_end:
+                gen_coeffs = coeffs if gen_end == logit_end else coeffs[..., :gen_end]
+                if n_rays:  # nonneg on the ray coefficients only
+                    is_ray = np.arange(gen_end) >= n_lin
+                    gen_coeffs = ops.where(is_ray, nonneg(gen_coeffs), gen_coeffs)
+                out = ops.matmul(gen_coeffs, const(self.generators))
+            logits = coeffs[..., gen_end:logit_end]
+        else:
+            out = affine(self.kernel, self.bias)
+            ray_end, logit_end = self._split
+            small = affine(self.small_kernel, self.small_bias) if logit_end else None
+            if lay["n_basis"]:
+                basis = const(self.complement_basis)
+                coords = -ops.matmul(out, ops.transpose(basis))
+                if n_rays:
+                    coords = coords + ops.matmul(nonneg(small[..., :ray_end]), const(self.ray_coordinates))
+                out = out + ops.matmul(coords, basis)
+            logits = small[..., ray_end:logit_end] if logit_end else None
         if lay["vertex_path"] != "none":
             nb, smax = lay["n_vertex_blocks"], lay["block_size"]
-            logits = ops.reshape(coeffs[..., ray_end:logit_end], (-1, nb, smax))
+            logits = ops.reshape(logits, (-1, nb, smax))
             weights = ops.softmax(logits + const(self.vertex_mask), axis=-1)
             if lay["vertex_path"] == "gather":
                 local = ops.einsum("bjs,jsw->bjw", weights, const(self.vertex_local))
@@ -356,10 +386,8 @@ class LinearInequalityConstraint(keras.layers.Layer):
                 vertex_part = ops.take(flat, self.vertex_gather, axis=1)
             else:
                 vertex_part = ops.matmul(ops.reshape(weights, (-1, nb * smax)), const(self.vertex_dense))
-            parts.append(ops.reshape(vertex_part, ops.shape(coeffs)[:-1] + (n,)))
-        out = parts[0]
-        for part in parts[1:]:
-            out = out + part
+            vertex_part = ops.reshape(vertex_part, ops.shape(x)[:-1] + (n,))
+            out = vertex_part if out is None else out + vertex_part
         if lay.get("has_offset", True):
             out = out + const(self.offset)
         if self.box is not None:

@@ -27,8 +27,8 @@ class LayerContractTest(testing.TestCase):
             init_kwargs={"A": SMALL_CHECKER.tolist()},
             input_shape=(3, 12),
             expected_output_shape=(3, 64),
-            expected_num_trainable_weights=2,
-            expected_num_non_trainable_weights=3,  # offset, rays, lineality basis
+            expected_num_trainable_weights=4,  # projected mode: kernel, bias, ray kernel, ray bias
+            expected_num_non_trainable_weights=3,  # complement basis, ray coordinates, offset
             supports_masking=False,
         )
 
@@ -343,3 +343,25 @@ def test_assert_constraints_reports_violations():
     bad[:, :4] = 100.0
     with pytest.raises(klc.ConstraintViolationError, match="worst relative violation"):
         layer.assert_constraints(bad)
+
+
+@pytest.mark.parametrize("mode", ["direct", "projected"])
+@pytest.mark.parametrize("case", ["checkerboard_box", "chain", "polytope", "free_and_equality"])
+def test_both_call_modes_are_feasible_and_trainable(monkeypatch, mode, case):
+    monkeypatch.setattr(klc.LinearInequalityConstraint, "_mode", lambda self, k: mode)
+    spec = {
+        "checkerboard_box": dict(A=SMALL_CHECKER, box=(-1.0, 1.0)),
+        "chain": dict(A=klc.monotone_chain(10)),
+        "polytope": dict(A=np.vstack([np.eye(3), -np.eye(3), [[1.0, 1.0, 1.0]]]), b=np.r_[np.ones(6), 1.5]),
+        "free_and_equality": dict(A=[[1.0, -1.0, 0.0, 0.0]], C=[[0.0, 0.0, 1.0, 1.0]], d=[2.0]),
+    }[case]
+    layer = klc.LinearInequalityConstraint(**spec)
+    model = keras.Sequential([keras.Input((7,)), layer])
+    assert layer._call_mode == mode
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 7)).astype("float32")
+    target = rng.standard_normal((64, layer.units)).astype("float32")
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    history = model.fit(x, target, epochs=5, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    layer.assert_constraints(model.predict(x * 100, verbose=0))
