@@ -19,7 +19,7 @@ $(STAMP): setup.cfg setup.py scripts/system_deps.sh
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/keras-lincon generators --compare
+	$(BIN)/keras-lincon vae
 
 # pytest exits 5 when it collects no test: make treats that as a failure.
 test: setup

@@ -25,3 +25,16 @@ from keras_lincon.polyhedra import (
 
 __version__ = "0.1.0"
 from keras_lincon.layers import ConstraintViolationError, LinearInequalityConstraint
+
+
+try:  # ConstrainedVAE needs TensorFlow; the core and the layer do not.
+    from keras_lincon.models import ConstrainedVAE
+except ImportError as _exc:  # e.g. Keras on JAX without TensorFlow
+    _models_import_error = _exc
+
+    def __getattr__(name):
+        if name == "ConstrainedVAE":
+            raise ImportError(
+                f"ConstrainedVAE needs TensorFlow and TensorFlow Probability: {_models_import_error}"
+            )
+        raise AttributeError(f"module 'keras_lincon' has no attribute {name!r}")

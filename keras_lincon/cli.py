@@ -1,6 +1,9 @@
 """The ``keras-lincon`` command.
 
 Subcommands:
+  vae         the main job: constrained VAE vs unconstrained twin, with a report
+  toy         the paper's toy experiment (learn the checkerboard projection)
+  bench       constrained layer vs Dense + OSQP / batched projection, timed
   generators  print the generators of the paper's checkerboard constraint
 """
 
@@ -31,9 +34,58 @@ def _cmd_generators(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_vae(args: argparse.Namespace) -> int:
+    from keras_lincon import experiment
+
+    overrides = {k: v for k, v in dict(data=args.data, epochs=args.epochs, out=args.out,
+                                       num_samples=args.samples, train_size=args.train_size).items()
+                 if v is not None}
+    cfg = experiment.VAEConfig.quick(**overrides) if args.quick else experiment.VAEConfig(**overrides)
+    if args.quick:
+        cfg.verbose = 1
+    experiment.run(cfg)
+    return 0
+
+
+def _cmd_toy(args: argparse.Namespace) -> int:
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "tutorials" / "checkerboard_projection.py"
+    if not script.is_file():
+        print("keras-lincon toy runs tutorials/checkerboard_projection.py from a source checkout.",
+              file=sys.stderr)
+        return 2
+    sys.argv = [str(script)] + (["--quick"] if args.quick else []) + ["--out", args.out]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from keras_lincon.bench import inference_benchmark
+
+    inference_benchmark(quick=args.quick)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-lincon", description="Hard linear constraints for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
+    vae = sub.add_parser("vae", help="train a constrained VAE and its unconstrained twin; write a report")
+    vae.add_argument("--quick", action="store_true", help="seconds-long run on digits (for tests)")
+    vae.add_argument("--data", choices=["auto", "fashion_mnist", "mnist", "digits"])
+    vae.add_argument("--epochs", type=int)
+    vae.add_argument("--samples", type=int, help="number of generated samples to evaluate")
+    vae.add_argument("--train-size", type=int, help="use only this many training images")
+    vae.add_argument("--out", help="output folder (default runs/vae)")
+    vae.set_defaults(func=_cmd_vae)
+    toy = sub.add_parser("toy", help="the paper's toy experiment: learn the checkerboard projection")
+    toy.add_argument("--quick", action="store_true")
+    toy.add_argument("--out", default="runs/checkerboard")
+    toy.set_defaults(func=_cmd_toy)
+    bench = sub.add_parser("bench", help="inference: layer vs Dense + OSQP / batched projection")
+    bench.add_argument("--quick", action="store_true")
+    bench.set_defaults(func=_cmd_bench)
     gen = sub.add_parser("generators", help="generators of the checkerboard constraint, with timings")
     gen.add_argument("--size", type=int, default=28, help="image side in pixels")
     gen.add_argument("--grid", type=int, default=4, help="blocks per side")

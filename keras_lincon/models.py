@@ -1,0 +1,374 @@
+"""ConstrainedVAE: a variational autoencoder whose outputs satisfy ``A x <= b``.
+
+TensorFlow-specific (TFP distributions, ``tf.GradientTape`` in the train
+step); the constraint itself is the backend-neutral
+:class:`~keras_lincon.LinearInequalityConstraint`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_lincon.errors import ConstraintShapeError, LinconError
+from keras_lincon.layers import LinearInequalityConstraint
+
+_LOGVAR_RANGE = (-12.0, 8.0)  # keeps exp(logvar) finite in float32
+
+
+def _tfd():
+    try:
+        import tensorflow_probability as tfp
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ImportError(
+            "ConstrainedVAE needs TensorFlow Probability with tf-keras: "
+            "pip install 'keras-lincon[probability]' (tensorflow-probability, tf-keras)."
+        ) from exc
+    return tfp.distributions
+
+
+class _RunningMax(keras.metrics.Metric):
+    """Largest value seen since the last reset (e.g. worst constraint violation)."""
+
+    def __init__(self, name="max_violation", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.value = self.add_variable(shape=(), initializer=keras.initializers.Constant(-np.inf), name="value")
+
+    def update_state(self, values, sample_weight=None):
+        self.value.assign(ops.maximum(self.value, ops.cast(ops.max(values), self.dtype)))
+
+    def result(self):
+        return self.value
+
+    def reset_state(self):
+        self.value.assign(-np.inf)
+
+
+def relative_violation(layer: LinearInequalityConstraint, outputs):
+    """Worst relative violation of ``layer``'s constraints by ``outputs`` (a tensor).
+
+    ``max_i (a_i.x - b_i) / (|b_i| + ||a_i|| ||x||)`` over the batch, box
+    rows included, computed with ``keras.ops`` so it can run inside a train
+    step. Equalities count as two inequalities.
+    """
+    s = layer.system
+    G, h = [s.A, s.C, -s.C], [s.b, s.d, -s.d]
+    if layer.box is not None:
+        lo, hi = layer.box
+        eye = np.eye(layer.units)
+        G += [eye[np.isfinite(hi)], -eye[np.isfinite(lo)]]
+        h += [hi[np.isfinite(hi)], -lo[np.isfinite(lo)]]
+    G, h = np.vstack(G), np.concatenate(h)
+    if G.shape[0] == 0:
+        return ops.convert_to_tensor(-np.inf)
+    x = ops.cast(ops.reshape(outputs, (-1, layer.units)), "float32")
+    residual = ops.matmul(x, G.T.astype("float32")) - h.astype("float32")
+    norms = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
+    scale = np.abs(h).astype("float32") + np.linalg.norm(G, axis=1).astype("float32") * norms
+    return ops.max(residual / ops.maximum(scale, 1e-30))
+
+
+@keras.saving.register_keras_serializable(package="keras_lincon")
+class ConstrainedVAE(keras.Model):
+    """Variational autoencoder whose reconstructions and samples satisfy ``A x <= b``.
+
+    ``encoder`` maps inputs to features and ``decoder`` maps latent codes to
+    features (any Keras layers or models). The model adds a Gaussian
+    posterior head ``q(u | x) = N(mu(x), diag sigma^2(x))`` and, as output
+    layer, a :class:`~keras_lincon.LinearInequalityConstraint` built from the
+    generators of ``{A x <= b, C x = d} ∩ box``: every reconstruction and
+    every generated sample is feasible, at the cost of a matrix product.
+
+    Generative model: ``u ~ prior`` (TFP distribution over R^latent_dim),
+    ``z = g(u)``, ``x ~ N(f(z), s^2 I)`` with ``f`` = decoder + constraint
+    layer and ``s`` = ``likelihood_scale`` (a float, or ``"learned"``).
+    Without latent constraints ``g`` is the identity. With
+    ``latent_A z <= latent_b``, ``g`` is a learned
+    :class:`~keras_lincon.LinearInequalityConstraint` (latent_dim -> the
+    columns of ``latent_A``), so every code ``z`` satisfies them exactly;
+    **the KL term is taken over the unconstrained code u**:
+    ``KL(q(u|x) || p(u))``, analytic (``tfd.kl_divergence``) where TFP has it,
+    otherwise a one-sample Monte Carlo estimate ``log q(u|x) - log p(u)``.
+    The loss is ``-E_q[log p(x|z)] + kl_weight * KL``, per example.
+
+    ``A=None`` gives the unconstrained twin (a Dense output layer of the same
+    size), for comparisons.
+
+    Args:
+        encoder: layer/model, inputs -> features.
+        decoder: layer/model, codes (latent_dim, or latent_A's columns) -> features.
+        A, b, C, d, box, nonneg: the output constraints (as in the layer).
+        latent_dim: size of u.
+        prior: None or ``"normal"`` (standard normal), ``"mixture"``
+            (learned mixture of ``prior_components`` diagonal Gaussians), a
+            ``tfd.Distribution`` with event shape ``[latent_dim]``, or a
+            callable returning one.
+        output_shape: shape of one output (e.g. ``(28, 28)``); the flat
+            constrained output is reshaped to it. Default: the input shape.
+        latent_A, latent_b: optional latent constraints ``latent_A z <= latent_b``.
+        likelihood_scale: Gaussian likelihood scale, or ``"learned"``.
+        kl_weight: weight of the KL term (1.0 = ELBO).
+        input_shape: shape of one input; default: ``encoder.input_shape``.
+
+    Example:
+        >>> enc = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(64, activation="relu")])
+        >>> dec = keras.Sequential([keras.layers.Dense(64, activation="relu")])
+        >>> vae = ConstrainedVAE(enc, dec, klc.checkerboard((8, 8), (2, 2)), latent_dim=4,
+        ...                      box=(-1.0, 1.0), output_shape=(8, 8), input_shape=(8, 8))
+        >>> vae.compile(optimizer="adam"); vae.fit(images, epochs=5)
+        >>> samples = vae.sample(100, seed=0)     # every sample feasible
+    """
+
+    def __init__(
+        self,
+        encoder: keras.layers.Layer,
+        decoder: keras.layers.Layer,
+        A=None,
+        b=None,
+        *,
+        latent_dim: int,
+        C=None,
+        d=None,
+        box=None,
+        nonneg: str = "abs",
+        prior: Union[None, str, Callable, object] = None,
+        prior_components: int = 10,
+        output_shape: Optional[Sequence[int]] = None,
+        latent_A=None,
+        latent_b=None,
+        likelihood_scale: Union[float, str] = 0.1,
+        kl_weight: float = 1.0,
+        input_shape: Optional[Sequence[int]] = None,
+        output_layer: Optional[dict] = None,
+        latent_layer: Optional[dict] = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
+            raise LinconError(f"latent_dim must be a positive int; got {latent_dim!r}.")
+        if input_shape is None:
+            try:
+                input_shape = tuple(encoder.input_shape[1:])
+            except (AttributeError, ValueError):
+                raise LinconError(
+                    "ConstrainedVAE needs the shape of one input: pass input_shape=... "
+                    "or give an encoder that starts with keras.Input."
+                ) from None
+        self.encoder, self.decoder = encoder, decoder
+        self.latent_dim = int(latent_dim)
+        self.sample_input_shape = tuple(int(s) for s in input_shape)
+        self.sample_output_shape = tuple(int(s) for s in (output_shape or self.sample_input_shape))
+        n_out = int(np.prod(self.sample_output_shape))
+        self.kl_weight = float(kl_weight)
+        self.prior_spec, self.prior_components = prior, int(prior_components)
+        if isinstance(prior, str) and prior not in ("normal", "mixture"):
+            raise LinconError(f"prior must be 'normal', 'mixture', a tfd.Distribution or a callable; got {prior!r}.")
+        self.likelihood_scale = likelihood_scale
+        if not (likelihood_scale == "learned" or (isinstance(likelihood_scale, (int, float)) and likelihood_scale > 0)):
+            raise LinconError(f"likelihood_scale must be a positive float or 'learned'; got {likelihood_scale!r}.")
+
+        self.posterior_head = keras.layers.Dense(2 * self.latent_dim, name="posterior")
+        if output_layer is not None:  # from a saved config: no double description
+            self.output_constraint = keras.saving.deserialize_keras_object(output_layer)
+        elif A is None:
+            self.output_constraint = keras.layers.Dense(n_out, name="unconstrained_output")
+        else:
+            self.output_constraint = LinearInequalityConstraint(
+                A, b, C=C, d=d, box=box, nonneg=nonneg, name="constrained_output")
+        if getattr(self.output_constraint, "units", n_out) != n_out:
+            raise ConstraintShapeError(
+                f"A has {self.output_constraint.units} columns but output_shape "
+                f"{self.sample_output_shape} has {n_out} values; they must match."
+            )
+        if latent_layer is not None:
+            self.latent_constraint = keras.saving.deserialize_keras_object(latent_layer)
+        elif latent_A is not None:
+            self.latent_constraint = LinearInequalityConstraint(latent_A, latent_b, name="latent_constraint")
+        else:
+            self.latent_constraint = None
+        self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
+        self.seed_generator = keras.random.SeedGenerator(0)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.violation_tracker = _RunningMax(name="max_violation")
+        self._compiled_sampler = None
+        # Built now: a model trained only through train_step is otherwise
+        # never built, and saving it would silently drop its weights.
+        self.build((None,) + self.sample_input_shape)
+
+    # ------------------------------------------------------------------ build
+
+    def build(self, input_shape):
+        if self.likelihood_scale == "learned" and not hasattr(self, "log_likelihood_scale"):
+            self.log_likelihood_scale = self.add_weight(
+                name="log_likelihood_scale", shape=(), initializer=keras.initializers.Constant(np.log(0.1)))
+        if self.prior_spec == "mixture" and not hasattr(self, "prior_locs"):
+            K, D = self.prior_components, self.latent_dim
+            self.prior_locs = self.add_weight(name="prior_locs", shape=(K, D),
+                                              initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0))
+            self.prior_log_scales = self.add_weight(name="prior_log_scales", shape=(K, D), initializer="zeros")
+            self.prior_logits = self.add_weight(name="prior_logits", shape=(K,), initializer="zeros")
+        # One forward pass on a zero batch builds every sublayer.
+        mean, _ = self._posterior_params(ops.zeros((1,) + tuple(input_shape[1:])))
+        features = self.decoder(self.code(mean))
+        if len(features.shape) != 2:
+            raise ConstraintShapeError(
+                f"the decoder must map codes to flat features (batch, k); it gives shape {tuple(features.shape)}."
+            )
+        self.output_constraint(features)
+        self.built = True
+
+    # ----------------------------------------------------------- distributions
+
+    def prior(self):
+        """The latent prior ``p(u)`` as a TFP distribution (event shape [latent_dim])."""
+        tfd = _tfd()
+        spec, D = self.prior_spec, self.latent_dim
+        if spec in (None, "normal"):
+            return tfd.MultivariateNormalDiag(loc=tf.zeros(D), scale_diag=tf.ones(D))
+        if spec == "mixture":
+            return tfd.MixtureSameFamily(
+                mixture_distribution=tfd.Categorical(logits=tf.convert_to_tensor(self.prior_logits)),
+                components_distribution=tfd.MultivariateNormalDiag(
+                    loc=tf.convert_to_tensor(self.prior_locs),
+                    scale_diag=tf.exp(tf.convert_to_tensor(self.prior_log_scales))),
+            )
+        dist = spec() if callable(spec) and not isinstance(spec, tfd.Distribution) else spec
+        if not isinstance(dist, tfd.Distribution) or list(dist.event_shape) != [D]:
+            raise LinconError(
+                f"prior must be a tfd.Distribution with event shape [{D}] (or a callable "
+                f"returning one); got {dist!r}."
+            )
+        return dist
+
+    def _posterior_params(self, x, training=False):
+        features = self.encoder(x, training=training)
+        params = self.posterior_head(ops.reshape(features, (ops.shape(features)[0], -1)))
+        mean, logvar = params[:, : self.latent_dim], params[:, self.latent_dim:]
+        return mean, ops.clip(logvar, *_LOGVAR_RANGE)
+
+    def _kl(self, mean, logvar, u):
+        tfd = _tfd()
+        posterior = tfd.MultivariateNormalDiag(loc=mean, scale_diag=tf.exp(0.5 * logvar))
+        prior = self.prior()
+        try:
+            return tfd.kl_divergence(posterior, prior)
+        except NotImplementedError:
+            return posterior.log_prob(u) - prior.log_prob(u)
+
+    def _scale(self):
+        if self.likelihood_scale == "learned":
+            return tf.exp(tf.convert_to_tensor(self.log_likelihood_scale))
+        return tf.constant(float(self.likelihood_scale))
+
+    # ----------------------------------------------------------- public maps
+
+    def code(self, u):
+        """``z = g(u)``: latent codes satisfying the latent constraints (if any)."""
+        return u if self.latent_constraint is None else self.latent_constraint(u)
+
+    def decode(self, z, training=False):
+        """Codes (batch, code_dim) -> outputs (batch, *output_shape), feasible."""
+        flat = self.output_constraint(self.decoder(z, training=training))
+        return ops.reshape(flat, (-1,) + self.sample_output_shape)
+
+    def encode(self, x, training=False):
+        """Inputs -> posterior-mean codes ``z = g(mu(x))`` (batch, code_dim)."""
+        mean, _ = self._posterior_params(x, training=training)
+        return self.code(mean)
+
+    def call(self, x, training=False):
+        """Deterministic reconstruction: ``decode(encode(x))``."""
+        return self.decode(self.encode(x, training=training), training=training)
+
+    def sample(self, num: int, seed: Optional[int] = None):
+        """``num`` generated outputs, (num, *output_shape), XLA-compiled.
+
+        The same ``seed`` gives the same samples, also after save and load.
+        """
+        if self._compiled_sampler is None:
+            def sampler(seed_pair, num):
+                u = self.prior().sample(num, seed=seed_pair)
+                return self.decode(self.code(u))
+
+            self._compiled_sampler = tf.function(sampler, jit_compile=True, reduce_retracing=True)
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31 - 1))
+        seed_pair = tf.constant([int(seed), 0], dtype=tf.int32)
+        return self._compiled_sampler(seed_pair, int(num))
+
+    # ------------------------------------------------------------- training
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker, self.violation_tracker]
+
+    def _elbo_terms(self, x, training):
+        tfd = _tfd()
+        mean, logvar = self._posterior_params(x, training=training)
+        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        u = mean + ops.exp(0.5 * logvar) * eps
+        x_hat = self.decode(self.code(u), training=training)
+        target = ops.reshape(ops.cast(x, x_hat.dtype), ops.shape(x_hat))
+        log_lik = tfd.Normal(loc=x_hat, scale=self._scale()).log_prob(target)
+        reconstruction = -tf.reduce_sum(tf.reshape(log_lik, (tf.shape(log_lik)[0], -1)), axis=-1)
+        kl = self._kl(mean, logvar, u)
+        loss = tf.reduce_mean(reconstruction + self.kl_weight * kl)
+        return loss, reconstruction, kl, x_hat
+
+    def _update_metrics(self, loss, reconstruction, kl, x_hat):
+        self.loss_tracker.update_state(loss)
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(kl)
+        if isinstance(self.output_constraint, LinearInequalityConstraint):
+            self.violation_tracker.update_state(relative_violation(self.output_constraint, x_hat))
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        with tf.GradientTape() as tape:
+            loss, reconstruction, kl, x_hat = self._elbo_terms(x, training=True)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._update_metrics(loss, reconstruction, kl, x_hat)
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        return self._update_metrics(*self._elbo_terms(x, training=False))
+
+    # ---------------------------------------------------------- serialization
+
+    def get_config(self):
+        if self.prior_spec not in (None, "normal", "mixture"):
+            raise LinconError(
+                "a ConstrainedVAE with a custom prior distribution cannot be saved to a "
+                ".keras file (TFP distributions have no Keras config). Use prior='normal' "
+                "or 'mixture', or save the weights with save_weights()."
+            )
+        ser = keras.saving.serialize_keras_object
+        return {
+            **super().get_config(),
+            "encoder": ser(self.encoder),
+            "decoder": ser(self.decoder),
+            "latent_dim": self.latent_dim,
+            "prior": self.prior_spec,
+            "prior_components": self.prior_components,
+            "output_shape": list(self.sample_output_shape),
+            "input_shape": list(self.sample_input_shape),
+            "likelihood_scale": self.likelihood_scale,
+            "kl_weight": self.kl_weight,
+            "output_layer": ser(self.output_constraint),
+            "latent_layer": ser(self.latent_constraint) if self.latent_constraint is not None else None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
+        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
+        return cls(encoder, decoder, **config)
