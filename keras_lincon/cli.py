@@ -4,6 +4,7 @@ Subcommands:
   vae         the main job: constrained VAE vs unconstrained twin, with a report
   toy         the paper's toy experiment (learn the checkerboard projection)
   bench       constrained layer vs Dense + OSQP / batched projection, timed
+  export      a saved .keras model -> SavedModel in TF Serving's layout
   generators  print the generators of the paper's checkerboard constraint
 """
 
@@ -68,6 +69,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import keras
+
+    import keras_lincon  # noqa: F401  (registers the custom classes for loading)
+    from keras_lincon.serving import export_for_serving
+
+    model = keras.saving.load_model(args.model)
+    path = export_for_serving(model, args.base_dir, version=args.version, xla=args.xla, overwrite=args.overwrite)
+    print(f"wrote {path}; serve with:\n  tensorflow_model_server --rest_api_port=8501 "
+          f"--model_name=lincon --model_base_path={path.parent.resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-lincon", description="Hard linear constraints for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="inference: layer vs Dense + OSQP / batched projection")
     bench.add_argument("--quick", action="store_true")
     bench.set_defaults(func=_cmd_bench)
+    export = sub.add_parser("export", help="export a .keras model as a SavedModel for TF Serving")
+    export.add_argument("model", help="path of a .keras file")
+    export.add_argument("base_dir", help="TF Serving model base path; the version folder goes inside")
+    export.add_argument("--version", type=int, default=1)
+    export.add_argument("--xla", action="store_true", help="also add XLA-compiled endpoints")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(func=_cmd_export)
     gen = sub.add_parser("generators", help="generators of the checkerboard constraint, with timings")
     gen.add_argument("--size", type=int, default=28, help="image side in pixels")
     gen.add_argument("--grid", type=int, default=4, help="blocks per side")

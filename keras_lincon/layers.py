@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lincon import polyhedra
+from keras_lincon import polyhedra, precision
 from keras_lincon.errors import ConstraintShapeError, DegenerateSetError, LinconError
 
 #: Non-negative maps for ray coefficients (the paper uses ``abs``).
@@ -84,7 +84,10 @@ class LinearInequalityConstraint(keras.layers.Layer):
     satisfies ``a_i.x - b_i <= 1e-5 (|b_i| + ||a_i|| ||x||)`` (and likewise
     ``|c_j.x - d_j|`` and the box), for inputs of any scale. Under a
     mixed-precision policy the layer still computes in float32 (fp16/bf16
-    rounding breaks the constraints), unless ``force_float32=False``.
+    rounding breaks the constraints), unless ``force_float32=False``. On GPUs
+    with TF32 tensor cores, float32 matmuls are rounded to TF32 by default in
+    TensorFlow and JAX; the layer warns, and
+    :func:`keras_lincon.precision.use_exact_float32_matmuls` restores float32.
 
     Cost: about one ``Dense`` of the same shape plus ``k * r + r * n`` for
     ``r`` rays; the lineality part uses whichever of ``(h W) L`` and a
@@ -280,6 +283,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
                 f"dimension; got input shape {tuple(input_shape)}. Put a layer "
                 "with a fixed number of units (e.g. Dense) before it."
             )
+        precision.warn_if_reduced_precision()
         n, lay = self.units, self.layout
         n_lin, n_rays, q = lay["n_lineality"], lay["n_rays"], lay["n_basis"]
         nb, smax, width_v = lay["n_vertex_blocks"], lay["block_size"], lay["block_width"]

@@ -287,20 +287,44 @@ class ConstrainedVAE(keras.Model):
         return self.decode(self.encode(x, training=training), training=training)
 
     def sample(self, num: int, seed: Optional[int] = None):
-        """``num`` generated outputs, (num, *output_shape), XLA-compiled.
+        """``num`` generated outputs, (num, *output_shape); the decoder runs under XLA.
 
-        The same ``seed`` gives the same samples, also after save and load.
+        The same ``seed`` gives the same samples, also after save and load and
+        from the exported ``sample`` signature: the codes are drawn outside
+        XLA (whose random numbers differ from TensorFlow's for the same seed)
+        and only the decoder is compiled.
         """
         if self._compiled_sampler is None:
-            def sampler(seed_pair, num):
-                u = self.prior().sample(num, seed=seed_pair)
-                return self.decode(self.code(u))
-
-            self._compiled_sampler = tf.function(sampler, jit_compile=True, reduce_retracing=True)
+            self._compiled_sampler = tf.function(
+                lambda u: self.decode(self.code(u)), jit_compile=True, reduce_retracing=True)
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
-        seed_pair = tf.constant([int(seed), 0], dtype=tf.int32)
-        return self._compiled_sampler(seed_pair, int(num))
+        u = self.prior_sample(int(num), tf.constant([int(seed), 0], dtype=tf.int32))
+        return self._compiled_sampler(u)
+
+    def prior_sample(self, num, seed_pair):
+        """``num`` draws of ``u ~ p(u)``, (num, latent_dim), from an int32 seed pair.
+
+        Run it outside XLA: XLA's stateless random numbers differ from
+        TensorFlow's for the same seed. The built-in priors use TF's
+        stateless Philox generator directly; a custom TFP prior samples
+        through TFP.
+        """
+        D = self.latent_dim
+        if self.prior_spec in (None, "normal"):
+            return tf.random.stateless_normal(tf.stack([num, D]), seed_pair, alg="philox")
+        if self.prior_spec == "mixture":
+            seeds = tf.random.experimental.stateless_split(seed_pair, 2)
+            uniform = tf.random.stateless_uniform(
+                tf.stack([num, self.prior_components]), seeds[0], minval=1e-12, maxval=1.0, alg="philox")
+            # Gumbel-max picks component k with probability softmax(logits)_k.
+            component = tf.argmax(tf.convert_to_tensor(self.prior_logits) - tf.math.log(-tf.math.log(uniform)),
+                                  axis=-1)
+            eps = tf.random.stateless_normal(tf.stack([num, D]), seeds[1], alg="philox")
+            loc = tf.gather(tf.convert_to_tensor(self.prior_locs), component)
+            scale = tf.exp(tf.gather(tf.convert_to_tensor(self.prior_log_scales), component))
+            return loc + scale * eps
+        return self.prior().sample(num, seed=seed_pair)
 
     # ------------------------------------------------------------- training
 
@@ -333,7 +357,12 @@ class ConstrainedVAE(keras.Model):
         x = data[0] if isinstance(data, (tuple, list)) else data
         with tf.GradientTape() as tape:
             loss, reconstruction, kl, x_hat = self._elbo_terms(x, training=True)
-        grads = tape.gradient(loss, self.trainable_variables)
+            # Under tf.distribute the optimizer sums gradients over replicas,
+            # so each replica's mean loss is divided by their number (as
+            # Keras's own train step does).
+            scaled = loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
+            scaled = self.optimizer.scale_loss(scaled)
+        grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         return self._update_metrics(loss, reconstruction, kl, x_hat)
 

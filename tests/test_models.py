@@ -159,3 +159,17 @@ def test_decoder_must_give_flat_features():
 def test_input_shape_required_without_input_layer():
     with pytest.raises(klc.LinconError, match="input_shape"):
         ConstrainedVAE(keras.layers.Dense(4), keras.layers.Dense(4), A8, latent_dim=2)
+
+
+@pytest.mark.parametrize("prior", ["normal", "mixture"])
+def test_prior_samples_follow_the_prior_and_are_seeded(prior):
+    import tensorflow as tf
+
+    vae = make_vae(prior=prior, prior_components=3, latent_dim=2)
+    seed = tf.constant([3, 0], tf.int32)
+    plain = vae.prior_sample(20_000, seed).numpy()
+    graph = tf.function(lambda s: vae.prior_sample(20_000, s))(seed).numpy()
+    np.testing.assert_array_equal(plain, graph)
+    reference = vae.prior().sample(20_000, seed=(1, 2)).numpy()
+    np.testing.assert_allclose(plain.mean(axis=0), reference.mean(axis=0), atol=0.05)
+    np.testing.assert_allclose(plain.std(axis=0), reference.std(axis=0), atol=0.05)

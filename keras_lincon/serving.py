@@ -1,0 +1,142 @@
+"""SavedModel export in TF Serving's layout, with stable named signatures.
+
+``export_for_serving(model, "serving/lincon")`` writes
+``serving/lincon/<version>/saved_model.pb`` and ``variables/``, which the
+stock ``tensorflow_model_server`` loads with
+``--model_base_path=$PWD/serving/lincon``. The graph holds only standard
+TensorFlow ops (the constraint layer is matrix products, softmax and
+elementwise maps), so neither keras_lincon nor Keras is needed to serve it.
+
+Signatures:
+
+* any Keras model: ``serving_default``: ``{<input name>: (batch, ...)}`` ->
+  ``{"outputs": (batch, ...)}``; the input name is the ``keras.Input`` name.
+* :class:`~keras_lincon.ConstrainedVAE`: ``serving_default`` (``inputs`` ->
+  ``reconstruction``), ``decode`` (``codes`` -> ``outputs``) and ``sample``
+  (``num_samples``, ``seed`` int32 scalars -> ``samples``).
+* with ``xla=True``, each endpoint also as ``<name>_xla``, its network
+  compiled with XLA (``jit_compile=True``); the default endpoints stay
+  portable. The VAE's random codes are drawn outside XLA, so ``sample`` and
+  ``sample_xla`` agree for a seed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Union
+
+import keras
+import tensorflow as tf
+
+from keras_lincon.errors import LinconError
+
+_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+def _input_name(model: keras.Model) -> str:
+    try:
+        name = model.inputs[0].name
+    except (AttributeError, IndexError, ValueError):
+        return "inputs"
+    clean = _NAME.sub("_", name.split(":")[0]) or "inputs"
+    return clean if clean[0].isalpha() else f"x_{clean}"
+
+
+def _endpoints(model: keras.Model, xla: bool):
+    """name -> (tf.function, input signature); with ``xla`` the compute-heavy part is compiled."""
+    from keras_lincon.models import ConstrainedVAE
+
+    suffix = "_xla" if xla else ""
+    if isinstance(model, ConstrainedVAE):
+        x_spec = tf.TensorSpec((None,) + model.sample_input_shape, tf.float32, name="inputs")
+        z_spec = tf.TensorSpec((None, model.code_dim), tf.float32, name="codes")
+        n_spec = tf.TensorSpec((), tf.int32, name="num_samples")
+        s_spec = tf.TensorSpec((), tf.int32, name="seed")
+        # Random codes are drawn outside XLA, so "sample" and "sample_xla"
+        # give the same samples for a seed (XLA's RNG differs from TF's).
+        decode = tf.function(model.decode, jit_compile=True) if xla else model.decode
+        reconstruct = tf.function(lambda x: model(x, training=False), jit_compile=xla)
+
+        def sample(num_samples, seed):
+            u = model.prior_sample(num_samples, tf.stack([seed, tf.constant(0, tf.int32)]))
+            return {"samples": decode(model.code(u))}
+
+        return {
+            f"serving_default{suffix}": (tf.function(lambda inputs: {"reconstruction": reconstruct(inputs)}), [x_spec]),
+            f"decode{suffix}": (tf.function(lambda codes: {"outputs": decode(codes)}), [z_spec]),
+            f"sample{suffix}": (tf.function(sample), [n_spec, s_spec]),
+        }
+    try:
+        shape = tuple(model.inputs[0].shape)
+        dtype = model.inputs[0].dtype
+    except (AttributeError, IndexError, ValueError):
+        raise LinconError(
+            "export_for_serving needs a model with a known input (start it with "
+            "keras.Input(shape, name=...)); this model has none."
+        ) from None
+    if len(model.inputs) != 1:
+        raise LinconError("export_for_serving supports models with one input; use keras.export.ExportArchive.")
+    spec = tf.TensorSpec(shape, dtype, name=_input_name(model))
+    fn = tf.function(lambda x: {"outputs": model(x, training=False)}, jit_compile=xla)
+    return {f"serving_default{suffix}": (fn, [spec])}
+
+
+def export_for_serving(
+    model: keras.Model, base_dir: Union[str, os.PathLike], version: int = 1, *, xla: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Writes ``model`` as a SavedModel at ``<base_dir>/<version>/`` for TF Serving.
+
+    Args:
+        model: a built Keras model (e.g. a Sequential ending in the layer) or
+            a :class:`~keras_lincon.ConstrainedVAE`.
+        base_dir: TF Serving's model base path.
+        version: positive integer version (TF Serving serves the largest).
+        xla: also add ``<endpoint>_xla`` endpoints compiled with XLA.
+        overwrite: replace an existing version folder.
+
+    Returns:
+        The version folder.
+
+    Raises:
+        LinconError: bad version, existing folder, or a model without input.
+    """
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise LinconError(f"version must be a positive integer (TF Serving's folder name); got {version!r}.")
+    target = Path(base_dir) / str(version)
+    if target.exists():
+        if not overwrite:
+            raise LinconError(f"{target} exists; pass overwrite=True or choose another version.")
+        shutil.rmtree(target)
+    if not model.built:
+        raise LinconError("build the model (call it once or fit it) before exporting.")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for with_xla in (False, True) if xla else (False,):
+        for name, (fn, signature) in _endpoints(model, with_xla).items():
+            archive.add_endpoint(name=name, fn=fn, input_signature=signature)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive.write_out(str(target), verbose=False)
+    return target
+
+
+def rest_predict_example(export_dir: Union[str, os.PathLike], signature: str = "serving_default",
+                         batch: int = 1) -> dict:
+    """A TF Serving REST ``:predict`` request body (columnar ``inputs``) for a signature.
+
+    Zeros of the right shape under the signature's input names; for scalar
+    inputs (``num_samples``, ``seed``) small integers.
+    """
+    loaded = tf.saved_model.load(str(export_dir))
+    _, specs = loaded.signatures[signature].structured_input_signature
+    body = {}
+    for name, spec in specs.items():
+        if spec.shape.rank == 0:
+            body[name] = 4 if name == "num_samples" else 0
+        else:
+            shape = [batch if d is None else d for d in spec.shape.as_list()]
+            body[name] = tf.zeros(shape, spec.dtype).numpy().tolist()
+    return {"signature_name": signature, "inputs": body}
