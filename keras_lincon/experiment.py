@@ -72,11 +72,7 @@ def build_vae(image_shape, cfg: VAEConfig, constrained: bool) -> ConstrainedVAE:
 def feasible_mask(y, A, box=(-1.0, 1.0)) -> np.ndarray:
     """Per row: True when within the layer's relative tolerance (constraints and box)."""
     y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-    n = y.shape[1]
-    G = np.vstack([A, np.eye(n), -np.eye(n)])
-    h = np.r_[np.zeros(len(A)), np.full(n, box[1]), np.full(n, -box[0])]
-    scale = np.abs(h)[None, :] + np.linalg.norm(G, axis=1)[None, :] * np.linalg.norm(y, axis=1, keepdims=True)
-    return np.all((y @ G.T - h) <= FEASIBLE * np.maximum(scale, 1e-30), axis=1)
+    return klc.polyhedra.violations(y, *klc.polyhedra.with_box(A, None, *box), relative=True) <= FEASIBLE
 
 
 def _grid(path: Path, panels: dict, shape, marks: dict, rows=8, cols=8):

@@ -427,6 +427,14 @@ class LinearInequalityConstraint(keras.layers.Layer):
 
     # --------------------------------------------------------------- checks
 
+    def constraint_rows(self):
+        """The layer's feasible set as ``(G, h, C, d)``: ``G x <= h`` (box rows
+        included) and ``C x = d``; float64 numpy arrays."""
+        s = self.system
+        lower, upper = self.box if self.box is not None else (None, None)
+        G, h = polyhedra.with_box(s.A, s.b, lower, upper)
+        return G, h, s.C, s.d
+
     def max_violation(self, outputs, relative: bool = False) -> float:
         """Largest violation of the layer's constraints and box by ``outputs``.
 
@@ -438,16 +446,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
             float; ``<= 0`` means feasible.
         """
         y = np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64).reshape(-1, self.units)
-        s = self.system
-        A, b = s.A, s.b
-        if self.box is not None:
-            eye = np.eye(self.units)
-            lo, hi = self.box
-            fin_hi, fin_lo = np.isfinite(hi), np.isfinite(lo)
-            A = np.vstack([A, eye[fin_hi], -eye[fin_lo]])
-            b = np.concatenate([b, hi[fin_hi], -lo[fin_lo]])
-        return polyhedra.max_violation(y, A, b, s.C if s.C.size else None, s.d if s.C.size else None,
-                                       relative=relative)
+        return polyhedra.max_violation(y, *self.constraint_rows(), relative=relative)
 
     def assert_constraints(self, outputs, tolerance: float = FLOAT32_TOLERANCE) -> float:
         """Raises ConstraintViolationError unless ``outputs`` are feasible.

@@ -55,14 +55,8 @@ def relative_violation(layer: LinearInequalityConstraint, outputs):
     rows included, computed with ``keras.ops`` so it can run inside a train
     step. Equalities count as two inequalities.
     """
-    s = layer.system
-    G, h = [s.A, s.C, -s.C], [s.b, s.d, -s.d]
-    if layer.box is not None:
-        lo, hi = layer.box
-        eye = np.eye(layer.units)
-        G += [eye[np.isfinite(hi)], -eye[np.isfinite(lo)]]
-        h += [hi[np.isfinite(hi)], -lo[np.isfinite(lo)]]
-    G, h = np.vstack(G), np.concatenate(h)
+    G, h, C, d = layer.constraint_rows()
+    G, h = np.vstack([G, C, -C]), np.concatenate([h, d, -d])
     if G.shape[0] == 0:
         return ops.convert_to_tensor(-np.inf)
     x = ops.cast(ops.reshape(outputs, (-1, layer.units)), "float32")

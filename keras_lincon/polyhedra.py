@@ -654,8 +654,29 @@ def _embed(rows: np.ndarray, var_idx: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def max_violation(x, A, b=None, C=None, d=None, *, relative: bool = False) -> float:
-    """Largest constraint violation over a batch of points.
+def with_box(A, b=None, lower=None, upper=None) -> tuple[np.ndarray, np.ndarray]:
+    """``A x <= b`` plus the rows ``x_i <= upper_i`` and ``-x_i <= -lower_i``.
+
+    Bounds are scalars or (n,) arrays; infinite or None sides add no row.
+    Returns (A', b') float64.
+    """
+    system = as_constraint_system(A, b)
+    n = system.dim
+    rows, rhs = [system.A], [system.b]
+    eye = np.eye(n)
+    if upper is not None:
+        hi = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n,))
+        rows.append(eye[np.isfinite(hi)])
+        rhs.append(hi[np.isfinite(hi)])
+    if lower is not None:
+        lo = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n,))
+        rows.append(-eye[np.isfinite(lo)])
+        rhs.append(-lo[np.isfinite(lo)])
+    return np.vstack(rows), np.concatenate(rhs)
+
+
+def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.ndarray:
+    """Worst constraint violation of each point.
 
     Args:
         x: (..., n) points.
@@ -664,9 +685,9 @@ def max_violation(x, A, b=None, C=None, d=None, *, relative: bool = False) -> fl
             at which floating point can resolve it).
 
     Returns:
-        ``max(max_i a_i.x - b_i, max_j |c_j.x - d_j|)`` over all points, as a
-        float; ``<= 0`` means every point is feasible (``-inf`` for no points
-        and no constraints).
+        (num_points,) float64: ``max(max_i a_i.x - b_i, max_j |c_j.x - d_j|)``
+        per point (``-inf`` for a point when there are no constraints);
+        ``<= 0`` means feasible.
     """
     system = as_constraint_system(A, b, C, d)
     points = np.asarray(x, dtype=np.float64)
@@ -675,16 +696,24 @@ def max_violation(x, A, b=None, C=None, d=None, *, relative: bool = False) -> fl
             f"x must have last dimension {system.dim} (the columns of A); got shape {points.shape}."
         )
     points = points.reshape(-1, system.dim)
-    if points.shape[0] == 0:
-        return -math.inf
     ineq = points @ system.A.T - system.b
     eq = np.abs(points @ system.C.T - system.d)
     if relative:
         norms = np.linalg.norm(points, axis=1, keepdims=True)
         ineq = ineq / np.maximum(np.abs(system.b) + np.linalg.norm(system.A, axis=1) * norms, 1e-30)
         eq = eq / np.maximum(np.abs(system.d) + np.linalg.norm(system.C, axis=1) * norms, 1e-30)
-    worst = [float(v.max()) for v in (ineq, eq) if v.size]
-    return max(worst) if worst else -math.inf
+    both = np.hstack([ineq, eq])
+    return both.max(axis=1) if both.shape[1] else np.full(points.shape[0], -math.inf)
+
+
+def max_violation(x, A, b=None, C=None, d=None, *, relative: bool = False) -> float:
+    """Largest constraint violation over a batch of points.
+
+    Same arguments as :func:`violations`. Returns a float; ``<= 0`` means
+    every point is feasible (``-inf`` for no points or no constraints).
+    """
+    per_point = violations(x, A, b, C, d, relative=relative)
+    return float(per_point.max()) if per_point.size else -math.inf
 
 
 def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndarray:

@@ -173,3 +173,11 @@ def test_prior_samples_follow_the_prior_and_are_seeded(prior):
     reference = vae.prior().sample(20_000, seed=(1, 2)).numpy()
     np.testing.assert_allclose(plain.mean(axis=0), reference.mean(axis=0), atol=0.05)
     np.testing.assert_allclose(plain.std(axis=0), reference.std(axis=0), atol=0.05)
+
+
+def test_xla_compiled_training(digits):
+    vae = make_vae(prior="mixture", prior_components=2)
+    vae.compile(optimizer="adam", jit_compile=True)
+    history = vae.fit(digits.x_train[:256], epochs=2, batch_size=64, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert max(history.history["max_violation"]) <= TOL

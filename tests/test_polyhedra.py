@@ -343,3 +343,12 @@ def test_float_double_description_matches_hull_of_its_vertices():
     # each vertex makes two constraints tight
     tight = np.abs(rep.vertices @ A.T - b) < 1e-9
     assert np.all(tight.sum(axis=1) == 2)
+
+
+def test_with_box_and_per_point_violations():
+    G, h = polyhedra.with_box([[1.0, 1.0]], [1.0], lower=[-1.0, -np.inf], upper=2.0)
+    np.testing.assert_array_equal(G, [[1, 1], [1, 0], [0, 1], [-1, 0]])
+    np.testing.assert_array_equal(h, [1, 2, 2, 1])
+    x = np.array([[0.0, 0.0], [3.0, 0.0], [-1.5, 0.0]])
+    np.testing.assert_allclose(polyhedra.violations(x, G, h), [-1.0, 2.0, 0.5])
+    assert polyhedra.violations(x, np.zeros((0, 2))).tolist() == [-np.inf] * 3

@@ -59,12 +59,8 @@ def build_model(n: int, hidden: int, output_layer: keras.layers.Layer) -> keras.
 
 def feasible_share(y, A, box=(-1.0, 1.0)) -> float:
     """Share of rows within the layer's relative tolerance (constraints and box)."""
-    y = np.asarray(y, dtype=np.float64)
-    n = y.shape[1]
-    G = np.vstack([A, np.eye(n), -np.eye(n)])
-    h = np.r_[np.zeros(len(A)), np.full(n, box[1]), np.full(n, -box[0])]
-    ok = [klc.max_violation(row[None], G, h, relative=True) <= FEASIBLE for row in y]
-    return float(np.mean(ok))
+    G, h = klc.polyhedra.with_box(A, None, *box)
+    return float(np.mean(klc.polyhedra.violations(y, G, h, relative=True) <= FEASIBLE))
 
 
 def save_grid(path: Path, columns: dict, shape, rows: int = 8) -> None:
