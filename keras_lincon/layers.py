@@ -39,27 +39,6 @@ class _Fixed(keras.initializers.Initializer):
         return ops.convert_to_tensor(self.value, dtype=dtype)
 
 
-def _as_box(box, n: int):
-    if box is None:
-        return None
-    try:
-        lower, upper = box
-    except (TypeError, ValueError):
-        raise ConstraintShapeError(
-            f"box must be a pair (lower, upper) of scalars or length-{n} arrays; got {box!r}."
-        ) from None
-    lo = np.broadcast_to(np.asarray(lower if lower is not None else -np.inf, dtype=np.float64), (n,)).copy()
-    hi = np.broadcast_to(np.asarray(upper if upper is not None else np.inf, dtype=np.float64), (n,)).copy()
-    if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
-        raise ConstraintShapeError("box bounds contain NaN; use -inf/inf for a missing side.")
-    if np.any(lo >= hi):
-        raise ConstraintShapeError(
-            f"box lower bounds must be strictly below upper bounds; coordinate(s) "
-            f"{np.flatnonzero(lo >= hi)[:8].tolist()} are not."
-        )
-    return lo, hi
-
-
 @keras.saving.register_keras_serializable(package="keras_lincon")
 class LinearInequalityConstraint(keras.layers.Layer):
     """Maps features to outputs that satisfy ``A x <= b`` (and ``C x = d``).
@@ -147,7 +126,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
         if nonneg not in NONNEG_FUNCTIONS:
             raise LinconError(f"nonneg must be one of {sorted(NONNEG_FUNCTIONS)}; got {nonneg!r}.")
         self.nonneg = nonneg
-        self.box = _as_box(box, n)
+        self.box = polyhedra.as_box(box, n)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)

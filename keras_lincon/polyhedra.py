@@ -654,6 +654,29 @@ def _embed(rows: np.ndarray, var_idx: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def as_box(box, n: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Validates ``box = (lower, upper)`` (scalars, (n,) arrays, None or inf for a
+    missing side) and returns two (n,) float64 arrays, or None for no box."""
+    if box is None:
+        return None
+    try:
+        lower, upper = box
+    except (TypeError, ValueError):
+        raise ConstraintShapeError(
+            f"box must be a pair (lower, upper) of scalars or length-{n} arrays; got {box!r}."
+        ) from None
+    lo = np.broadcast_to(np.asarray(lower if lower is not None else -np.inf, dtype=np.float64), (n,)).copy()
+    hi = np.broadcast_to(np.asarray(upper if upper is not None else np.inf, dtype=np.float64), (n,)).copy()
+    if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
+        raise ConstraintShapeError("box bounds contain NaN; use -inf/inf for a missing side.")
+    if np.any(lo >= hi):
+        raise ConstraintShapeError(
+            f"box lower bounds must be strictly below upper bounds; coordinate(s) "
+            f"{np.flatnonzero(lo >= hi)[:8].tolist()} are not."
+        )
+    return lo, hi
+
+
 def with_box(A, b=None, lower=None, upper=None) -> tuple[np.ndarray, np.ndarray]:
     """``A x <= b`` plus the rows ``x_i <= upper_i`` and ``-x_i <= -lower_i``.
 

@@ -33,22 +33,11 @@ class ProjectionError(LinconError):
 def _stacked_constraints(A, b, C, d, box):
     """``M, l, u`` with ``l <= M x <= u`` for the system and optional box."""
     system = polyhedra.as_constraint_system(A, b, C, d)
-    n = system.dim
-    rows = [system.A, system.C]
-    lower = [np.full(system.A.shape[0], -np.inf), system.d]
-    upper = [system.b, system.d]
-    if box is not None:
-        try:
-            lo, hi = box
-        except (TypeError, ValueError):
-            raise ConstraintShapeError(f"box must be a pair (lower, upper); got {box!r}.") from None
-        lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n,))
-        hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n,))
-        bounded = np.isfinite(lo) | np.isfinite(hi)
-        rows.append(np.eye(n)[bounded])
-        lower.append(lo[bounded])
-        upper.append(hi[bounded])
-    return system, np.vstack(rows), np.concatenate(lower), np.concatenate(upper)
+    bounds = polyhedra.as_box(box, system.dim)
+    G, h = polyhedra.with_box(system.A, system.b, *(bounds or (None, None)))
+    M = np.vstack([G, system.C])
+    lower = np.concatenate([np.full(len(h), -np.inf), system.d])
+    return system, M, lower, np.concatenate([h, system.d])
 
 
 class OSQPProjector:
@@ -151,16 +140,13 @@ class ADMMProjection(keras.layers.Layer):
         )
         if iterations < 1 or tolerance <= 0 or rho <= 0:
             raise LinconError("iterations must be >= 1, tolerance > 0 and rho > 0.")
-        system, _, _, _ = _stacked_constraints(A, b, C, d, None)
+        system = polyhedra.as_constraint_system(A, b, C, d)
         self.system = system
         self.iterations, self.tolerance, self.rho = int(iterations), float(tolerance), float(rho)
         n = system.dim
         big = 1e30  # finite stand-in for infinity keeps the clips free of inf arithmetic
-        lo = np.full(n, -big)
-        hi = np.full(n, big)
-        if box is not None:
-            lo = np.maximum(np.broadcast_to(np.asarray(box[0], dtype=np.float64), (n,)), -big)
-            hi = np.minimum(np.broadcast_to(np.asarray(box[1], dtype=np.float64), (n,)), big)
+        lo, hi = polyhedra.as_box(box, n) or (np.full(n, -np.inf), np.full(n, np.inf))
+        lo, hi = np.maximum(lo, -big), np.minimum(hi, big)
         bounded = ((lo > -big) | (hi < big)).astype(np.float64)
         B = np.vstack([system.A, system.C])
         e = 1.0 + rho * bounded
