@@ -9,7 +9,7 @@ import numpy as np
 from keras import ops
 
 from keras_lincon import polyhedra, precision
-from keras_lincon.errors import ConstraintShapeError, DegenerateSetError, LinconError
+from keras_lincon.errors import ConstraintShapeError, DegenerateSetError, InfeasibleError, LinconError
 
 #: Non-negative maps for ray coefficients (the paper uses ``abs``).
 NONNEG_FUNCTIONS = {
@@ -55,9 +55,12 @@ class LinearInequalityConstraint(keras.layers.Layer):
     ``b = None`` this is the paper's homogeneous cone ``A x <= 0``.
 
     ``box=(lower, upper)`` adds bounds by the paper's rescaling towards a point
-    ``c`` of ``P`` inside the box (``c = 0`` for a cone when ``lower < 0 <
-    upper``): ``x <- c + (x - c) / max(1, max_i (x_i - c_i) / (bound_i - c_i))``.
-    It is applied at every step and keeps ``x`` in ``P``.
+    ``c`` of ``P`` inside the box: ``x <- c + (x - c) / max(1, max_i (x_i -
+    c_i) / (bound_i - c_i))``, applied at every step; it keeps ``x`` in ``P``.
+    ``c`` is ``box_center`` if given (checked: in ``P``, strictly inside the
+    box), else ``0`` for a cone with ``lower < 0 < upper`` (the paper), else
+    the point of ``P`` deepest inside the box (an LP). A centre near typical
+    outputs distorts them less.
 
     Tolerance: the generators are exact to 1e-9; in float32 every output
     satisfies ``a_i.x - b_i <= 1e-5 (|b_i| + ||a_i|| ||x||)`` (and likewise
@@ -77,6 +80,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
         b: (m,) right-hand side, or None for ``A x <= 0``.
         C: optional (p, n) equality matrix; d: (p,) right-hand side.
         box: optional ``(lower, upper)`` bounds, scalars or (n,) arrays.
+        box_center: optional (n,) centre of the box rescaling (see above).
         nonneg: ``"abs"`` (paper), ``"softplus"``, ``"relu"`` or ``"square"``.
         kernel_initializer, bias_initializer, kernel_regularizer: as in Dense.
         representation: a precomputed :class:`~keras_lincon.VRepresentation`
@@ -105,6 +109,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
         C=None,
         d=None,
         box=None,
+        box_center=None,
         nonneg: str = "abs",
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -126,14 +131,15 @@ class LinearInequalityConstraint(keras.layers.Layer):
         if nonneg not in NONNEG_FUNCTIONS:
             raise LinconError(f"nonneg must be one of {sorted(NONNEG_FUNCTIONS)}; got {nonneg!r}.")
         self.nonneg = nonneg
+        self.units = n
         self.box = polyhedra.as_box(box, n)
+        self.box_center = None if box_center is None else self._checked_center(box_center)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.force_float32 = bool(force_float32)
         self.method = method
         self.max_generators = int(max_generators)
-        self.units = n
         self._arrays = None
         if layout is None:
             if representation is None:
@@ -155,6 +161,26 @@ class LinearInequalityConstraint(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=1)
 
     # ------------------------------------------------------------ generators
+
+    def _checked_center(self, center) -> np.ndarray:
+        n = self.units
+        if self.box is None:
+            raise ConstraintShapeError("box_center needs a box: pass box=(lower, upper) too.")
+        c = np.broadcast_to(np.asarray(center, dtype=np.float64), (n,)).copy()
+        lo, hi = self.box
+        if not np.all(np.isfinite(c)) or np.any(c <= lo) or np.any(c >= hi):
+            raise ConstraintShapeError(
+                "box_center must be finite and strictly inside the box on every coordinate; "
+                f"coordinate(s) {np.flatnonzero(~((c > lo) & (c < hi)))[:8].tolist()} are not."
+            )
+        s = self.system
+        worst = polyhedra.max_violation(c[None], s.A, s.b, s.C, s.d, relative=True)
+        if worst > polyhedra.CHECK_TOLERANCE:
+            raise InfeasibleError(
+                f"box_center violates the constraints (worst relative violation {worst:.3g}); it must be a "
+                "point of the feasible set, e.g. a feasible output scaled towards the cone's apex."
+            )
+        return c
 
     def _generator_arrays(self, rep: polyhedra.VRepresentation):
         """Numpy arrays for the generator weights, and the layout describing them."""
@@ -212,7 +238,9 @@ class LinearInequalityConstraint(keras.layers.Layer):
             arrays["vertex_mask"] = mask
         if self.box is not None:
             lo, hi = self.box
-            if rep.is_cone and np.all(lo < 0) and np.all(hi > 0):
+            if self.box_center is not None:
+                center = self.box_center
+            elif rep.is_cone and np.all(lo < 0) and np.all(hi > 0):
                 center = np.zeros(n)
             else:
                 center = polyhedra.interior_point_in_box(
@@ -319,7 +347,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
         elif lay["vertex_path"] == "dense":
             self.vertex_dense = fixed("vertex_dense", (nb * smax, n))
         if self.box is not None:
-            self.box_center = fixed("box_center", (n,))
+            self.box_center_weight = fixed("box_center", (n,))
             self.box_inv_upper = fixed("box_inv_upper", (n,))
             self.box_inv_lower = fixed("box_inv_lower", (n,))
         self._arrays = None  # the weights hold them now; free the numpy copies
@@ -374,7 +402,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
         if lay.get("has_offset", True):
             out = out + const(self.offset)
         if self.box is not None:
-            center = const(self.box_center)
+            center = const(self.box_center_weight)
             centered = out - center
             ratio = ops.maximum(centered * const(self.box_inv_upper), centered * const(self.box_inv_lower))
             scale = ops.maximum(ops.max(ratio, axis=-1, keepdims=True), 1.0)
@@ -393,6 +421,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
             C=s.C.tolist() if s.C.size else None,
             d=s.d.tolist() if np.any(s.d) else None,
             box=[self.box[0].tolist(), self.box[1].tolist()] if self.box is not None else None,
+            box_center=self.box_center.tolist() if self.box_center is not None else None,
             nonneg=self.nonneg,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),

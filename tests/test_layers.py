@@ -365,3 +365,22 @@ def test_both_call_modes_are_feasible_and_trainable(monkeypatch, mode, case):
     history = model.fit(x, target, epochs=5, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     layer.assert_constraints(model.predict(x * 100, verbose=0))
+
+
+def test_box_center_is_used_and_validated():
+    center = np.full(64, -0.5)
+    center[:16] = 0.5  # block (0,0) has sign +1: its sum must be <= 0 -> make it fail first
+    with pytest.raises(klc.InfeasibleError, match="box_center violates"):
+        klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), box_center=-center)
+    rep = klc.h_to_v(SMALL_CHECKER)
+    good = 0.5 * np.clip(rep.sample(1, seed=0)[0], -1, 1)
+    good = good if klc.max_violation(good[None], SMALL_CHECKER) <= 0 else np.zeros(64)
+    layer = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), box_center=good)
+    x = np.random.default_rng(0).standard_normal((64, 5)).astype("float32") * 100
+    layer.assert_constraints(layer(x))
+    clone = klc.LinearInequalityConstraint.from_config(layer.get_config())
+    np.testing.assert_allclose(clone.box_center, good)
+    with pytest.raises(klc.ConstraintShapeError, match="strictly inside"):
+        klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), box_center=np.ones(64))
+    with pytest.raises(klc.ConstraintShapeError, match="needs a box"):
+        klc.LinearInequalityConstraint(SMALL_CHECKER, box_center=np.zeros(64))
