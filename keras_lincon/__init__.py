@@ -6,15 +6,20 @@ combinations of precomputed generators of the feasible set, so they satisfy
 the constraints at every step without projection.
 """
 
+__version__ = "0.1.0"
+
 from keras_lincon.errors import (
     ConstraintShapeError,
+    ConstraintViolationError,
     DegenerateSetError,
     InfeasibleError,
     LinconError,
     NonFiniteError,
+    ProjectionError,
     RepresentationCheckError,
     TooManyGeneratorsError,
 )
+from keras_lincon.layers import LinearInequalityConstraint
 from keras_lincon.polyhedra import (
     VRepresentation,
     checkerboard,
@@ -22,10 +27,6 @@ from keras_lincon.polyhedra import (
     max_violation,
     monotone_chain,
 )
-
-__version__ = "0.1.0"
-from keras_lincon.layers import ConstraintViolationError, LinearInequalityConstraint
-
 
 try:  # ConstrainedVAE needs TensorFlow; the core and the layer do not.
     from keras_lincon.models import ConstrainedVAE

@@ -32,3 +32,11 @@ class TooManyGeneratorsError(LinconError):
 
 class RepresentationCheckError(LinconError):
     """A computed generator violates the constraints (numerical failure)."""
+
+
+class ConstraintViolationError(LinconError):
+    """Outputs violate the constraints by more than the stated tolerance."""
+
+
+class ProjectionError(LinconError):
+    """A projection solver did not reach a solution."""

@@ -9,7 +9,13 @@ import numpy as np
 from keras import ops
 
 from keras_lincon import polyhedra, precision
-from keras_lincon.errors import ConstraintShapeError, DegenerateSetError, InfeasibleError, LinconError
+from keras_lincon.errors import (
+    ConstraintShapeError,
+    ConstraintViolationError,
+    DegenerateSetError,
+    InfeasibleError,
+    LinconError,
+)
 
 #: Non-negative maps for ray coefficients (the paper uses ``abs``).
 NONNEG_FUNCTIONS = {
@@ -21,10 +27,6 @@ NONNEG_FUNCTIONS = {
 #: Relative float32 tolerance stated by the layer (see the class docstring).
 FLOAT32_TOLERANCE = 1e-5
 _MASK_LOGIT = -1e9  # added to logits of padding vertices
-
-
-class ConstraintViolationError(LinconError):
-    """Outputs violate the constraints by more than the stated tolerance."""
 
 
 class _Fixed(keras.initializers.Initializer):

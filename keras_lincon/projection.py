@@ -23,11 +23,7 @@ import numpy as np
 from keras import ops
 
 from keras_lincon import polyhedra
-from keras_lincon.errors import ConstraintShapeError, LinconError
-
-
-class ProjectionError(LinconError):
-    """The solver did not reach a solution."""
+from keras_lincon.errors import ConstraintShapeError, LinconError, ProjectionError
 
 
 def _stacked_constraints(A, b, C, d, box):

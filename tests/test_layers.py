@@ -96,6 +96,10 @@ def _system(kind, n, m, seed):
     if kind == "full_rank_cone":
         return dict(A=rng.standard_normal((min(m, n), n)))
     if kind == "polytope":
+        # Random coupled polytopes have up to ~C(m, n/2) vertices: keep n small
+        # so double description stays fast (high-dimensional boxes are covered
+        # by the block path, test_box_costs_two_vertices_per_coordinate).
+        n = min(n, 6)
         A = rng.integers(-3, 4, size=(m + n, n)).astype(float)
         return dict(A=np.vstack([A, np.eye(n), -np.eye(n)]), b=np.r_[rng.integers(0, 4, m + n), np.full(2 * n, 3.0)])
     if kind == "equality":
@@ -124,11 +128,11 @@ def test_every_output_is_feasible(kind, n, m, k, seed, log_scale, nonneg):
     spec = _system(kind, n, m, seed)
     try:
         layer = klc.LinearInequalityConstraint(**spec, nonneg=nonneg)
-    except (klc.DegenerateSetError, klc.InfeasibleError):
+    except (klc.DegenerateSetError, klc.InfeasibleError, klc.TooManyGeneratorsError):
         assume(False)
     x = np.random.default_rng(seed).standard_normal((64, k)).astype("float32") * 10.0**log_scale
     y = keras.ops.convert_to_numpy(layer(x))
-    assert y.shape == (64, n) and np.all(np.isfinite(y))
+    assert y.shape == (64, layer.units) and np.all(np.isfinite(y))
     layer.assert_constraints(y)
     # large weights too: the guarantee does not depend on the weight values
     layer.set_weights([w * 1e3 if i < 2 else w for i, w in enumerate(layer.get_weights())])
