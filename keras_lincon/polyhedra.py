@@ -350,9 +350,11 @@ def _cdd_generators(system: ConstraintSystem, max_generators: int):
     table = np.vstack([np.column_stack([b, -A]), np.column_stack([d, -C])])
     bound = _vertex_upper_bound(m, n)
     if bound > max_generators:
-        logger.info(
-            "double description on %d constraints in %d dimensions: up to %.3g "
-            "vertices are possible, this may take a while", m, n, bound,
+        # cddlib cannot be interrupted: say so before a possibly long run.
+        logger.warning(
+            "keras_lincon: double description on %d constraints in %d dimensions: up to %.3g "
+            "vertices are possible (max_generators=%d), this may take a while. Independent "
+            "blocks, fewer constraints or box=... on a cone avoid it.", m, n, bound, max_generators,
         )
     exact = _exact_entries(table)
     if exact is not None:

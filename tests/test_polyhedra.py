@@ -352,3 +352,15 @@ def test_with_box_and_per_point_violations():
     x = np.array([[0.0, 0.0], [3.0, 0.0], [-1.5, 0.0]])
     np.testing.assert_allclose(polyhedra.violations(x, G, h), [-1.0, 2.0, 0.5])
     assert polyhedra.violations(x, np.zeros((0, 2))).tolist() == [-np.inf] * 3
+
+
+def test_possibly_long_double_description_is_announced(caplog):
+    A = np.vstack([np.eye(6), -np.eye(6), np.ones((1, 6))])  # coupled: one block, 13 rows in 6 dims
+    with caplog.at_level("WARNING", logger="keras_lincon"):
+        with pytest.raises(klc.TooManyGeneratorsError, match="87 generators"):
+            klc.h_to_v(A, np.r_[np.ones(12), 3.0], max_generators=20)
+    assert "may take a while" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="keras_lincon"):
+        klc.h_to_v(A, np.r_[np.ones(12), 3.0])  # within the default cap: silent
+    assert "may take a while" not in caplog.text
