@@ -16,7 +16,6 @@ Both solve ``min_x 0.5 ||x - y||^2`` subject to ``l <= M x <= u`` with
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 import keras
 import numpy as np
@@ -142,6 +141,8 @@ class ADMMProjection(keras.layers.Layer):
         n = system.dim
         big = 1e30  # finite stand-in for infinity keeps the clips free of inf arithmetic
         lo, hi = polyhedra.as_box(box, n) or (np.full(n, -np.inf), np.full(n, np.inf))
+        # The exact rows, for max_violation.
+        self._rows = (*polyhedra.with_box(system.A, system.b, lo, hi), system.C, system.d)
         lo, hi = np.maximum(lo, -big), np.minimum(hi, big)
         bounded = ((lo > -big) | (hi < big)).astype(np.float64)
         B = np.vstack([system.A, system.C])
@@ -200,13 +201,8 @@ class ADMMProjection(keras.layers.Layer):
 
     def max_violation(self, outputs) -> float:
         """Largest absolute violation of the constraints and box by ``outputs``."""
-        x = np.asarray(ops.convert_to_numpy(outputs), dtype=np.float64)
-        c = {k: v.astype(np.float64) for k, v in self._consts.items()}
-        Bx = x @ c["Bt"]
-        worst = np.maximum(x - c["upper"], c["lower"] - x).max()
-        if Bx.size:
-            worst = max(worst, np.maximum(Bx - c["upper_B"], c["lower_B"] - Bx).max())
-        return float(worst)
+        x = np.asarray(ops.convert_to_numpy(outputs), dtype=np.float64).reshape(-1, self.units)
+        return polyhedra.max_violation(x, *self._rows)
 
     def get_config(self):
         config = super().get_config()

@@ -2,8 +2,6 @@
 
 import itertools
 
-import cdd
-import cdd.gmp
 import numpy as np
 import pytest
 import scipy.optimize
