@@ -40,3 +40,7 @@ class ConstraintViolationError(LinconError):
 
 class ProjectionError(LinconError):
     """A projection solver did not reach a solution."""
+
+
+class GeneratorMismatchError(LinconError):
+    """Stored generator weights do not generate points of the layer's constraints."""
