@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from keras_lincon.errors import DegenerateSetError, GeneratorMismatchError
+from keras_lincon.errors import DegenerateSetError, GeneratorMismatchError, RepresentationCheckError
 from keras_lincon.representation import VRepresentation, check_representation
 from keras_lincon.system import ConstraintSystem, max_violation
 
@@ -217,11 +217,12 @@ def check_weights(
     rep = VRepresentation(vertices, rays, lineality, vertex_blocks, row_space=row_space)
     try:
         check_representation(rep, system, tol)
-    except Exception as exc:  # RepresentationCheckError: say what it means here
+    except RepresentationCheckError as exc:
+        worst = ", ".join(f"{kind}s by {value:.3g}" for kind, value in exc.violations.items())
         raise GeneratorMismatchError(
-            "the layer's generator weights do not generate points of its constraints "
-            f"({exc}). They belong to another constraint set or box, or were edited. Load "
-            "the weights saved with this layer, or build a new layer from the intended A, b."
+            f"the layer's generator weights do not generate points of its constraints ({worst}, "
+            f"relative; tolerance {tol:g}). They belong to another constraint set or box, or were "
+            "edited. Load the weights saved with this layer, or build a new layer from the intended A, b."
         ) from None
     if box is not None:
         _check_box_weights(w, system, box, tol)

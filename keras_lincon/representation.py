@@ -236,7 +236,7 @@ def check_representation(
     }
     failed = {k: v for k, v in checks.items() if not v <= tol}
     if failed:
-        raise RepresentationCheckError(
+        raise RepresentationCheckError(failed,
             f"the computed generators violate the constraints (worst relative "
             f"violation by kind: {failed}, tolerance {tol:g}). The system is "
             "numerically ill-conditioned: rescale rows of A to similar norms, "
