@@ -6,9 +6,11 @@ against the layer's stated relative tolerance (1e-5).
 """
 
 import os
+import re
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -163,3 +165,20 @@ def test_tf2onnx_cli_on_a_box_model(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "cli.onnx"), providers=["CPUExecutionProvider"])
     y = session.run(None, {session.get_inputs()[0].name: inputs()})[0]
     assert model.layers[-1].max_violation(y, relative=True) <= TOL
+
+
+@pytest.mark.slow  # ~40-80 s (exports to every format); the README block runner covers it once merged
+def test_deploy_doc_examples_run(tmp_path):
+    """The python blocks of docs/deploy.md run in order, as written (in a fresh process)."""
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 5
+    script = tmp_path / "deploy_doc.py"
+    script.write_text("\n".join(blocks))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "quantize constant tensors" in proc.stdout
+    assert (tmp_path / "model.tflite").is_file() and (tmp_path / "model.onnx").is_file()
