@@ -297,14 +297,17 @@ def _run_in_worker(table, num_ineq, exact, time_budget, describe: str):
 
 def _lp_support(c, A, b, C, d) -> Optional[float]:
     """``max c.x`` over ``P`` (``inf`` if unbounded, ``-inf`` if empty, None if the LP failed)."""
-    res = scipy.optimize.linprog(
-        -c, A_ub=A if len(A) else None, b_ub=b if len(A) else None,
-        A_eq=C if len(C) else None, b_eq=d if len(C) else None,
-        bounds=(None, None), method="highs",
-    )
-    if res.status == 0:
-        return float(-res.fun)
-    return {2: -np.inf, 3: np.inf}.get(res.status)
+    for presolve in (True, False):
+        res = scipy.optimize.linprog(
+            -c, A_ub=A if len(A) else None, b_ub=b if len(A) else None,
+            A_eq=C if len(C) else None, b_eq=d if len(C) else None,
+            bounds=(None, None), method="highs", options={"presolve": presolve},
+        )
+        if res.status in (0, 3):
+            return float(-res.fun) if res.status == 0 else np.inf
+        # HiGHS' presolve has reported "infeasible" for feasible unbounded
+        # problems with rows of very different scales: retry without it.
+    return -np.inf if res.status == 2 else None
 
 
 def _generator_support(c, vertices, rays, lineality) -> float:
@@ -424,7 +427,8 @@ def check_generators(
         if not np.any(c):
             continue
         h_side = _lp_support(c, A, b, C, d)
-        if h_side is None:
+        if h_side is None or (h_side == -np.inf and len(vertices)):
+            # No verdict, or "empty" although a vertex passed the soundness check.
             logger.debug("keras_lincon: completeness LP inconclusive in one direction")
             continue
         v_side = _generator_support(c, vertices, rays, lineality)
