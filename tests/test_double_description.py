@@ -254,3 +254,11 @@ def test_worker_fork_with_tensorflow_imported():
         timeout=300,
     ).split()
     assert int(out[0]) > 1 and out[2] == "fork"
+
+
+def test_possibly_long_run_is_announced(caplog):
+    cube = np.vstack([np.eye(6), -np.eye(6)])  # bound 112 > max_generators: may be refused late
+    with caplog.at_level("WARNING", logger="keras_lincon"):
+        with pytest.raises(TooManyGeneratorsError, match="produced 64"):
+            dd.enumerate_generators(cube, np.ones(12), max_generators=20)
+    assert "may take a while" in caplog.text and "12 inequalities" in caplog.text
