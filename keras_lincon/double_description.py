@@ -533,6 +533,12 @@ def enumerate_generators(
     else:
         exact = arithmetic == "exact"
     in_worker = bound > WORKER_MIN_BOUND
+    if in_worker and multiprocessing.current_process().daemon:
+        # Daemonic processes (e.g. a multiprocessing.Pool worker) may not start
+        # children: run here, without time budget or prompt Ctrl-C.
+        logger.warning("keras_lincon: inside a daemonic process, double description runs "
+                       "in-process: time_budget is not applied.")
+        in_worker = False
     if bound > max_generators or in_worker:
         # Warn when the result may be refused after the run (bound above the cap).
         logger.log(

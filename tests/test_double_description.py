@@ -262,3 +262,12 @@ def test_possibly_long_run_is_announced(caplog):
         with pytest.raises(TooManyGeneratorsError, match="produced 64"):
             dd.enumerate_generators(cube, np.ones(12), max_generators=20)
     assert "may take a while" in caplog.text and "12 inequalities" in caplog.text
+
+
+def test_daemonic_process_runs_in_process(monkeypatch, caplog):
+    monkeypatch.setattr(dd, "WORKER_MIN_BOUND", 0)
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
+    A, b = seed_10122()
+    with caplog.at_level("WARNING", logger="keras_lincon"):
+        v, r, l = dd.enumerate_generators(A, b, max_generators=1000)
+    assert "daemonic" in caplog.text and len(v) == len(exact_reference(A, b)[0])
