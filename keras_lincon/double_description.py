@@ -11,9 +11,12 @@ three ways a plain cddlib call goes wrong:
   Larger systems, for which exact arithmetic is measured to be about 100-300
   times slower (see :data:`EXACT_MAX_BOUND`), run in floating point with a
   relative tolerance to tell rays from vertices, a soundness check (every
-  generator satisfies the rows) and a completeness check (LP support values
-  of ``P`` in the row normals and random directions equal those of the
+  generator satisfies the rows) and a completeness check (every edge of
+  every simple vertex ends at a found vertex or ray; LP support values of
+  ``P`` in row normals and random directions equal those of the
   generators); a failed check raises instead of returning a partial set.
+  Integer or small-rational systems (denominators <= 10^6) always run
+  exactly, as before (measured 5-20x slower than float, not 100x).
 * **Unbounded work.** McMullen's upper bound on the generator count is
   computed first; far above ``max_generators`` (more than
   :data:`REFUSE_FACTOR` times) the call is refused at once with
@@ -35,6 +38,15 @@ n       m      bound     generators  float (s)  exact (s)
 10      20     5,733     1,052       0.012      5.0
 10      30     78,430    4,635       0.83       60
 ======  =====  ========  ==========  =========  ============
+
+The float path's check cost 0.4-2 s on the last three rows (edge walk
+0.06-0.8 s, the rest LPs), about the DD time. On 500 random 6-10 x 2-4
+Gaussian systems with row scales 10^-6..10^6, plain float cddlib with the
+``first column != 0`` rule was wrong or raised on 58; the float path here
+matched the exact reference on all 500 (and raises when its check fails).
+A worker process costs ~0.1 s (fork, measured with TensorFlow imported).
+In-process runs (bound <= :data:`WORKER_MIN_BOUND`) cannot be interrupted
+but take about a second at most.
 """
 
 from __future__ import annotations
