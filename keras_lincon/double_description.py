@@ -14,7 +14,8 @@ three ways a plain cddlib call goes wrong:
   generator satisfies the rows) and a completeness check (every edge of
   every simple vertex ends at a found vertex or ray; LP support values of
   ``P`` in row normals and random directions equal those of the
-  generators); a failed check raises instead of returning a partial set.
+  generators; :mod:`keras_lincon.generator_check`); a failed check raises
+  instead of returning a partial set.
   Integer or small-rational systems (denominators <= 10^6) always run
   exactly, as before (measured 5-20x slower than float, not 100x).
 * **Unbounded work.** McMullen's upper bound on the generator count is
@@ -61,7 +62,6 @@ from fractions import Fraction
 from typing import Optional
 
 import numpy as np
-import scipy.optimize
 
 from keras_lincon.errors import (
     ConstraintShapeError,
@@ -73,6 +73,7 @@ from keras_lincon.errors import (
     RepresentationCheckError,
     TooManyGeneratorsError,
 )
+from keras_lincon.generator_check import ADVICE, check_generators, lp_support
 
 logger = logging.getLogger("keras_lincon")
 
@@ -89,22 +90,10 @@ EXACT_MAX_BOUND = 3_000
 WORKER_MIN_BOUND = 2_000
 #: A float generator ``(t, x)`` is a ray when ``|t| <= RAY_RTOL * max|x|``.
 RAY_RTOL = 1e-12
-#: Relative tolerance of the float path's soundness and completeness checks.
-CHECK_RTOL = 1e-7
-#: Relative tolerance of the completeness check's support values (LP accuracy).
-SUPPORT_RTOL = 1e-6
-#: Random directions of the completeness check (besides the row normals).
-NUM_DIRECTIONS = 16
-#: At most this many row normals (a random subset) join the random directions.
-MAX_ROW_DIRECTIONS = 32
 ARITHMETICS = ("auto", "exact", "float")
 # Largest denominator accepted when reading a float as a small rational.
 _MAX_DENOMINATOR = 10**6
 
-_ADVICE = (
-    "Rescale the rows of A to similar norms, give integer or rational "
-    "coefficients, split the system into independent blocks, or use fewer rows"
-)
 
 
 def vertex_upper_bound(num_constraints: int, dim: int) -> float:
@@ -203,7 +192,7 @@ def _run_cdd(table: np.ndarray, num_ineq: int, exact: bool):
         raise RepresentationCheckError(
             f"cddlib failed on {num_ineq} inequalities and {len(table) - num_ineq} equalities "
             f"in {n} dimensions ({'exact' if exact else 'floating-point'} arithmetic): "
-            f"{type(exc).__name__}: {exc}. {_ADVICE}"
+            f"{type(exc).__name__}: {exc}. {ADVICE}"
             + ("." if exact else ", or pass arithmetic='exact'.")
         ) from exc
     lines = np.zeros(len(generators.array), dtype=bool)
@@ -296,7 +285,7 @@ def _run_in_worker(table, num_ineq, exact, time_budget, describe: str):
         raise RepresentationCheckError(
             f"the double description worker for {describe} died without a result "
             f"(exit code {proc.exitcode}; a negative code is the signal, e.g. -9 when the "
-            f"system ran out of memory). {_ADVICE}."
+            f"system ran out of memory). {ADVICE}."
         )
     if message[0] == "ok":
         return message[1]
@@ -307,167 +296,6 @@ def _run_in_worker(table, num_ineq, exact, time_budget, describe: str):
         "ImportError": ImportError,
     }.get(name, RepresentationCheckError)
     raise cls(text if name in ("RepresentationCheckError", "ImportError") else f"{name}: {text}")
-
-
-def _lp_support(c, A, b, C, d) -> Optional[float]:
-    """``max c.x`` over ``P`` (``inf`` if unbounded, ``-inf`` if empty, None if the LP failed)."""
-    for presolve in (True, False):
-        res = scipy.optimize.linprog(
-            -c, A_ub=A if len(A) else None, b_ub=b if len(A) else None,
-            A_eq=C if len(C) else None, b_eq=d if len(C) else None,
-            bounds=(None, None), method="highs", options={"presolve": presolve},
-        )
-        if res.status in (0, 3):
-            return float(-res.fun) if res.status == 0 else np.inf
-        # HiGHS' presolve has reported "infeasible" for feasible unbounded
-        # problems with rows of very different scales: retry without it.
-    return -np.inf if res.status == 2 else None
-
-
-def _generator_support(c, vertices, rays, lineality) -> float:
-    scale = np.linalg.norm(c)
-    for vecs in (rays, lineality):
-        if vecs.size:
-            dots = vecs @ c / (np.linalg.norm(vecs, axis=1) * scale)
-            if np.max(dots if vecs is rays else np.abs(dots)) > CHECK_RTOL:
-                return np.inf
-    return float(np.max(vertices @ c)) if vertices.size else -np.inf
-
-
-def _check_neighbours(A: np.ndarray, b: np.ndarray, vertices: np.ndarray, rays: np.ndarray) -> None:
-    """Every edge of every simple vertex of ``{A x <= b}`` ends at a found vertex or ray.
-
-    A vertex ``u`` with exactly ``n`` tight, independent rows ``M`` has the
-    ``n`` edge directions ``e_k = -M^{-1} e_k``; the edge ends where the first
-    other row becomes tight (a vertex) or never (an extreme ray). Degenerate
-    or ill-conditioned vertices are skipped (the LP directions still cover
-    them). Vectorised over chunks of vertices: O(p n^2 m) flops.
-    """
-    from scipy.spatial import cKDTree
-
-    m, n = A.shape
-    if n == 0 or m == 0:
-        return
-    row_norm = np.linalg.norm(A, axis=1)
-    reach = max(1.0, float(np.max(np.linalg.norm(vertices, axis=1))))
-    tree = cKDTree(vertices)
-    unit_rays = rays / np.linalg.norm(rays, axis=1, keepdims=True) if len(rays) else rays
-    slack_all = b[None, :] - vertices @ A.T  # (p, m)
-    tight_all = np.abs(slack_all) <= 1e-9 * (
-        np.abs(b)[None, :] + row_norm[None, :] * np.linalg.norm(vertices, axis=1)[:, None]
-    )
-    simple = np.flatnonzero(tight_all.sum(axis=1) == n)
-    chunk = max(1, 2_000_000 // max(1, n * m))
-    for lo in range(0, len(simple), chunk):
-        idx = simple[lo:lo + chunk]
-        tight, slack = tight_all[idx], slack_all[idx]
-        rows = np.nonzero(tight)[1].reshape(len(idx), n)  # the n tight rows, sorted
-        M = A[rows]  # (k, n, n)
-        cond = np.linalg.cond(M)
-        ok = np.isfinite(cond) & (cond < 1e8)
-        idx, tight, slack, M = idx[ok], tight[ok], slack[ok], M[ok]
-        if not len(idx):
-            continue
-        edges = -np.transpose(np.linalg.inv(M), (0, 2, 1))  # [i, k]: a_k.e = -1, others 0
-        rate = np.einsum("ikn,mn->ikm", edges, A)  # (k, n, m)
-        grow = rate > 1e-12 * row_norm[None, None, :] * np.linalg.norm(edges, axis=2)[:, :, None]
-        grow &= ~tight[:, None, :]
-        ratio = np.where(grow, np.maximum(slack, 0.0)[:, None, :] / np.where(grow, rate, 1.0), np.inf)
-        step = ratio.min(axis=2)  # (k, n)
-        bounded = np.isfinite(step)
-        ends = vertices[idx][:, None, :] + np.where(bounded, step, 0.0)[:, :, None] * edges
-        dist, _ = tree.query(ends[bounded])
-        if np.any(dist > SUPPORT_RTOL * reach):
-            w = ends[bounded][int(np.argmax(dist))]
-            raise RepresentationCheckError(
-                "floating-point double description missed a vertex (near "
-                f"{np.round(w, 6).tolist()[:6]}, a neighbour of a found vertex). "
-                f"{_ADVICE}, or pass arithmetic='exact'."
-            )
-        if np.any(~bounded):
-            unbounded = edges[~bounded]
-            unbounded = unbounded / np.linalg.norm(unbounded, axis=1, keepdims=True)
-            best = (unbounded @ unit_rays.T).max(axis=1) if len(rays) else np.full(len(unbounded), -np.inf)
-            if np.any(best < 1 - 1e-7):
-                raise RepresentationCheckError(
-                    "floating-point double description missed an extreme ray (an "
-                    "unbounded edge of a found vertex points in no found ray's direction). "
-                    f"{_ADVICE}, or pass arithmetic='exact'."
-                )
-
-
-def check_generators(
-    table: np.ndarray, num_ineq: int, vertices, rays, lineality, *, seed: int = 0,
-    num_directions: int = NUM_DIRECTIONS,
-) -> None:
-    """Soundness and completeness of generators against a normalised H-table.
-
-    Soundness: every vertex satisfies the rows, rays and lineality vectors
-    their homogeneous versions, relative to :data:`CHECK_RTOL`. Completeness:
-    in each row normal and in ``num_directions`` random directions ``c``,
-    ``max c.x`` over ``P`` (an LP, HiGHS) equals the maximum over the
-    generators (``inf`` when a ray has ``c.r > 0`` or a lineality vector
-    ``c.l != 0``). Costs ``min(m, 32) + num_directions`` LPs. On its own this catches
-    a missing vertex only when a test direction lies in its normal cone
-    (measured: 55% of single dropped vertices on random 6-10 x 2-4 systems),
-    so for a pointed set without equalities it also walks every edge of
-    every simple vertex (:func:`_check_neighbours`): a vertex's neighbours
-    must be found vertices and its unbounded edges found rays, which, the
-    graph of a polytope being connected, leaves no vertex out.
-
-    Raises:
-        RepresentationCheckError: a generator is outside ``P`` or ``P`` has a
-            point or direction the generators miss.
-    """
-    A, b = -table[:num_ineq, 1:], table[:num_ineq, 0]
-    C, d = -table[num_ineq:, 1:], table[num_ineq:, 0]
-    n = table.shape[1] - 1
-    row_norm = np.linalg.norm(table[:, 1:], axis=1)
-    for kind, vecs, rhs_on in (("vertex", vertices, 1.0), ("ray", rays, 0.0), ("lineality", lineality, 0.0)):
-        if not vecs.size:
-            continue
-        norms = np.linalg.norm(vecs, axis=1)
-        resid_a = vecs @ A.T - rhs_on * b
-        resid_c = np.abs(vecs @ C.T - rhs_on * d)
-        if kind == "lineality":
-            resid_a = np.abs(resid_a)
-        scale = rhs_on * np.abs(table[:, 0])[None, :] + row_norm[None, :] * norms[:, None]
-        worst = np.max(np.hstack([resid_a, resid_c]) / np.maximum(scale, 1e-300), initial=-np.inf)
-        if worst > CHECK_RTOL:
-            raise RepresentationCheckError(
-                f"floating-point double description returned a {kind} outside the set "
-                f"(relative violation {worst:.3g} > {CHECK_RTOL:g}) for {num_ineq} inequalities "
-                f"in {n} dimensions. {_ADVICE}, or pass arithmetic='exact'."
-            )
-    # LP optima are accurate to HiGHS' feasibility tolerance (1e-7 absolute
-    # on rows of norm ~1), scaled by how far the set reaches.
-    reach = max(1.0, float(np.max(np.linalg.norm(vertices, axis=1), initial=0.0)))
-    if len(C) == 0 and len(lineality) == 0 and len(vertices):
-        _check_neighbours(A, b, vertices, rays)
-    rng = np.random.default_rng(seed)
-    normals = A if len(A) <= MAX_ROW_DIRECTIONS else A[rng.choice(len(A), MAX_ROW_DIRECTIONS, replace=False)]
-    directions = np.vstack([normals, rng.standard_normal((num_directions, n))])
-    for c in directions:
-        if not np.any(c):
-            continue
-        h_side = _lp_support(c, A, b, C, d)
-        if h_side is None or (h_side == -np.inf and len(vertices)):
-            # No verdict, or "empty" although a vertex passed the soundness check.
-            logger.debug("keras_lincon: completeness LP inconclusive in one direction")
-            continue
-        v_side = _generator_support(c, vertices, rays, lineality)
-        if np.isfinite(h_side) and np.isfinite(v_side):
-            same = abs(h_side - v_side) <= SUPPORT_RTOL * np.linalg.norm(c) * reach
-        else:
-            same = h_side == v_side
-        if not same:
-            raise RepresentationCheckError(
-                "floating-point double description returned an incomplete set of "
-                f"generators for {num_ineq} inequalities in {n} dimensions: in a test "
-                f"direction the set reaches {h_side:.6g} but the generators only "
-                f"{v_side:.6g} (a vertex or ray went missing or was misclassified). "
-                f"{_ADVICE}, or pass arithmetic='exact' (slower, but exact)."
-            )
 
 
 def enumerate_generators(
@@ -575,11 +403,11 @@ def enumerate_generators(
         )
     homogeneous = not np.any(b) and not np.any(d)
     if total == 0 and not homogeneous:
-        if not exact and _lp_support(np.zeros(n), -table[:m, 1:], table[:m, 0],
+        if not exact and lp_support(np.zeros(n), -table[:m, 1:], table[:m, 0],
                                      -table[m:, 1:], table[m:, 0]) != -np.inf:
             raise RepresentationCheckError(
                 f"floating-point double description found no generator for {describe}, but "
-                f"an LP finds a feasible point. {_ADVICE}, or pass arithmetic='exact'."
+                f"an LP finds a feasible point. {ADVICE}, or pass arithmetic='exact'."
             )
         raise InfeasibleError(
             f"the constraints A x <= b, C x = d have no solution (double description "
