@@ -325,7 +325,9 @@ def enumerate_generators(
         allow_large: skip the up-front refusal of :class:`GeneratorExplosionError`.
         arithmetic: ``"auto"`` (exact when the bound is at most
             :data:`EXACT_MAX_BOUND` or all entries are small rationals, else
-            floating point), ``"exact"`` or ``"float"``.
+            floating point; if that fails its checks or cddlib raises, it
+            is retried exactly in a worker within the rest of
+            ``time_budget``), ``"exact"`` or ``"float"`` (no retry).
         verify: run the soundness/completeness check of
             :func:`check_generators`; None: on the floating-point path only
             (exact results are complete by construction).
@@ -373,7 +375,8 @@ def enumerate_generators(
     else:
         exact = arithmetic == "exact"
     in_worker = bound > WORKER_MIN_BOUND
-    if in_worker and multiprocessing.current_process().daemon:
+    daemonic = multiprocessing.current_process().daemon
+    if in_worker and daemonic:
         # Daemonic processes (e.g. a multiprocessing.Pool worker) may not start
         # children: run here, without time budget or prompt Ctrl-C.
         logger.warning("keras_lincon: inside a daemonic process, double description runs "
@@ -388,6 +391,26 @@ def enumerate_generators(
             describe, "exact" if exact else "floating-point", bound, max_generators,
             f" (worker process, time budget {time_budget} s, Ctrl-C stops it)" if in_worker else "",
         )
+    start = time.monotonic()
+    homogeneous = not np.any(b) and not np.any(d)
+    run = (table, m, describe, max_generators, homogeneous, verify, seed)
+    try:
+        return _generate(*run, exact=exact, in_worker=in_worker, time_budget=time_budget)
+    except RepresentationCheckError as exc:
+        left = None if time_budget is None else time_budget - (time.monotonic() - start)
+        if exact or arithmetic != "auto" or (left is not None and left <= 0) or daemonic:
+            raise
+        # Floating point failed (cddlib error or a failed check): the exact
+        # answer is still within reach if the budget allows it.
+        logger.warning("keras_lincon: %s Retrying in exact arithmetic (time budget left: %s s).",
+                       exc, "none" if left is None else f"{left:.3g}")
+        return _generate(*run, exact=True, in_worker=True, time_budget=left)
+
+
+def _generate(table, m, describe, max_generators, homogeneous, verify, seed, *, exact, in_worker,
+              time_budget):
+    """One run of :func:`enumerate_generators` after the bound: cddlib, counts, checks."""
+    n = table.shape[1] - 1
     if in_worker:
         vertices, rays, lineality = _run_in_worker(table, m, exact, time_budget, describe)
     else:
@@ -401,7 +424,6 @@ def enumerate_generators(
             "(box=...) instead of listing bounds as rows of A; raise max_generators only if "
             "the layer can afford that many."
         )
-    homogeneous = not np.any(b) and not np.any(d)
     if total == 0 and not homogeneous:
         if not exact and lp_support(np.zeros(n), -table[:m, 1:], table[:m, 0],
                                      -table[m:, 1:], table[m:, 0]) != -np.inf:

@@ -271,3 +271,36 @@ def test_daemonic_process_runs_in_process(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="keras_lincon"):
         v, r, l = dd.enumerate_generators(A, b, max_generators=1000)
     assert "daemonic" in caplog.text and len(v) == len(exact_reference(A, b)[0])
+
+
+def scaled_system(seed, axis):
+    """Random system with rows (axis=0) or columns (axis=1) scaled by 10^-8..10^8."""
+    rng = np.random.default_rng(seed)
+    m, n = rng.integers(6, 16), rng.integers(2, 6)
+    A, b = rng.standard_normal((m, n)), np.abs(rng.standard_normal(m)) + 0.1
+    scale = 10.0 ** rng.uniform(-8, 8, A.shape[axis])
+    if axis == 0:
+        return A * scale[:, None], b * scale
+    return A * scale[None, :], b
+
+
+def test_row_scaling_fixes_numerical_inconsistency():
+    A, b = scaled_system(0, axis=0)  # 14 x 4
+    with pytest.raises(RuntimeError, match="Numerical inconsistency"):  # plain float cddlib
+        naive_float_cdd(A, b)
+    ref_v, ref_r, _ = exact_reference(A, b)
+    for arithmetic in ("auto", "float"):
+        v, r, _ = dd.enumerate_generators(A, b, max_generators=10_000, arithmetic=arithmetic)
+        assert same_rows(v, ref_v, rtol=1e-6) and same_rows(r, ref_r, unit=True, rtol=1e-6)
+
+
+def test_natural_cddlib_error_is_wrapped_and_auto_retries_exactly(monkeypatch, caplog):
+    A, b = scaled_system(77, axis=1)  # 6 x 5, columns 10^+-8 apart: float cddlib fails
+    with pytest.raises(RepresentationCheckError, match="cddlib failed.*Numerical inconsistency"):
+        dd.enumerate_generators(A, b, max_generators=10_000, arithmetic="float")
+    ref_v, ref_r, _ = exact_reference(A, b)
+    monkeypatch.setattr(dd, "EXACT_MAX_BOUND", 0)  # auto picks floating point first
+    with caplog.at_level("WARNING", logger="keras_lincon"):
+        v, r, _ = dd.enumerate_generators(A, b, max_generators=10_000)
+    assert "Retrying in exact arithmetic" in caplog.text
+    assert same_rows(v, ref_v) and same_rows(r, ref_r, unit=True)
