@@ -95,7 +95,6 @@ ARITHMETICS = ("auto", "exact", "float")
 _MAX_DENOMINATOR = 10**6
 
 
-
 def vertex_upper_bound(num_constraints: int, dim: int) -> float:
     """McMullen's upper bound on the vertices of a ``dim``-polytope with ``num_constraints`` facets."""
     if dim <= 1:
@@ -116,7 +115,9 @@ def generator_upper_bound(num_inequalities: int, dim: int) -> float:
     They are the extreme rays of the homogenised cone
     ``{(t, x) : t >= 0, A x <= t b}`` (``m + 1`` facets in ``dim + 1``
     dimensions), i.e. the vertices of a ``dim``-polytope with ``m + 1``
-    facets. ``dim`` is the dimension left after the equalities.
+    facets. ``dim`` is the dimension left after the equalities. With a
+    lineality space the true count may exceed it (the bound is not monotone
+    in ``dim``): it steers refusal, arithmetic and worker choice only.
     """
     return vertex_upper_bound(num_inequalities + 1, max(dim, 0))
 
@@ -356,7 +357,7 @@ def enumerate_generators(
     A, b, C, d = _as_arrays(A, b, C, d)
     (m, n), p = A.shape, C.shape[0]
     table = normalised_table(A, b, C, d)
-    eq_rank = int(np.linalg.matrix_rank(C)) if p else 0
+    eq_rank = int(np.linalg.matrix_rank(table[m:, 1:])) if p else 0  # rows normalised
     bound = generator_upper_bound(m, n - eq_rank)
     describe = f"{m} inequalities and {p} equalities in {n} dimensions"
     if bound > REFUSE_FACTOR * max_generators and not allow_large:
