@@ -1,8 +1,11 @@
 """ConstrainedVAE: a variational autoencoder whose outputs satisfy ``A x <= b``.
 
-TensorFlow-specific (TFP distributions, ``tf.GradientTape`` in the train
-step); the constraint itself is the backend-neutral
-:class:`~keras_lincon.LinearInequalityConstraint`.
+TensorFlow only: the prior and the likelihood are TensorFlow Probability
+distributions and sampling runs through ``tf.function``; the constraint
+itself is the backend-neutral :class:`~keras_lincon.LinearInequalityConstraint`.
+:class:`LatentPrior` holds everything about ``p(u)`` (its parameters, seeded
+samples, the KL term); :class:`ConstrainedVAE` trains with Keras's own
+``train_step``/``test_step`` through :meth:`ConstrainedVAE.compute_loss`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,19 @@ from keras_lincon.errors import ConstraintShapeError, LinconError
 from keras_lincon.layers import LinearInequalityConstraint
 
 _LOGVAR_RANGE = (-12.0, 8.0)  # keeps exp(logvar) finite in float32
+#: Keras backends on which ConstrainedVAE runs (TFP's JAX substrate was tried, see the class docstring).
+SUPPORTED_BACKENDS = ("tensorflow",)
+
+
+def _require_tensorflow_backend(what: str) -> None:
+    """Fails early, with the fix, instead of deep inside TFP or a train step."""
+    backend = keras.backend.backend()
+    if backend not in SUPPORTED_BACKENDS:
+        raise LinconError(
+            f"{what} works only on the Keras backends {list(SUPPORTED_BACKENDS)}; this Keras runs on "
+            f"{backend!r}. Set KERAS_BACKEND=tensorflow before importing keras (the "
+            "LinearInequalityConstraint layer itself also works on JAX and PyTorch)."
+        )
 
 
 def _tfd():
@@ -67,6 +83,140 @@ def relative_violation(layer: LinearInequalityConstraint, outputs):
 
 
 @keras.saving.register_keras_serializable(package="keras_lincon")
+class LatentPrior(keras.layers.Layer):
+    """The latent prior ``p(u)`` of a :class:`ConstrainedVAE`: parameters, samples, KL term.
+
+    Called on the posterior parameters it draws the reparameterised code
+    ``u = mean + exp(logvar / 2) * eps`` and returns it with the per-example
+    ``KL(q(u|x) || p(u))``: analytic (``tfd.kl_divergence``) where TFP has it,
+    otherwise the one-sample estimate ``log q(u|x) - log p(u)``. It tracks the
+    ``kl`` metric that ``fit`` reports.
+
+    Its variables (``prior_locs``, ``prior_log_scales``, ``prior_logits`` of
+    the mixture) are written to ``.keras`` files by the owning
+    :class:`ConstrainedVAE`, among the model's own variables, where
+    keras_lincon 0.1.0 kept them; this layer saves and loads nothing itself.
+
+    Args:
+        latent_dim: size D of ``u``.
+        prior: None or ``"normal"`` (standard normal), ``"mixture"`` (learned
+            mixture of ``components`` diagonal Gaussians), a
+            ``tfd.Distribution`` with event shape ``[D]``, or a callable
+            returning one.
+        components: number of mixture components.
+
+    Call:
+        ``u, kl = prior_layer(mean, logvar)``: ``mean, logvar`` (batch, D) ->
+        ``u`` (batch, D), ``kl`` (batch,).
+    """
+
+    def __init__(self, latent_dim: int, prior: Union[None, str, Callable, object] = None,
+                 components: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        _require_tensorflow_backend("ConstrainedVAE's TFP prior")
+        if isinstance(prior, str) and prior not in ("normal", "mixture"):
+            raise LinconError(f"prior must be 'normal', 'mixture', a tfd.Distribution or a callable; got {prior!r}.")
+        self.latent_dim, self.spec, self.components = int(latent_dim), prior, int(components)
+        if prior == "mixture":
+            K, D = self.components, self.latent_dim
+            self.prior_locs = self.add_weight(name="prior_locs", shape=(K, D),
+                                              initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0))
+            self.prior_log_scales = self.add_weight(name="prior_log_scales", shape=(K, D), initializer="zeros")
+            self.prior_logits = self.add_weight(name="prior_logits", shape=(K,), initializer="zeros")
+        self.seed_generator = keras.random.SeedGenerator(0)
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.built = True
+
+    @property
+    def parameters(self) -> list:
+        """The prior's variables (the mixture's locs, log scales, logits; none for the others)."""
+        return [self.prior_locs, self.prior_log_scales, self.prior_logits] if self.spec == "mixture" else []
+
+    @property
+    def saveable(self) -> bool:
+        """Whether a Keras config can describe this prior (not so for a TFP object)."""
+        return self.spec in (None, "normal", "mixture")
+
+    def distribution(self):
+        """``p(u)`` as a TFP distribution with event shape ``[latent_dim]``."""
+        tfd = _tfd()
+        spec, D = self.spec, self.latent_dim
+        if spec in (None, "normal"):
+            return tfd.MultivariateNormalDiag(loc=tf.zeros(D), scale_diag=tf.ones(D))
+        if spec == "mixture":
+            return tfd.MixtureSameFamily(
+                mixture_distribution=tfd.Categorical(logits=tf.convert_to_tensor(self.prior_logits)),
+                components_distribution=tfd.MultivariateNormalDiag(
+                    loc=tf.convert_to_tensor(self.prior_locs),
+                    scale_diag=tf.exp(tf.convert_to_tensor(self.prior_log_scales))),
+            )
+        dist = spec() if callable(spec) and not isinstance(spec, tfd.Distribution) else spec
+        if not isinstance(dist, tfd.Distribution) or list(dist.event_shape) != [D]:
+            raise LinconError(
+                f"prior must be a tfd.Distribution with event shape [{D}] (or a callable "
+                f"returning one); got {dist!r}."
+            )
+        return dist
+
+    def sample(self, num, seed_pair):
+        """``num`` draws of ``u ~ p(u)``, (num, latent_dim), from an int32 seed pair.
+
+        Run it outside XLA: XLA's stateless random numbers differ from
+        TensorFlow's for the same seed. The built-in priors use TF's
+        stateless Philox generator directly; a custom TFP prior samples
+        through TFP.
+        """
+        D = self.latent_dim
+        if self.spec in (None, "normal"):
+            return tf.random.stateless_normal(tf.stack([num, D]), seed_pair, alg="philox")
+        if self.spec == "mixture":
+            seeds = tf.random.experimental.stateless_split(seed_pair, 2)
+            uniform = tf.random.stateless_uniform(
+                tf.stack([num, self.components]), seeds[0], minval=1e-12, maxval=1.0, alg="philox")
+            # Gumbel-max picks component k with probability softmax(logits)_k.
+            component = tf.argmax(tf.convert_to_tensor(self.prior_logits) - tf.math.log(-tf.math.log(uniform)),
+                                  axis=-1)
+            eps = tf.random.stateless_normal(tf.stack([num, D]), seeds[1], alg="philox")
+            loc = tf.gather(tf.convert_to_tensor(self.prior_locs), component)
+            scale = tf.exp(tf.gather(tf.convert_to_tensor(self.prior_log_scales), component))
+            return loc + scale * eps
+        return self.distribution().sample(num, seed=seed_pair)
+
+    def kl(self, mean, logvar, u):
+        """Per-example ``KL(N(mean, exp(logvar)) || p)``, (batch,); Monte Carlo at ``u`` if not analytic."""
+        tfd = _tfd()
+        posterior = tfd.MultivariateNormalDiag(loc=mean, scale_diag=tf.exp(0.5 * logvar))
+        prior = self.distribution()
+        try:
+            return tfd.kl_divergence(posterior, prior)
+        except NotImplementedError:
+            return posterior.log_prob(u) - prior.log_prob(u)
+
+    def call(self, mean, logvar):
+        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        u = mean + ops.exp(0.5 * logvar) * eps
+        kl = self.kl(mean, logvar, u)
+        self.kl_tracker.update_state(kl)
+        return u, kl
+
+    def save_own_variables(self, store):
+        """Nothing: the owning ConstrainedVAE stores the prior's variables (0.1.0 file layout)."""
+
+    def load_own_variables(self, store):
+        """Nothing: the owning ConstrainedVAE loads the prior's variables (0.1.0 file layout)."""
+
+    def get_config(self):
+        if not self.saveable:
+            raise LinconError(
+                "a ConstrainedVAE with a custom prior distribution cannot be saved to a "
+                ".keras file (TFP distributions have no Keras config). Use prior='normal' "
+                "or 'mixture', or save the weights with save_weights()."
+            )
+        return {**super().get_config(), "latent_dim": self.latent_dim, "prior": self.spec,
+                "components": self.components}
+
+
+@keras.saving.register_keras_serializable(package="keras_lincon")
 class ConstrainedVAE(keras.Model):
     """Variational autoencoder whose reconstructions and samples satisfy ``A x <= b``.
 
@@ -77,17 +227,34 @@ class ConstrainedVAE(keras.Model):
     generators of ``{A x <= b, C x = d} ∩ box``: every reconstruction and
     every generated sample is feasible, at the cost of a matrix product.
 
-    Generative model: ``u ~ prior`` (TFP distribution over R^latent_dim),
-    ``z = g(u)``, ``x ~ N(f(z), s^2 I)`` with ``f`` = decoder + constraint
-    layer and ``s`` = ``likelihood_scale`` (a float, or ``"learned"``).
-    Without latent constraints ``g`` is the identity. With
-    ``latent_A z <= latent_b``, ``g`` is a learned
-    :class:`~keras_lincon.LinearInequalityConstraint` (latent_dim -> the
-    columns of ``latent_A``), so every code ``z`` satisfies them exactly;
-    **the KL term is taken over the unconstrained code u**:
-    ``KL(q(u|x) || p(u))``, analytic (``tfd.kl_divergence``) where TFP has it,
-    otherwise a one-sample Monte Carlo estimate ``log q(u|x) - log p(u)``.
-    The loss is ``-E_q[log p(x|z)] + kl_weight * KL``, per example.
+    Generative model: ``u ~ p(u)`` (a :class:`LatentPrior`), ``z = g(u)``,
+    ``x ~ N(f(z), s^2 I)`` with ``f`` = decoder + constraint layer and ``s`` =
+    ``likelihood_scale`` (a float, or ``"learned"``). Without latent
+    constraints ``g`` is the identity. With ``latent_A z <= latent_b``, ``g``
+    is a learned :class:`~keras_lincon.LinearInequalityConstraint`
+    (latent_dim -> the columns of ``latent_A``), so every code ``z``
+    satisfies them exactly; **the KL term is taken over the unconstrained
+    code u**: ``KL(q(u|x) || p(u))``, analytic where TFP has it, otherwise a
+    one-sample Monte Carlo estimate. The loss is
+    ``-E_q[log p(x|z)] + kl_weight * KL``, averaged over the batch.
+
+    Training uses plain ``compile(optimizer=...)`` / ``fit(x)``: Keras's own
+    train and test steps (also under ``tf.distribute``, XLA and
+    :func:`keras_lincon.distribute.fit_distributed`) call
+    :meth:`compute_loss`. The KL needs the posterior sample drawn in the
+    forward pass, so ``call(x, training=True)`` decodes a posterior sample
+    ``u`` (not the mean) and adds ``kl_weight * mean(KL)`` with
+    ``add_loss``; :meth:`compute_loss` adds the reconstruction term and
+    every ``add_loss`` term (regularizers included). Evaluation (``training``
+    False) keeps the posterior mean for ``y_pred``, so :meth:`compute_loss`
+    runs one extra sampled forward pass to report the same ELBO as in
+    training. ``fit`` reports ``loss``, ``reconstruction``, ``kl`` and
+    ``max_violation`` (worst relative violation of the output constraints;
+    ``-inf`` for the unconstrained twin). ``sample_weight`` is not supported.
+
+    Backends: TensorFlow only (checked at construction). TFP 0.25's JAX
+    substrate fails to import with current JAX (0.10), and sampling, export
+    and serving use TensorFlow.
 
     ``A=None`` gives the unconstrained twin (a Dense output layer of the same
     size), for comparisons.
@@ -97,10 +264,10 @@ class ConstrainedVAE(keras.Model):
         decoder: layer/model, codes (latent_dim, or latent_A's columns) -> features.
         A, b, C, d, box, nonneg: the output constraints (as in the layer).
         latent_dim: size of u.
-        prior: None or ``"normal"`` (standard normal), ``"mixture"``
-            (learned mixture of ``prior_components`` diagonal Gaussians), a
-            ``tfd.Distribution`` with event shape ``[latent_dim]``, or a
-            callable returning one.
+        prior: None or ``"normal"``, ``"mixture"`` (learned mixture of
+            ``prior_components`` diagonal Gaussians), a ``tfd.Distribution``
+            with event shape ``[latent_dim]``, or a callable returning one
+            (see :class:`LatentPrior`).
         output_shape: shape of one output (e.g. ``(28, 28)``); the flat
             constrained output is reshaped to it. Default: the input shape.
         latent_A, latent_b: optional latent constraints ``latent_A z <= latent_b``.
@@ -141,6 +308,7 @@ class ConstrainedVAE(keras.Model):
         latent_layer: Optional[dict] = None,
         **kwargs,
     ):
+        _require_tensorflow_backend("ConstrainedVAE")
         super().__init__(**kwargs)
         if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
             raise LinconError(f"latent_dim must be a positive int; got {latent_dim!r}.")
@@ -152,18 +320,17 @@ class ConstrainedVAE(keras.Model):
                     "ConstrainedVAE needs the shape of one input: pass input_shape=... "
                     "or give an encoder that starts with keras.Input."
                 ) from None
-        self.encoder, self.decoder = encoder, decoder
+        if not (likelihood_scale == "learned" or (isinstance(likelihood_scale, (int, float)) and likelihood_scale > 0)):
+            raise LinconError(f"likelihood_scale must be a positive float or 'learned'; got {likelihood_scale!r}.")
         self.latent_dim = int(latent_dim)
+        # Tracked first, so the optimizer sees the variables in 0.1.0's order.
+        self.latent_prior = LatentPrior(self.latent_dim, prior, prior_components, name="latent_prior")
+        self.encoder, self.decoder = encoder, decoder
         self.sample_input_shape = tuple(int(s) for s in input_shape)
         self.sample_output_shape = tuple(int(s) for s in (output_shape or self.sample_input_shape))
         n_out = int(np.prod(self.sample_output_shape))
         self.kl_weight = float(kl_weight)
-        self.prior_spec, self.prior_components = prior, int(prior_components)
-        if isinstance(prior, str) and prior not in ("normal", "mixture"):
-            raise LinconError(f"prior must be 'normal', 'mixture', a tfd.Distribution or a callable; got {prior!r}.")
         self.likelihood_scale = likelihood_scale
-        if not (likelihood_scale == "learned" or (isinstance(likelihood_scale, (int, float)) and likelihood_scale > 0)):
-            raise LinconError(f"likelihood_scale must be a positive float or 'learned'; got {likelihood_scale!r}.")
 
         self.posterior_head = keras.layers.Dense(2 * self.latent_dim, name="posterior")
         if output_layer is not None:  # from a saved config: no double description
@@ -185,28 +352,17 @@ class ConstrainedVAE(keras.Model):
         else:
             self.latent_constraint = None
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
-        self.seed_generator = keras.random.SeedGenerator(0)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
-        self.kl_tracker = keras.metrics.Mean(name="kl")
         self.violation_tracker = _RunningMax(name="max_violation")
         self._compiled_sampler = None
-        # Built now: a model trained only through train_step is otherwise
-        # never built, and saving it would silently drop its weights.
+        # Built now: a model whose forward pass fit never traces symbolically
+        # would otherwise be saved without its weights.
         self.build((None,) + self.sample_input_shape)
-
-    # ------------------------------------------------------------------ build
 
     def build(self, input_shape):
         if self.likelihood_scale == "learned" and not hasattr(self, "log_likelihood_scale"):
             self.log_likelihood_scale = self.add_weight(
                 name="log_likelihood_scale", shape=(), initializer=keras.initializers.Constant(np.log(0.1)))
-        if self.prior_spec == "mixture" and not hasattr(self, "prior_locs"):
-            K, D = self.prior_components, self.latent_dim
-            self.prior_locs = self.add_weight(name="prior_locs", shape=(K, D),
-                                              initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0))
-            self.prior_log_scales = self.add_weight(name="prior_log_scales", shape=(K, D), initializer="zeros")
-            self.prior_logits = self.add_weight(name="prior_logits", shape=(K,), initializer="zeros")
         # One forward pass on a zero batch builds every sublayer.
         mean, _ = self._posterior_params(ops.zeros((1,) + tuple(input_shape[1:])))
         features = self.decoder(self.code(mean))
@@ -217,50 +373,21 @@ class ConstrainedVAE(keras.Model):
         self.output_constraint(features)
         self.built = True
 
-    # ----------------------------------------------------------- distributions
+    # ------------------------------------------------------------- the maps
 
     def prior(self):
         """The latent prior ``p(u)`` as a TFP distribution (event shape [latent_dim])."""
-        tfd = _tfd()
-        spec, D = self.prior_spec, self.latent_dim
-        if spec in (None, "normal"):
-            return tfd.MultivariateNormalDiag(loc=tf.zeros(D), scale_diag=tf.ones(D))
-        if spec == "mixture":
-            return tfd.MixtureSameFamily(
-                mixture_distribution=tfd.Categorical(logits=tf.convert_to_tensor(self.prior_logits)),
-                components_distribution=tfd.MultivariateNormalDiag(
-                    loc=tf.convert_to_tensor(self.prior_locs),
-                    scale_diag=tf.exp(tf.convert_to_tensor(self.prior_log_scales))),
-            )
-        dist = spec() if callable(spec) and not isinstance(spec, tfd.Distribution) else spec
-        if not isinstance(dist, tfd.Distribution) or list(dist.event_shape) != [D]:
-            raise LinconError(
-                f"prior must be a tfd.Distribution with event shape [{D}] (or a callable "
-                f"returning one); got {dist!r}."
-            )
-        return dist
+        return self.latent_prior.distribution()
+
+    def prior_sample(self, num, seed_pair):
+        """``num`` draws of ``u ~ p(u)``, (num, latent_dim); see :meth:`LatentPrior.sample`."""
+        return self.latent_prior.sample(num, seed_pair)
 
     def _posterior_params(self, x, training=False):
         features = self.encoder(x, training=training)
         params = self.posterior_head(ops.reshape(features, (ops.shape(features)[0], -1)))
         mean, logvar = params[:, : self.latent_dim], params[:, self.latent_dim:]
         return mean, ops.clip(logvar, *_LOGVAR_RANGE)
-
-    def _kl(self, mean, logvar, u):
-        tfd = _tfd()
-        posterior = tfd.MultivariateNormalDiag(loc=mean, scale_diag=tf.exp(0.5 * logvar))
-        prior = self.prior()
-        try:
-            return tfd.kl_divergence(posterior, prior)
-        except NotImplementedError:
-            return posterior.log_prob(u) - prior.log_prob(u)
-
-    def _scale(self):
-        if self.likelihood_scale == "learned":
-            return tf.exp(tf.convert_to_tensor(self.log_likelihood_scale))
-        return tf.constant(float(self.likelihood_scale))
-
-    # ----------------------------------------------------------- public maps
 
     def code(self, u):
         """``z = g(u)``: latent codes satisfying the latent constraints (if any)."""
@@ -276,9 +403,19 @@ class ConstrainedVAE(keras.Model):
         mean, _ = self._posterior_params(x, training=training)
         return self.code(mean)
 
-    def call(self, x, training=False):
-        """Deterministic reconstruction: ``decode(encode(x))``."""
-        return self.decode(self.encode(x, training=training), training=training)
+    def call(self, x, training=False, sample_posterior=None):
+        """Reconstructions (batch, *output_shape) of inputs (batch, *input_shape).
+
+        With ``sample_posterior`` (default: ``training``) the code is a
+        posterior sample and ``kl_weight * mean(KL)`` is added with
+        ``add_loss``; otherwise it is the posterior mean (deterministic).
+        """
+        mean, logvar = self._posterior_params(x, training=training)
+        if not (training if sample_posterior is None else sample_posterior):
+            return self.decode(self.code(mean), training=training)
+        u, kl = self.latent_prior(mean, logvar)
+        self.add_loss(self.kl_weight * ops.mean(kl))
+        return self.decode(self.code(u), training=training)
 
     def sample(self, num: int, seed: Optional[int] = None):
         """``num`` generated outputs, (num, *output_shape); the decoder runs under XLA.
@@ -296,91 +433,73 @@ class ConstrainedVAE(keras.Model):
         u = self.prior_sample(int(num), tf.constant([int(seed), 0], dtype=tf.int32))
         return self._compiled_sampler(u)
 
-    def prior_sample(self, num, seed_pair):
-        """``num`` draws of ``u ~ p(u)``, (num, latent_dim), from an int32 seed pair.
-
-        Run it outside XLA: XLA's stateless random numbers differ from
-        TensorFlow's for the same seed. The built-in priors use TF's
-        stateless Philox generator directly; a custom TFP prior samples
-        through TFP.
-        """
-        D = self.latent_dim
-        if self.prior_spec in (None, "normal"):
-            return tf.random.stateless_normal(tf.stack([num, D]), seed_pair, alg="philox")
-        if self.prior_spec == "mixture":
-            seeds = tf.random.experimental.stateless_split(seed_pair, 2)
-            uniform = tf.random.stateless_uniform(
-                tf.stack([num, self.prior_components]), seeds[0], minval=1e-12, maxval=1.0, alg="philox")
-            # Gumbel-max picks component k with probability softmax(logits)_k.
-            component = tf.argmax(tf.convert_to_tensor(self.prior_logits) - tf.math.log(-tf.math.log(uniform)),
-                                  axis=-1)
-            eps = tf.random.stateless_normal(tf.stack([num, D]), seeds[1], alg="philox")
-            loc = tf.gather(tf.convert_to_tensor(self.prior_locs), component)
-            scale = tf.exp(tf.gather(tf.convert_to_tensor(self.prior_log_scales), component))
-            return loc + scale * eps
-        return self.prior().sample(num, seed=seed_pair)
-
     # ------------------------------------------------------------- training
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker, self.violation_tracker]
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Negative ELBO averaged over the batch (scalar); Keras's train/test steps call it.
 
-    def _elbo_terms(self, x, training):
-        tfd = _tfd()
-        mean, logvar = self._posterior_params(x, training=training)
-        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
-        u = mean + ops.exp(0.5 * logvar) * eps
-        x_hat = self.decode(self.code(u), training=training)
-        target = ops.reshape(ops.cast(x, x_hat.dtype), ops.shape(x_hat))
-        log_lik = tfd.Normal(loc=x_hat, scale=self._scale()).log_prob(target)
-        reconstruction = -tf.reduce_sum(tf.reshape(log_lik, (tf.shape(log_lik)[0], -1)), axis=-1)
-        kl = self._kl(mean, logvar, u)
-        loss = tf.reduce_mean(reconstruction + self.kl_weight * kl)
-        return loss, reconstruction, kl, x_hat
-
-    def _update_metrics(self, loss, reconstruction, kl, x_hat):
-        self.loss_tracker.update_state(loss)
+        ``y_pred`` must come from ``self(x, training=True)`` when ``training``
+        (it is then a posterior-sample reconstruction and ``self.losses``
+        holds the KL term); in evaluation a sampled pass is run here. ``y``
+        is ignored (the target is ``x``).
+        """
+        if sample_weight is not None:
+            raise LinconError("ConstrainedVAE does not support sample_weight; call fit(x) without it.")
+        if not training:  # y_pred is the posterior-mean reconstruction; the ELBO needs a sample
+            y_pred = self(x, training=False, sample_posterior=True)
+        target = ops.reshape(ops.cast(x, y_pred.dtype), ops.shape(y_pred))
+        log_lik = _tfd().Normal(loc=y_pred, scale=self._scale()).log_prob(target)
+        reconstruction = -ops.sum(ops.reshape(log_lik, (ops.shape(log_lik)[0], -1)), axis=-1)
         self.reconstruction_tracker.update_state(reconstruction)
-        self.kl_tracker.update_state(kl)
+        loss = ops.mean(reconstruction)
+        for extra in self.losses:  # the KL term (see call), regularizers
+            loss = loss + ops.sum(ops.cast(extra, loss.dtype))
+        # Under tf.distribute the optimizer sums the replicas' gradients, so
+        # each replica's loss is divided by their number (as Keras's losses do).
+        return loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(self.output_constraint, LinearInequalityConstraint):
-            self.violation_tracker.update_state(relative_violation(self.output_constraint, x_hat))
-        return {m.name: m.result() for m in self.metrics}
+            self.violation_tracker.update_state(relative_violation(self.output_constraint, y_pred))
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def train_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        with tf.GradientTape() as tape:
-            loss, reconstruction, kl, x_hat = self._elbo_terms(x, training=True)
-            # Under tf.distribute the optimizer sums gradients over replicas,
-            # so each replica's mean loss is divided by their number (as
-            # Keras's own train step does).
-            scaled = loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
-            scaled = self.optimizer.scale_loss(scaled)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._update_metrics(loss, reconstruction, kl, x_hat)
-
-    def test_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        return self._update_metrics(*self._elbo_terms(x, training=False))
+    def _scale(self):
+        if self.likelihood_scale == "learned":
+            return tf.exp(tf.convert_to_tensor(self.log_likelihood_scale))
+        return tf.constant(float(self.likelihood_scale))
 
     # ---------------------------------------------------------- serialization
 
-    def get_config(self):
-        if self.prior_spec not in (None, "normal", "mixture"):
+    def _stored_variables(self) -> list:
+        # 0.1.0 files hold the prior's parameters among the model's own
+        # variables, after log_likelihood_scale; new files keep that layout.
+        return self._trainable_variables + self._non_trainable_variables + self.latent_prior.parameters
+
+    def save_own_variables(self, store):
+        for i, variable in enumerate(self._stored_variables()):
+            store[f"{i}"] = variable
+
+    def load_own_variables(self, store):
+        variables = self._stored_variables()
+        if len(store.keys()) != len(variables):
             raise LinconError(
-                "a ConstrainedVAE with a custom prior distribution cannot be saved to a "
-                ".keras file (TFP distributions have no Keras config). Use prior='normal' "
-                "or 'mixture', or save the weights with save_weights()."
+                f"the file holds {len(store.keys())} variables of the ConstrainedVAE itself, this model "
+                f"has {len(variables)} ({[v.name for v in variables]}); build it with the file's "
+                "prior, prior_components and likelihood_scale."
             )
+        for i, variable in enumerate(variables):
+            variable.assign(store[f"{i}"])
+
+    def get_config(self):
+        prior = self.latent_prior.get_config()  # raises for a custom TFP prior
         ser = keras.saving.serialize_keras_object
         return {
             **super().get_config(),
             "encoder": ser(self.encoder),
             "decoder": ser(self.decoder),
             "latent_dim": self.latent_dim,
-            "prior": self.prior_spec,
-            "prior_components": self.prior_components,
+            "prior": prior["prior"],
+            "prior_components": prior["components"],
             "output_shape": list(self.sample_output_shape),
             "input_shape": list(self.sample_input_shape),
             "likelihood_scale": self.likelihood_scale,
