@@ -1,11 +1,9 @@
 """ConstrainedVAE: a variational autoencoder whose outputs satisfy ``A x <= b``.
 
-TensorFlow only: the prior and the likelihood are TensorFlow Probability
-distributions and sampling runs through ``tf.function``; the constraint
-itself is the backend-neutral :class:`~keras_lincon.LinearInequalityConstraint`.
-:class:`LatentPrior` holds everything about ``p(u)`` (its parameters, seeded
-samples, the KL term); :class:`ConstrainedVAE` trains with Keras's own
-``train_step``/``test_step`` through :meth:`ConstrainedVAE.compute_loss`.
+TensorFlow backend only (TFP distributions, ``tf.function`` sampling); the
+constraint is the backend-neutral :class:`~keras_lincon.LinearInequalityConstraint`.
+:class:`LatentPrior` holds everything about ``p(u)``; :class:`ConstrainedVAE`
+trains with Keras's own train/test steps through its ``compute_loss``.
 """
 
 from __future__ import annotations
@@ -86,16 +84,12 @@ def relative_violation(layer: LinearInequalityConstraint, outputs):
 class LatentPrior(keras.layers.Layer):
     """The latent prior ``p(u)`` of a :class:`ConstrainedVAE`: parameters, samples, KL term.
 
-    Called on the posterior parameters it draws the reparameterised code
-    ``u = mean + exp(logvar / 2) * eps`` and returns it with the per-example
-    ``KL(q(u|x) || p(u))``: analytic (``tfd.kl_divergence``) where TFP has it,
-    otherwise the one-sample estimate ``log q(u|x) - log p(u)``. It tracks the
-    ``kl`` metric that ``fit`` reports.
-
-    Its variables (``prior_locs``, ``prior_log_scales``, ``prior_logits`` of
-    the mixture) are written to ``.keras`` files by the owning
-    :class:`ConstrainedVAE`, among the model's own variables, where
-    keras_lincon 0.1.0 kept them; this layer saves and loads nothing itself.
+    Called on the posterior parameters it draws ``u = mean + exp(logvar / 2)
+    * eps`` and returns it with the per-example ``KL(q(u|x) || p(u))``:
+    analytic where TFP has it, else ``log q(u|x) - log p(u)`` (one sample);
+    it tracks the ``kl`` metric. The mixture's variables are written to
+    ``.keras`` files by the owning VAE, among its own variables, where
+    keras_lincon 0.1.0 kept them.
 
     Args:
         latent_dim: size D of ``u``.
@@ -199,11 +193,12 @@ class LatentPrior(keras.layers.Layer):
         self.kl_tracker.update_state(kl)
         return u, kl
 
+    # The owning ConstrainedVAE saves and loads the parameters (0.1.0 file layout).
     def save_own_variables(self, store):
-        """Nothing: the owning ConstrainedVAE stores the prior's variables (0.1.0 file layout)."""
+        pass
 
     def load_own_variables(self, store):
-        """Nothing: the owning ConstrainedVAE loads the prior's variables (0.1.0 file layout)."""
+        pass
 
     def get_config(self):
         if not self.saveable:
@@ -214,6 +209,42 @@ class LatentPrior(keras.layers.Layer):
             )
         return {**super().get_config(), "latent_dim": self.latent_dim, "prior": self.spec,
                 "components": self.components}
+
+
+def _one_input_shape(encoder, input_shape) -> tuple:
+    if input_shape is None:
+        try:
+            input_shape = tuple(encoder.input_shape[1:])
+        except (AttributeError, ValueError):
+            raise LinconError(
+                "ConstrainedVAE needs the shape of one input: pass input_shape=... "
+                "or give an encoder that starts with keras.Input."
+            ) from None
+    return tuple(int(s) for s in input_shape)
+
+
+def _output_layer(config: Optional[dict], A, output_shape: tuple, **constraint_kwargs) -> keras.layers.Layer:
+    """The VAE's output layer: from a saved config (no double description), Dense for ``A=None``."""
+    n_out = int(np.prod(output_shape))
+    if config is not None:
+        layer = keras.saving.deserialize_keras_object(config)
+    elif A is None:
+        layer = keras.layers.Dense(n_out, name="unconstrained_output")
+    else:
+        layer = LinearInequalityConstraint(A, name="constrained_output", **constraint_kwargs)
+    if getattr(layer, "units", n_out) != n_out:
+        raise ConstraintShapeError(
+            f"A has {layer.units} columns but output_shape {output_shape} has {n_out} values; they must match."
+        )
+    return layer
+
+
+def _latent_layer(config: Optional[dict], latent_A, latent_b) -> Optional[keras.layers.Layer]:
+    if config is not None:
+        return keras.saving.deserialize_keras_object(config)
+    if latent_A is not None:
+        return LinearInequalityConstraint(latent_A, latent_b, name="latent_constraint")
+    return None
 
 
 @keras.saving.register_keras_serializable(package="keras_lincon")
@@ -228,36 +259,27 @@ class ConstrainedVAE(keras.Model):
     every generated sample is feasible, at the cost of a matrix product.
 
     Generative model: ``u ~ p(u)`` (a :class:`LatentPrior`), ``z = g(u)``,
-    ``x ~ N(f(z), s^2 I)`` with ``f`` = decoder + constraint layer and ``s`` =
-    ``likelihood_scale`` (a float, or ``"learned"``). Without latent
-    constraints ``g`` is the identity. With ``latent_A z <= latent_b``, ``g``
-    is a learned :class:`~keras_lincon.LinearInequalityConstraint`
-    (latent_dim -> the columns of ``latent_A``), so every code ``z``
-    satisfies them exactly; **the KL term is taken over the unconstrained
-    code u**: ``KL(q(u|x) || p(u))``, analytic where TFP has it, otherwise a
-    one-sample Monte Carlo estimate. The loss is
-    ``-E_q[log p(x|z)] + kl_weight * KL``, averaged over the batch.
+    ``x ~ N(f(z), s^2 I)`` with ``f`` = decoder + constraint layer. ``g`` is
+    the identity, or with ``latent_A z <= latent_b`` a learned constraint
+    layer, so every code satisfies them exactly; **the KL term is taken over
+    the unconstrained code u**. Loss: ``-E_q[log p(x|z)] + kl_weight *
+    KL(q(u|x) || p(u))``, averaged over the batch.
 
-    Training uses plain ``compile(optimizer=...)`` / ``fit(x)``: Keras's own
-    train and test steps (also under ``tf.distribute``, XLA and
+    Training is plain ``compile(optimizer=...)``; ``fit(x)``: Keras's own
+    train/test steps (also under ``tf.distribute``, XLA and
     :func:`keras_lincon.distribute.fit_distributed`) call
-    :meth:`compute_loss`. The KL needs the posterior sample drawn in the
-    forward pass, so ``call(x, training=True)`` decodes a posterior sample
-    ``u`` (not the mean) and adds ``kl_weight * mean(KL)`` with
-    ``add_loss``; :meth:`compute_loss` adds the reconstruction term and
-    every ``add_loss`` term (regularizers included). Evaluation (``training``
-    False) keeps the posterior mean for ``y_pred``, so :meth:`compute_loss`
-    runs one extra sampled forward pass to report the same ELBO as in
-    training. ``fit`` reports ``loss``, ``reconstruction``, ``kl`` and
-    ``max_violation`` (worst relative violation of the output constraints;
-    ``-inf`` for the unconstrained twin). ``sample_weight`` is not supported.
+    :meth:`compute_loss`. The KL needs the forward pass's posterior sample,
+    so ``call(x, training=True)`` decodes a sample ``u`` (not the mean) and
+    adds ``kl_weight * mean(KL)`` with ``add_loss``; :meth:`compute_loss`
+    adds the reconstruction term (and regularizers). Evaluation runs one
+    extra sampled pass, so ``val_loss`` is the same ELBO. ``fit`` reports
+    ``loss``, ``reconstruction``, ``kl``, ``max_violation`` (worst relative
+    violation; ``-inf`` for the twin). No ``sample_weight``.
 
-    Backends: TensorFlow only (checked at construction). TFP 0.25's JAX
-    substrate fails to import with current JAX (0.10), and sampling, export
-    and serving use TensorFlow.
-
-    ``A=None`` gives the unconstrained twin (a Dense output layer of the same
-    size), for comparisons.
+    TensorFlow backend only (checked at construction): TFP 0.25's JAX
+    substrate fails to import with current JAX (0.10), and sampling and
+    export use TensorFlow. ``A=None`` gives the unconstrained twin (a Dense
+    output layer of the same size), for comparisons.
 
     Args:
         encoder: layer/model, inputs -> features.
@@ -271,86 +293,53 @@ class ConstrainedVAE(keras.Model):
         output_shape: shape of one output (e.g. ``(28, 28)``); the flat
             constrained output is reshaped to it. Default: the input shape.
         latent_A, latent_b: optional latent constraints ``latent_A z <= latent_b``.
-        likelihood_scale: Gaussian likelihood scale, or ``"learned"``.
+        likelihood_scale: Gaussian likelihood scale ``s``, or ``"learned"``.
         kl_weight: weight of the KL term (1.0 = ELBO).
         input_shape: shape of one input; default: ``encoder.input_shape``.
 
     Example:
-        >>> enc = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(64, activation="relu")])
-        >>> dec = keras.Sequential([keras.layers.Dense(64, activation="relu")])
-        >>> vae = ConstrainedVAE(enc, dec, klc.checkerboard((8, 8), (2, 2)), latent_dim=4,
-        ...                      box=(-1.0, 1.0), output_shape=(8, 8), input_shape=(8, 8))
-        >>> vae.compile(optimizer="adam"); vae.fit(images, epochs=5)
-        >>> samples = vae.sample(100, seed=0)     # every sample feasible
+        >>> import keras, numpy as np, keras_lincon as klc
+        >>> images = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8)).astype("float32")
+        >>> enc = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(16, activation="relu")])
+        >>> dec = keras.Sequential([keras.layers.Dense(16, activation="relu")])
+        >>> vae = klc.ConstrainedVAE(enc, dec, klc.checkerboard((8, 8), (2, 2)), latent_dim=2,
+        ...                          box=(-1.0, 1.0), input_shape=(8, 8))
+        >>> vae.compile(optimizer="adam")
+        >>> sorted(vae.fit(images, epochs=2, verbose=0).history)
+        ['kl', 'loss', 'max_violation', 'reconstruction']
+        >>> samples = np.asarray(vae.sample(100, seed=0)).reshape(100, -1)
+        >>> bool(vae.output_constraint.max_violation(samples, relative=True) <= 1e-5)
+        True
     """
 
     def __init__(
-        self,
-        encoder: keras.layers.Layer,
-        decoder: keras.layers.Layer,
-        A=None,
-        b=None,
-        *,
-        latent_dim: int,
-        C=None,
-        d=None,
-        box=None,
-        nonneg: str = "abs",
-        prior: Union[None, str, Callable, object] = None,
-        prior_components: int = 10,
-        output_shape: Optional[Sequence[int]] = None,
-        latent_A=None,
-        latent_b=None,
-        likelihood_scale: Union[float, str] = 0.1,
-        kl_weight: float = 1.0,
+        self, encoder: keras.layers.Layer, decoder: keras.layers.Layer, A=None, b=None, *,
+        latent_dim: int, C=None, d=None, box=None, nonneg: str = "abs",
+        prior: Union[None, str, Callable, object] = None, prior_components: int = 10,
+        output_shape: Optional[Sequence[int]] = None, latent_A=None, latent_b=None,
+        likelihood_scale: Union[float, str] = 0.1, kl_weight: float = 1.0,
         input_shape: Optional[Sequence[int]] = None,
-        output_layer: Optional[dict] = None,
-        latent_layer: Optional[dict] = None,
+        output_layer: Optional[dict] = None, latent_layer: Optional[dict] = None,  # from a saved config
         **kwargs,
     ):
         _require_tensorflow_backend("ConstrainedVAE")
         super().__init__(**kwargs)
         if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
             raise LinconError(f"latent_dim must be a positive int; got {latent_dim!r}.")
-        if input_shape is None:
-            try:
-                input_shape = tuple(encoder.input_shape[1:])
-            except (AttributeError, ValueError):
-                raise LinconError(
-                    "ConstrainedVAE needs the shape of one input: pass input_shape=... "
-                    "or give an encoder that starts with keras.Input."
-                ) from None
+        input_shape = _one_input_shape(encoder, input_shape)
         if not (likelihood_scale == "learned" or (isinstance(likelihood_scale, (int, float)) and likelihood_scale > 0)):
             raise LinconError(f"likelihood_scale must be a positive float or 'learned'; got {likelihood_scale!r}.")
         self.latent_dim = int(latent_dim)
         # Tracked first, so the optimizer sees the variables in 0.1.0's order.
         self.latent_prior = LatentPrior(self.latent_dim, prior, prior_components, name="latent_prior")
         self.encoder, self.decoder = encoder, decoder
-        self.sample_input_shape = tuple(int(s) for s in input_shape)
+        self.sample_input_shape = input_shape
         self.sample_output_shape = tuple(int(s) for s in (output_shape or self.sample_input_shape))
-        n_out = int(np.prod(self.sample_output_shape))
         self.kl_weight = float(kl_weight)
         self.likelihood_scale = likelihood_scale
-
         self.posterior_head = keras.layers.Dense(2 * self.latent_dim, name="posterior")
-        if output_layer is not None:  # from a saved config: no double description
-            self.output_constraint = keras.saving.deserialize_keras_object(output_layer)
-        elif A is None:
-            self.output_constraint = keras.layers.Dense(n_out, name="unconstrained_output")
-        else:
-            self.output_constraint = LinearInequalityConstraint(
-                A, b, C=C, d=d, box=box, nonneg=nonneg, name="constrained_output")
-        if getattr(self.output_constraint, "units", n_out) != n_out:
-            raise ConstraintShapeError(
-                f"A has {self.output_constraint.units} columns but output_shape "
-                f"{self.sample_output_shape} has {n_out} values; they must match."
-            )
-        if latent_layer is not None:
-            self.latent_constraint = keras.saving.deserialize_keras_object(latent_layer)
-        elif latent_A is not None:
-            self.latent_constraint = LinearInequalityConstraint(latent_A, latent_b, name="latent_constraint")
-        else:
-            self.latent_constraint = None
+        self.output_constraint = _output_layer(output_layer, A, self.sample_output_shape, b=b, C=C, d=d, box=box, nonneg=nonneg)
+        self.latent_constraint = _latent_layer(latent_layer, latent_A, latent_b)
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.violation_tracker = _RunningMax(name="max_violation")
@@ -421,9 +410,7 @@ class ConstrainedVAE(keras.Model):
         """``num`` generated outputs, (num, *output_shape); the decoder runs under XLA.
 
         The same ``seed`` gives the same samples, also after save and load and
-        from the exported ``sample`` signature: the codes are drawn outside
-        XLA (whose random numbers differ from TensorFlow's for the same seed)
-        and only the decoder is compiled.
+        from the exported ``sample`` signature (codes are drawn outside XLA).
         """
         if self._compiled_sampler is None:
             self._compiled_sampler = tf.function(
@@ -438,10 +425,8 @@ class ConstrainedVAE(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Negative ELBO averaged over the batch (scalar); Keras's train/test steps call it.
 
-        ``y_pred`` must come from ``self(x, training=True)`` when ``training``
-        (it is then a posterior-sample reconstruction and ``self.losses``
-        holds the KL term); in evaluation a sampled pass is run here. ``y``
-        is ignored (the target is ``x``).
+        In training ``y_pred`` is ``self(x, training=True)`` (a sampled
+        reconstruction; ``self.losses`` holds the KL). ``y`` is ignored.
         """
         if sample_weight is not None:
             raise LinconError("ConstrainedVAE does not support sample_weight; call fit(x) without it.")
