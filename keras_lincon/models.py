@@ -430,6 +430,8 @@ class ConstrainedVAE(keras.Model):
         """
         if sample_weight is not None:
             raise LinconError("ConstrainedVAE does not support sample_weight; call fit(x) without it.")
+        if self.loss is not None:  # it would be ignored: the loss is the negative ELBO
+            raise LinconError("ConstrainedVAE defines its own loss; compile it without loss=...")
         if not training:  # y_pred is the posterior-mean reconstruction; the ELBO needs a sample
             y_pred = self(x, training=False, sample_posterior=True)
         target = ops.reshape(ops.cast(x, y_pred.dtype), ops.shape(y_pred))

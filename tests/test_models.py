@@ -210,12 +210,15 @@ def test_loss_is_reconstruction_plus_weighted_kl_plus_regularizers(digits):
     np.testing.assert_array_equal(vae.predict(x, verbose=0), vae.predict(x, verbose=0))
 
 
-def test_sample_weight_is_refused(digits):
+def test_sample_weight_and_compiled_loss_are_refused(digits):
     vae = make_vae()
     vae.compile(optimizer="adam")
     x = digits.x_train[:64]
     with pytest.raises(klc.LinconError, match="sample_weight"):
         vae.fit(x, x, sample_weight=np.ones(len(x)), verbose=0)
+    vae.compile(optimizer="adam", loss="mse")
+    with pytest.raises(klc.LinconError, match="without loss="):
+        vae.fit(x, x, verbose=0)
 
 
 def test_fit_distributed_runs_the_keras_train_step(digits):
