@@ -126,11 +126,6 @@ class LatentPrior(keras.layers.Layer):
         """The prior's variables (the mixture's locs, log scales, logits; none for the others)."""
         return [self.prior_locs, self.prior_log_scales, self.prior_logits] if self.spec == "mixture" else []
 
-    @property
-    def saveable(self) -> bool:
-        """Whether a Keras config can describe this prior (not so for a TFP object)."""
-        return self.spec in (None, "normal", "mixture")
-
     def distribution(self):
         """``p(u)`` as a TFP distribution with event shape ``[latent_dim]``."""
         tfd = _tfd()
@@ -201,7 +196,7 @@ class LatentPrior(keras.layers.Layer):
         pass
 
     def get_config(self):
-        if not self.saveable:
+        if self.spec not in (None, "normal", "mixture"):  # a TFP object has no Keras config
             raise LinconError(
                 "a ConstrainedVAE with a custom prior distribution cannot be saved to a "
                 ".keras file (TFP distributions have no Keras config). Use prior='normal' "
