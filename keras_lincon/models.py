@@ -347,8 +347,10 @@ class ConstrainedVAE(keras.Model):
         if self.likelihood_scale == "learned" and not hasattr(self, "log_likelihood_scale"):
             self.log_likelihood_scale = self.add_weight(
                 name="log_likelihood_scale", shape=(), initializer=keras.initializers.Constant(np.log(0.1)))
-        # One forward pass on a zero batch builds every sublayer.
-        mean, _ = self._posterior_params(ops.zeros((1,) + tuple(input_shape[1:])))
+        # One symbolic forward pass builds every sublayer. Symbolic, not on a
+        # zero batch: constraint layers rebuilt from a config refuse to run on
+        # data before their saved generators are loaded and checked.
+        mean, _ = self._posterior_params(keras.KerasTensor((1,) + tuple(input_shape[1:])))
         features = self.decoder(self.code(mean))
         if len(features.shape) != 2:
             raise ConstraintShapeError(
