@@ -10,7 +10,8 @@ EXTRAS := cdd,probability,jax,projection,onnx,data,plots,tests
 # PyPI's Linux x86_64 torch is a CUDA build of several GB, so make installs torch
 # only from a CPU wheel found in pip's --find-links folders (or TORCH_WHEEL=path);
 # without it the torch backend tests skip.
-TORCH_WHEEL ?= $(firstword $(foreach d,$(PIP_FIND_LINKS),$(wildcard $(d)/torch-*+cpu-*.whl)))
+FIND_LINKS  ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+TORCH_WHEEL ?= $(firstword $(foreach d,$(FIND_LINKS),$(wildcard $(d)/torch-*+cpu-*.whl)))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: setup demo test test-all bench wheel clean
