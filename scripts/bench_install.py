@@ -3,10 +3,11 @@
 Builds the wheel from this checkout, then for each requested extra creates a
 fresh virtual environment (no system site packages), times
 ``pip install <wheel>[extra]`` and measures the environment on disk (minus
-an empty venv). pip's cache is shared between runs: ``--repeat 2`` shows the
-cold (downloading) and the warm (cached) install.
+an empty venv). pip's cache is shared between runs (``--repeat 2`` shows cold and warm);
+``--no-cache`` disables it, so that pycddlib is compiled rather than taken
+from a wheel pip built earlier.
 
-    python scripts/bench_install.py --extras "" cdd probability --repeat 2
+    python scripts/bench_install.py --extras "" cdd probability jax --no-cache
 """
 
 import argparse
@@ -33,7 +34,7 @@ def build_wheel(out: Path) -> Path:
     return next(out.glob("keras_lincon-*.whl"))
 
 
-def measure(wheel: Path, extra: str, work: Path) -> tuple[float, int, int]:
+def measure(wheel: Path, extra: str, work: Path, no_cache: bool = False) -> tuple[float, int, int]:
     """(install seconds, installed bytes above an empty venv, installed distributions)."""
     venv = work / f"venv-{extra or 'core'}"
     shutil.rmtree(venv, ignore_errors=True)
@@ -43,7 +44,8 @@ def measure(wheel: Path, extra: str, work: Path) -> tuple[float, int, int]:
     before = len(subprocess.run([py, "-m", "pip", "list"], capture_output=True, text=True).stdout.splitlines())
     spec = f"{wheel}[{extra}]" if extra else str(wheel)
     start = time.perf_counter()
-    subprocess.run([py, "-m", "pip", "install", "-q", spec], check=True)
+    # --no-cache-dir: pip would otherwise reuse a pycddlib wheel it compiled before.
+    subprocess.run([py, "-m", "pip", "install", "-q", *(["--no-cache-dir"] if no_cache else []), spec], check=True)
     seconds = time.perf_counter() - start
     after = len(subprocess.run([py, "-m", "pip", "list"], capture_output=True, text=True).stdout.splitlines())
     size = dir_size(venv) - empty
@@ -55,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--extras", nargs="+", default=["", "cdd", "probability"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-cache", action="store_true", help="pip --no-cache-dir (compile pycddlib afresh)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -63,7 +66,7 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|")
         for extra in args.extras:
             for run in range(1, args.repeat + 1):
-                seconds, size, count = measure(wheel, extra, work)
+                seconds, size, count = measure(wheel, extra, work, args.no_cache)
                 name = f"keras-lincon[{extra}]" if extra else "keras-lincon"
                 print(f"| `{name}` | {run} | {seconds:.1f} | {size / 2**20:.0f} | {count} |", flush=True)
 
