@@ -3,23 +3,39 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed
-EXTRAS := tensorflow-cpu,probability,projection,tests
+# One TensorFlow only: `probability` pulls `tensorflow` (through tf-keras); no tensorflow-cpu.
+EXTRAS := cdd,probability,jax,projection,onnx,data,plots,tests
+# PyPI's Linux x86_64 torch is a CUDA build of several GB, so make installs torch
+# only from a CPU wheel found in pip's --find-links folders (or TORCH_WHEEL=path);
+# without it the torch backend tests skip.
+FIND_LINKS  ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+TORCH_WHEEL ?= $(firstword $(foreach d,$(FIND_LINKS),$(wildcard $(d)/torch-*+cpu-*.whl)))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench wheel clean
 
-$(STAMP): setup.cfg setup.py scripts/system_deps.sh
+$(STAMP): setup.cfg setup.py Makefile scripts/system_deps.sh scripts/check_one_tf.py
 	bash scripts/system_deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(PIP) install -q --upgrade pip
+	@# Older setups installed tensorflow-cpu beside tensorflow (one shared folder): remove both, reinstall one.
+	@if $(PIP) show -q tensorflow-cpu >/dev/null 2>&1; then \
+	  echo "Removing tensorflow-cpu and tensorflow (two TF distributions in one folder); reinstalling tensorflow"; \
+	  $(PIP) uninstall -y -q tensorflow-cpu tensorflow; fi
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	@if [ -n "$(TORCH_WHEEL)" ]; then $(PIP) install -q "$(TORCH_WHEEL)" || \
+	  echo "note: could not install $(TORCH_WHEEL); torch backend tests will skip"; \
+	else echo "note: no CPU torch wheel found (PyPI's is a multi-GB CUDA build); torch backend tests will skip"; fi
+	$(BIN)/python scripts/check_one_tf.py
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# A fresh folder per run: the CLI refuses to write into a non-empty one.
 demo: setup
-	$(BIN)/keras-lincon vae
+	$(BIN)/keras-lincon vae --out runs/vae-$$(date +%Y%m%d-%H%M%S)
 
 # pytest exits 5 when it collects no test: make treats that as a failure.
 test: setup
@@ -33,5 +49,10 @@ bench: setup
 	$(BIN)/python benchmarks/layer.py
 	$(BIN)/python benchmarks/inference.py
 
+# sdist and wheel in dist/ (no compiler needed: the package is pure Python).
+wheel: setup
+	rm -rf dist build
+	$(BIN)/python -m build -o dist .
+
 clean:
-	rm -rf $(VENV) build *.egg-info runs
+	rm -rf $(VENV) build dist *.egg-info runs

@@ -5,8 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import cdd
-import cdd.gmp
 import numpy as np
 import pytest
 
@@ -35,6 +33,11 @@ def rng():
 
 def h_from_v(points, rays):
     """H-representation (A, b) of conv(points) + cone(rays), via exact cdd."""
+    # pycddlib is the optional [cdd] extra: imported here so the rest of the suite runs without it.
+    pytest.importorskip("cdd", reason="pycddlib not installed (pip install 'keras-lincon[cdd]')")
+    import cdd
+    import cdd.gmp
+
     rows = [[1, *p] for p in points] + [[0, *r] for r in rays]
     mat = cdd.gmp.matrix_from_array([[int(v) for v in row] for row in rows], rep_type=cdd.RepType.GENERATOR)
     ineq = cdd.gmp.copy_inequalities(cdd.gmp.polyhedron_from_matrix(mat))

@@ -1,0 +1,124 @@
+"""The layer's contract on every Keras backend, one fresh process per backend.
+
+Keras fixes its backend at import, so each backend runs in a subprocess with
+``KERAS_BACKEND`` set: build in ``Sequential``, fit 2 epochs, predict, every
+output feasible, save ``.keras`` and reload within 1e-6; and a ``.keras``
+file saved under TensorFlow loads under JAX and torch with the same outputs
+(within 1e-6).
+A backend that is not installed is skipped, with the reason.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Why a backend may be missing, for the skip message.
+INSTALL_HINT = {
+    "tensorflow": 'pip install "keras-lincon[tensorflow]"',
+    "jax": 'pip install "keras-lincon[jax]" (make installs it)',
+    "torch": ("pip install torch; PyPI's Linux x86_64 build is a multi-GB CUDA wheel, so make installs "
+              "torch only from a local CPU wheel (make setup TORCH_WHEEL=path)"),
+}
+MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+# Two constraint sets with closed forms (no pycddlib needed): the paper's cone
+# with a box, and a shifted chain A x <= b (a vertex block plus rays).
+CONTRACT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    import keras_lincon as klc
+
+    out = sys.argv[1]
+    assert keras.backend.backend() == sys.argv[2], keras.backend.backend()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    cases = {
+        "checker_box": dict(A=klc.checkerboard((4, 4), (2, 2)), box=(-1.0, 1.0)),
+        "chain_b": dict(A=klc.monotone_chain(5), b=np.ones(4)),
+    }
+    report = {}
+    for name, kwargs in cases.items():
+        layer = klc.LinearInequalityConstraint(**kwargs)
+        model = keras.Sequential([keras.Input((6,), name="features"),
+                                  keras.layers.Dense(16, activation="relu"), layer])
+        n = layer.units
+        y_target = rng.uniform(-2, 2, size=(64, n)).astype("float32")
+        model.compile(optimizer="adam", loss="mse")
+        hist = model.fit(x, y_target, epochs=2, batch_size=16, verbose=0)
+        assert len(hist.history["loss"]) == 2 and np.all(np.isfinite(hist.history["loss"]))
+        y = keras.ops.convert_to_numpy(model.predict(x * 100.0, verbose=0))   # large inputs too
+        worst = layer.assert_constraints(y)
+        y = keras.ops.convert_to_numpy(model.predict(x, verbose=0))
+        layer.assert_constraints(y)
+        path = f"{out}/{name}.keras"
+        model.save(path)
+        np.save(f"{out}/{name}_x.npy", x)
+        np.save(f"{out}/{name}_y.npy", y)
+        reloaded = keras.saving.load_model(path)
+        diff = float(np.abs(keras.ops.convert_to_numpy(reloaded.predict(x, verbose=0)) - y).max())
+        assert diff <= 1e-6, (name, diff)
+        report[name] = {"worst_relative_violation": worst, "reload_diff": diff}
+        if len(sys.argv) > 3:   # files saved under another backend: load them here, same outputs?
+            src = sys.argv[3]
+            moved = keras.saving.load_model(f"{src}/{name}.keras")
+            x_src, y_src = np.load(f"{src}/{name}_x.npy"), np.load(f"{src}/{name}_y.npy")
+            y_moved = keras.ops.convert_to_numpy(moved.predict(x_src, verbose=0))
+            moved.layers[-1].assert_constraints(y_moved)
+            report[name]["moved_diff"] = float(np.abs(y_moved - y_src).max())
+    print(json.dumps(report))
+    """
+)
+
+
+def _available(backend: str) -> bool:
+    return importlib.util.find_spec(MODULE[backend]) is not None
+
+
+def _run(script: str, backend: str, *args: str) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"{backend} failed:\nSTDOUT:\n{proc.stdout[-2000:]}\nSTDERR:\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _require(backend: str) -> None:
+    if not _available(backend):
+        pytest.skip(f"Keras backend {backend!r} not installed: {INSTALL_HINT[backend]}")
+
+
+@pytest.fixture(scope="module")
+def saved_under_tensorflow(tmp_path_factory):
+    """The contract under TensorFlow; its .keras files, for loading under the other backends."""
+    if not _available("tensorflow"):
+        return None
+    out = tmp_path_factory.mktemp("tf_saved")
+    report = _run(CONTRACT, "tensorflow", str(out), "tensorflow")
+    assert all(case["reload_diff"] <= 1e-6 for case in report.values())
+    return out
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_layer_contract_on_backend(backend, tmp_path, saved_under_tensorflow):
+    _require(backend)
+    args = [str(tmp_path), backend] + ([str(saved_under_tensorflow)] if saved_under_tensorflow else [])
+    report = _run(CONTRACT, backend, *args)
+    assert set(report) == {"checker_box", "chain_b"}
+    for name, case in report.items():
+        assert case["reload_diff"] <= 1e-6, (name, case)
+        if saved_under_tensorflow:
+            # A .keras file saved under TensorFlow loads here and gives the same outputs.
+            assert case["moved_diff"] <= 1e-6, f"{name}: outputs after moving TF -> {backend}: {case}"
