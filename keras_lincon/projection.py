@@ -50,7 +50,7 @@ class OSQPProjector:
 
     Example:
         >>> proj = OSQPProjector([[1.0, 1.0]], [0.0])
-        >>> proj.project(np.array([[1.0, 1.0]])).round(6)
+        >>> proj.project(np.array([[1.0, 1.0]])).round(6) + 0.0  # + 0.0 folds -0.0
         array([[0., 0.]])
     """
 

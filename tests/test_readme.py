@@ -36,12 +36,6 @@ def readme_blocks() -> list[tuple[int, str]]:
     return blocks
 
 
-def _layer_has_units() -> bool:
-    from keras_lincon.layers import LinearInequalityConstraint
-
-    return "units" in inspect.signature(LinearInequalityConstraint.__init__).parameters
-
-
 def _needs(code: str) -> list[str]:
     """Optional modules a block needs (it is skipped, with the reason, when one is missing)."""
     needs = []
@@ -64,8 +58,6 @@ def test_readme_has_python_blocks():
 def test_readme_block_runs(line, code, tmp_path):
     for module in _needs(code):
         pytest.importorskip(module, reason=f"README.md:{line} needs {module}")
-    if "units=" in code and not _layer_has_units():
-        pytest.skip(f"README.md:{line}: LinearInequalityConstraint(None, ..., units=) is not in this checkout yet")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
@@ -83,10 +75,7 @@ def doctest_modules() -> list[str]:
 
 
 # Docstring examples that fail today, with why; the module owners fix them (then drop the entry).
-KNOWN_FAILING = {
-    "keras_lincon.projection": "OSQPProjector example prints -0. where it expects 0.",
-    "keras_lincon.models": "ConstrainedVAE example uses klc and images without defining them",
-}
+KNOWN_FAILING: dict = {}  # module -> reason, for an example that cannot pass yet
 
 
 @pytest.mark.parametrize("name", doctest_modules())
