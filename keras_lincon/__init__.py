@@ -88,40 +88,73 @@ def __dir__():
 
 
 # ------------------------------------------------ registration with Keras
+#
+# Keras finds a saved custom class only through its registry (it imports
+# modules by name only for keras/keras_hub/...), so the modules whose classes
+# carry ``register_keras_serializable`` must run before any load. They need
+# Keras, so they run right after Keras is imported: a one-shot finder wraps
+# the loaders of ``keras`` and of ``keras_lincon.layers``. The layers module
+# itself may be what imports Keras first; then the VAE module (which imports
+# from it) waits until the layers module has finished executing.
 
-def _register_with_keras() -> None:
-    """Imports the modules whose classes carry ``register_keras_serializable``.
+_LAYERS = f"{__name__}.layers"
 
-    The VAE module needs TensorFlow; it is registered only on the TensorFlow
-    backend (the only one it runs on), so a JAX or torch user does not pay
-    for a TensorFlow import. Never raises: a failure here must not break the
-    user's ``import keras``; it is reported as a warning instead.
-    """
+
+def _warn_registration(exc: BaseException) -> None:
+    warnings.warn(f"keras_lincon could not register its Keras classes ({exc!r}); "
+                  "import keras_lincon.layers / keras_lincon.models before loading a saved model.",
+                  RuntimeWarning, stacklevel=3)
+
+
+def _initializing(name: str) -> bool:
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
+def _register_models() -> None:
+    """Imports the VAE module, only on the TensorFlow backend (the only one it runs on)."""
     try:
-        importlib.import_module(f"{__name__}.layers")
         import keras
 
         if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
             importlib.import_module(f"{__name__}.models")
-    except Exception as exc:  # noqa: BLE001  (see docstring)
-        warnings.warn(f"keras_lincon could not register its Keras classes ({exc!r}); "
-                      "import keras_lincon.layers / keras_lincon.models before loading a saved model.",
-                      RuntimeWarning, stacklevel=2)
+    except Exception as exc:  # noqa: BLE001  (must not break the user's import)
+        _warn_registration(exc)
 
 
-class _RegisterWhenKerasLoads:
-    """A one-shot ``sys.meta_path`` finder: after the ``keras`` module executes, register our classes.
+def _register_with_keras() -> None:
+    """Runs once Keras is importable: imports the layers module (and through it the VAE module)."""
+    if _initializing(_LAYERS):
+        return  # the layers module is importing Keras; its own loader hook registers the rest
+    try:
+        importlib.import_module(_LAYERS)
+    except Exception as exc:  # noqa: BLE001  (must not break the user's import)
+        _warn_registration(exc)
+        return
+    _register_models()  # a no-op when the layers hook already did it
+    if _FINDER.pending.pop(_LAYERS, None) is not None and not _FINDER.pending:
+        _remove_hook()
 
-    It finds nothing itself; it asks the remaining finders for ``keras``'s
-    spec and wraps that loader's ``exec_module`` (instance attribute, removed
-    after the first call), so ``keras`` is loaded exactly as it would be.
-    """
+
+class _RegisterOnImport:
+    """A ``sys.meta_path`` finder that finds nothing itself: it asks the other finders for the
+    spec of ``keras`` / ``keras_lincon.layers`` and wraps that loader's ``exec_module``
+    (instance attribute, removed after the call) to register our classes once the module
+    has executed. A spec that is only looked up (TensorFlow calls ``find_spec("keras")``
+    to locate files) and never executed consumes nothing."""
+
+    def __init__(self):
+        self.pending = {"keras": _register_with_keras, _LAYERS: _register_models}
+        self._finding = set()
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras":
+        if fullname not in self.pending or fullname in self._finding:
             return None
-        _remove_hook()
-        spec = importlib.util.find_spec(fullname)
+        self._finding.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)  # the other finders (this one returns None)
+        finally:
+            self._finding.discard(fullname)
         loader = getattr(spec, "loader", None)
         if loader is None or not hasattr(loader, "exec_module"):
             return spec
@@ -132,17 +165,26 @@ class _RegisterWhenKerasLoads:
                 original(module)
             finally:
                 del loader.exec_module  # back to the loader's own method
-            _register_with_keras()
+            after = self.pending.pop(fullname, None)
+            if not self.pending:
+                _remove_hook()
+            if after is not None:
+                after()
 
         loader.exec_module = exec_module
         return spec
 
 
 def _remove_hook() -> None:
-    sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__ == "_RegisterWhenKerasLoads"]
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "_RegisterOnImport"]
 
 
+_remove_hook()  # a re-import (importlib.reload) replaces an older finder
+_FINDER = _RegisterOnImport()
+if _LAYERS in sys.modules:
+    _FINDER.pending.pop(_LAYERS)
 if "keras" in sys.modules:
+    _FINDER.pending.pop("keras")
     _register_with_keras()
-elif not any(type(f).__name__ == "_RegisterWhenKerasLoads" for f in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterWhenKerasLoads())
+if _FINDER.pending:
+    sys.meta_path.insert(0, _FINDER)

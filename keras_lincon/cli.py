@@ -86,6 +86,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     require("keras-lincon export", "tensorflow")
     if not Path(args.model).is_file():
         raise LinconError(f"{args.model} is not a file; give the path of a .keras model.")
+    target = Path(args.base_dir) / str(args.version)
+    if target.exists() and not args.overwrite:
+        raise LinconError(f"{target} exists; pass --overwrite to replace that SavedModel or choose another --version.")
     import keras
 
     import keras_lincon  # noqa: F401  (registers the custom classes for loading)

@@ -65,15 +65,27 @@ def test_plain_import_then_load_model_finds_the_classes(tmp_path):
         np.save("{tmp_path}/y.npy", m.predict(np.ones((2, 3), "float32"), verbose=0))
         m.save("{tmp_path}/m.keras")
     """)
-    for order in ("import keras_lincon\nimport keras", "import keras\nimport keras_lincon"):
+    # TensorFlow looks up keras's spec without executing it, then imports it: covered by the third order
+    for order in ("import keras_lincon\nimport keras", "import keras\nimport keras_lincon",
+                  "import keras_lincon\nimport tensorflow\nimport keras"):
         out = run_python(order + f"""
 import sys, numpy as np
 assert "keras_lincon.layers" in sys.modules  # registered without touching a lazy name
+assert keras.saving.get_registered_object("keras_lincon>ConstrainedVAE") is not None
 m = keras.saving.load_model("{tmp_path}/m.keras")
 np.testing.assert_allclose(m.predict(np.ones((2, 3), "float32"), verbose=0), np.load("{tmp_path}/y.npy"), atol=1e-6)
 print("LOADED", type(m.layers[-1]).__name__)
 """)
         assert "LOADED LinearInequalityConstraint" in out
+
+
+def test_jax_backend_registers_the_layer_without_tensorflow():
+    out = run_python("""
+        import sys, keras_lincon, keras
+        print("REG", keras.saving.get_registered_object("keras_lincon>LinearInequalityConstraint") is not None,
+              "tensorflow" in sys.modules)
+    """, env={"KERAS_BACKEND": "jax"})
+    assert "REG True False" in out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -133,6 +145,10 @@ def test_missing_optional_dependency_is_named_before_training(tmp_path, capsys, 
 def test_export_errors_are_one_line(tmp_path, capsys):
     line = _one_line_error(capsys, ["export", str(tmp_path / "missing.keras"), str(tmp_path / "srv")])
     assert "is not a file" in line
+    (tmp_path / "m.keras").write_bytes(b"")
+    (tmp_path / "srv" / "1").mkdir(parents=True)
+    line = _one_line_error(capsys, ["export", str(tmp_path / "m.keras"), str(tmp_path / "srv")])
+    assert "--overwrite" in line
 
 
 def test_toy_quick_from_the_package(tmp_path, capsys):
