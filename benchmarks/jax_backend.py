@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_lincon.bench import format_seconds, time_side_by_side  # noqa: E402
+from keras_lincon.experiments.timing import format_seconds, time_side_by_side  # noqa: E402
 from keras_lincon.layers import LinearInequalityConstraint  # noqa: E402
 from keras_lincon.polyhedra import checkerboard, monotone_chain  # noqa: E402
 from keras_lincon.projection import ADMMProjection  # noqa: E402

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_lincon as klc  # noqa: E402
-from keras_lincon.bench import format_seconds, machine_description, time_side_by_side  # noqa: E402
+from keras_lincon.experiments.timing import format_seconds, machine_description, time_side_by_side  # noqa: E402
 
 
 def models(A, k):

@@ -1,5 +1,11 @@
 """The ``keras-lincon`` command.
 
+Starting it is instant: Keras and TensorFlow are imported only by the
+subcommand that needs them, after its optional dependencies are checked.
+Expected failures (bad numbers, missing packages or data, a non-empty or
+unwritable output folder) print one ``keras-lincon: error: ...`` line and
+exit with status 2.
+
 Subcommands:
   vae         the main job: constrained VAE vs unconstrained twin, with a report
   toy         the paper's toy experiment (learn the checkerboard projection)
@@ -11,9 +17,12 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Optional, Sequence
+
+from keras_lincon.errors import LinconError
 
 
 def _cmd_generators(args: argparse.Namespace) -> int:
@@ -36,40 +45,50 @@ def _cmd_generators(args: argparse.Namespace) -> int:
 
 
 def _cmd_vae(args: argparse.Namespace) -> int:
-    from keras_lincon import experiment
+    from keras_lincon.experiments import vae_study
+    from keras_lincon.experiments._deps import require
 
+    # Before anything slow: the study ends with an OSQP comparison and plots.
+    require("keras-lincon vae", "tensorflow", "tensorflow_probability", "osqp", "matplotlib")
     overrides = {k: v for k, v in dict(data=args.data, epochs=args.epochs, out=args.out,
                                        num_samples=args.samples, train_size=args.train_size).items()
                  if v is not None}
-    cfg = experiment.VAEConfig.quick(**overrides) if args.quick else experiment.VAEConfig(**overrides)
+    overrides["overwrite"] = args.overwrite
     if args.quick:
-        cfg.verbose = 1
-    experiment.run(cfg)
+        overrides["verbose"] = 1
+    cfg = vae_study.VAEConfig.quick(**overrides) if args.quick else vae_study.VAEConfig(**overrides)
+    vae_study.run(cfg)
     return 0
 
 
 def _cmd_toy(args: argparse.Namespace) -> int:
-    import runpy
-    from pathlib import Path
+    from keras_lincon.experiments import checkerboard_projection
 
-    script = Path(__file__).resolve().parent.parent / "tutorials" / "checkerboard_projection.py"
-    if not script.is_file():
-        print("keras-lincon toy runs tutorials/checkerboard_projection.py from a source checkout.",
-              file=sys.stderr)
-        return 2
-    sys.argv = [str(script)] + (["--quick"] if args.quick else []) + ["--out", args.out]
-    runpy.run_path(str(script), run_name="__main__")
+    checkerboard_projection.run(args)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from keras_lincon.bench import inference_benchmark
+    from keras_lincon.experiments._deps import require
 
-    inference_benchmark(quick=args.quick)
+    require("keras-lincon bench", "tensorflow", "osqp")
+    from keras_lincon.experiments.inference_bench import inference_benchmark
+
+    inference_benchmark(quick=args.quick, print_fn=lambda *a: print(*a, flush=True))
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from keras_lincon.experiments._deps import require
+
+    require("keras-lincon export", "tensorflow")
+    if not Path(args.model).is_file():
+        raise LinconError(f"{args.model} is not a file; give the path of a .keras model.")
+    target = Path(args.base_dir) / str(args.version)
+    if target.exists() and not args.overwrite:
+        raise LinconError(f"{target} exists; pass --overwrite to replace that SavedModel or choose another --version.")
     import keras
 
     import keras_lincon  # noqa: F401  (registers the custom classes for loading)
@@ -83,19 +102,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; building it imports neither Keras nor TensorFlow."""
+    from keras_lincon.experiments.checkerboard_projection import DATA_CHOICES, add_arguments, positive_int
+
     parser = argparse.ArgumentParser(prog="keras-lincon", description="Hard linear constraints for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
     vae = sub.add_parser("vae", help="train a constrained VAE and its unconstrained twin; write a report")
     vae.add_argument("--quick", action="store_true", help="seconds-long run on digits (for tests)")
-    vae.add_argument("--data", choices=["auto", "fashion_mnist", "mnist", "digits"])
-    vae.add_argument("--epochs", type=int)
-    vae.add_argument("--samples", type=int, help="number of generated samples to evaluate")
-    vae.add_argument("--train-size", type=int, help="use only this many training images")
-    vae.add_argument("--out", help="output folder (default runs/vae)")
+    vae.add_argument("--data", choices=DATA_CHOICES)
+    vae.add_argument("--epochs", type=positive_int)
+    vae.add_argument("--samples", type=positive_int, help="number of generated samples to evaluate")
+    vae.add_argument("--train-size", type=positive_int, help="use only this many training images")
+    vae.add_argument("--out", help="output folder (default runs/vae, runs/vae-quick with --quick)")
+    vae.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     vae.set_defaults(func=_cmd_vae)
     toy = sub.add_parser("toy", help="the paper's toy experiment: learn the checkerboard projection")
-    toy.add_argument("--quick", action="store_true")
-    toy.add_argument("--out", default="runs/checkerboard")
+    add_arguments(toy)
     toy.set_defaults(func=_cmd_toy)
     bench = sub.add_parser("bench", help="inference: layer vs Dense + OSQP / batched projection")
     bench.add_argument("--quick", action="store_true")
@@ -103,26 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a .keras model as a SavedModel for TF Serving")
     export.add_argument("model", help="path of a .keras file")
     export.add_argument("base_dir", help="TF Serving model base path; the version folder goes inside")
-    export.add_argument("--version", type=int, default=1)
+    export.add_argument("--version", type=positive_int, default=1)
     export.add_argument("--xla", action="store_true", help="also add XLA-compiled endpoints")
-    export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing SavedModel version folder")
     export.set_defaults(func=_cmd_export)
     gen = sub.add_parser("generators", help="generators of the checkerboard constraint, with timings")
-    gen.add_argument("--size", type=int, default=28, help="image side in pixels")
-    gen.add_argument("--grid", type=int, default=4, help="blocks per side")
+    gen.add_argument("--size", type=positive_int, default=28, help="image side in pixels")
+    gen.add_argument("--grid", type=positive_int, default=4, help="blocks per side")
     gen.add_argument("--compare", action="store_true", help="also run exact double description")
     gen.set_defaults(func=_cmd_generators)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the command line ``argv``; returns the exit status (2 and one line on stderr for an expected failure)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as exc:  # our errors carry their own advice
-        print(f"keras-lincon: error: {exc}", file=sys.stderr)
+    except (ValueError, ImportError, OSError) as exc:  # our errors carry their own advice
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"keras-lincon: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("keras-lincon: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -25,24 +25,45 @@ with, in ``train.py``::
     history = fit_distributed(model, dataset_batched_with_global_batch, epochs=5)
     if worker_index == 0:
         model.save("model.keras")        # every worker holds identical weights
+
+Fault tolerance: with ``checkpoint_dir`` (a folder every worker can reach),
+the model, its optimizer and the epoch count are saved after every epoch
+(``tf.train.Checkpoint`` + ``CheckpointManager``; the chief writes there, the
+other workers to a scratch folder they delete, as TensorFlow's multi-worker
+guide prescribes). Calling the same script again resumes after the last
+finished epoch, so a worker that dies costs at most the epoch in progress:
+restart **all** workers (a collective cannot rejoin a running group).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
-from typing import Optional
+from typing import Optional, Union
 
-import tensorflow as tf
+from keras_lincon._backend import require_tensorflow
+
+
+def _checkpoint_writer_dir(strategy, checkpoint_dir: str) -> tuple[str, bool]:
+    """(folder this worker writes to, whether it is the chief's real folder)."""
+    if getattr(strategy.extended, "should_checkpoint", True):
+        return checkpoint_dir, True
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task = f"{getattr(resolver, 'task_type', 'worker')}_{getattr(resolver, 'task_id', os.getpid())}"
+    return os.path.join(checkpoint_dir, f".scratch_{task}"), False
 
 
 def fit_distributed(
     model,
-    dataset: tf.data.Dataset,
+    dataset,
     *,
     epochs: int = 1,
-    strategy: Optional[tf.distribute.Strategy] = None,
+    strategy=None,
     verbose: int = 1,
+    checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+    max_to_keep: int = 2,
 ) -> dict:
     """Trains ``model`` with its own ``train_step`` under ``strategy.run``.
 
@@ -50,15 +71,30 @@ def fit_distributed(
         model: a compiled Keras model (a Sequential/functional model with a
             loss, or a :class:`~keras_lincon.ConstrainedVAE`), created and
             compiled inside ``strategy.scope()``.
-        dataset: batches of the **global** batch size (each worker reads the
-            whole dataset; the strategy shards it).
-        epochs: passes over ``dataset``.
+        dataset: a ``tf.data.Dataset`` of batches of the **global** batch
+            size (each worker reads the whole dataset; the strategy shards it).
+        epochs: the total number of passes over ``dataset``, counting those a
+            resumed run already finished.
         strategy: default: the model's ``distribute_strategy``.
         verbose: 1 prints one line per epoch (to stderr).
+        checkpoint_dir: save model, optimizer and epoch count here after
+            every epoch, and resume from the latest checkpoint found there.
+        max_to_keep: checkpoints kept in ``checkpoint_dir``.
 
     Returns:
-        History as a dict: metric name -> list of per-epoch values.
+        History of the epochs run by this call: metric name -> list of
+        per-epoch values (empty when a checkpoint already covers ``epochs``).
+
+    Raises:
+        LinconError: Keras is not on the TensorFlow backend, bad arguments, or
+            a checkpoint in ``checkpoint_dir`` that belongs to another model.
+        ValueError: the model is not compiled.
     """
+    tf = require_tensorflow("fit_distributed")
+    from keras_lincon.errors import LinconError
+
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise LinconError(f"epochs must be a non-negative integer; got {epochs!r}.")
     strategy = strategy or model.distribute_strategy
     if getattr(model, "optimizer", None) is None:
         raise ValueError("compile the model (inside strategy.scope()) before fit_distributed.")
@@ -68,6 +104,34 @@ def fit_distributed(
             model.optimizer.build(model.trainable_variables)
         # Builds compiled losses and metrics outside the replica context, as fit does.
         model._symbolic_build(data_batch=first)
+
+    # The epoch counter is a plain (not mirrored) variable: only Python reads it.
+    done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    save = None
+    if checkpoint_dir is not None:
+        checkpoint_dir = os.fspath(checkpoint_dir)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epochs_done=done)
+        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        if latest:
+            # Every variable of this model and optimizer must find its saved value: a
+            # checkpoint of another architecture fails here instead of half-loading.
+            try:
+                checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as exc:
+                raise LinconError(
+                    f"the checkpoint {latest} does not match this model and optimizer "
+                    f"({' '.join(str(exc).split())[:300]}); use another checkpoint_dir or delete it.") from None
+            if verbose:
+                print(f"resuming from {latest} after epoch {int(done.numpy())}", file=sys.stderr)
+        write_dir, is_chief = _checkpoint_writer_dir(strategy, checkpoint_dir)
+        manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_to_keep if is_chief else 1)
+
+        def save(epoch_number: int) -> None:
+            # Every worker saves (variables may need all of them); only the chief's copy is kept.
+            manager.save(checkpoint_number=epoch_number)
+            if not is_chief:
+                shutil.rmtree(write_dir, ignore_errors=True)
+
     distributed = strategy.experimental_distribute_dataset(dataset)
 
     @tf.function
@@ -76,7 +140,7 @@ def fit_distributed(
         return {name: strategy.experimental_local_results(value)[0] for name, value in logs.items()}
 
     history: dict = {}
-    for epoch in range(epochs):
+    for epoch in range(int(done.numpy()), epochs):
         start = time.perf_counter()
         for metric in model.metrics:
             metric.reset_state()
@@ -85,6 +149,9 @@ def fit_distributed(
             logs = step(batch)
         for name, value in logs.items():
             history.setdefault(name, []).append(float(value))
+        done.assign(epoch + 1)
+        if save is not None:
+            save(epoch + 1)
         if verbose:
             shown = " ".join(f"{k}={float(v):.4g}" for k, v in logs.items())
             print(f"epoch {epoch + 1}/{epochs} ({time.perf_counter() - start:.1f} s) {shown}", file=sys.stderr)

@@ -13,7 +13,9 @@ Signatures:
   ``{"outputs": (batch, ...)}``; the input name is the ``keras.Input`` name.
 * :class:`~keras_lincon.ConstrainedVAE`: ``serving_default`` (``inputs`` ->
   ``reconstruction``), ``decode`` (``codes`` -> ``outputs``) and ``sample``
-  (``num_samples``, ``seed`` int32 scalars -> ``samples``).
+  (``num_samples``, ``seed`` int32 scalars -> ``samples``). ``sample``
+  refuses ``num_samples`` outside ``[1, max_samples]`` with an
+  ``InvalidArgument`` error, so one request cannot exhaust the server's memory.
 * with ``xla=True``, each endpoint also as ``<name>_xla``, its network
   compiled with XLA (``jit_compile=True``); the default endpoints stay
   portable. The VAE's random codes are drawn outside XLA, so ``sample`` and
@@ -29,9 +31,13 @@ from pathlib import Path
 from typing import Union
 
 import keras
-import tensorflow as tf
 
+from keras_lincon._backend import require_tensorflow
 from keras_lincon.errors import LinconError
+from keras_lincon.layers import verify_generators
+
+#: Default bound on ``num_samples`` of an exported VAE's ``sample`` signature.
+DEFAULT_MAX_SAMPLES = 1024
 
 _NAME = re.compile(r"[^A-Za-z0-9_]")
 
@@ -45,8 +51,10 @@ def _input_name(model: keras.Model) -> str:
     return clean if clean[0].isalpha() else f"x_{clean}"
 
 
-def _endpoints(model: keras.Model, xla: bool):
+def _endpoints(model: keras.Model, xla: bool, max_samples: int):
     """name -> (tf.function, input signature); with ``xla`` the compute-heavy part is compiled."""
+    import tensorflow as tf
+
     from keras_lincon.models import ConstrainedVAE
 
     suffix = "_xla" if xla else ""
@@ -61,6 +69,17 @@ def _endpoints(model: keras.Model, xla: bool):
         reconstruct = tf.function(lambda x: model(x, training=False), jit_compile=xla)
 
         def sample(num_samples, seed):
+            # The checks run before any sampling: a request above the bound
+            # fails with InvalidArgument instead of allocating its batch.
+            checks = [
+                tf.debugging.assert_positive(num_samples, message="num_samples must be at least 1"),
+                tf.debugging.assert_less_equal(
+                    num_samples, tf.constant(max_samples, tf.int32),
+                    message=f"num_samples is above this model's bound max_samples={max_samples} "
+                            "(set at export; split the request)"),
+            ]
+            with tf.control_dependencies(checks):
+                num_samples = tf.identity(num_samples)
             u = model.prior_sample(num_samples, tf.stack([seed, tf.constant(0, tf.int32)]))
             return {"samples": decode(model.code(u))}
 
@@ -86,7 +105,7 @@ def _endpoints(model: keras.Model, xla: bool):
 
 def export_for_serving(
     model: keras.Model, base_dir: Union[str, os.PathLike], version: int = 1, *, xla: bool = False,
-    overwrite: bool = False,
+    overwrite: bool = False, max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> Path:
     """Writes ``model`` as a SavedModel at ``<base_dir>/<version>/`` for TF Serving.
 
@@ -96,27 +115,45 @@ def export_for_serving(
         base_dir: TF Serving's model base path.
         version: positive integer version (TF Serving serves the largest).
         xla: also add ``<endpoint>_xla`` endpoints compiled with XLA.
-        overwrite: replace an existing version folder.
+        overwrite: replace an existing version folder; only a SavedModel
+            (a folder holding ``saved_model.pb``) is ever removed.
+        max_samples: for a ConstrainedVAE, the largest ``num_samples`` its
+            ``sample`` signature accepts (larger requests fail with
+            ``InvalidArgument``); a sample costs about 4 bytes per output value.
 
     Returns:
         The version folder.
 
     Raises:
-        LinconError: bad version, existing folder, or a model without input.
+        GeneratorMismatchError: a constraint layer's generator weights do
+            not match its constraints (see :func:`keras_lincon.verify_generators`).
+        LinconError: Keras is not on the TensorFlow backend, bad version or
+            ``max_samples``, an existing folder (without ``overwrite``, or one
+            that is not a SavedModel), or a model without input.
     """
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise LinconError(f"version must be a positive integer (TF Serving's folder name); got {version!r}.")
+    require_tensorflow("export_for_serving")
+    for name, value in (("version", version), ("max_samples", max_samples)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise LinconError(f"{name} must be a positive integer; got {value!r}.")
+    if max_samples > 2**31 - 1:
+        raise LinconError(f"max_samples must fit in int32 (num_samples is an int32 input); got {max_samples}.")
     target = Path(base_dir) / str(version)
-    if target.exists():
+    if target.exists() or target.is_symlink():
         if not overwrite:
             raise LinconError(f"{target} exists; pass overwrite=True or choose another version.")
+        if target.is_symlink() or not target.is_dir() or not (
+                (target / "saved_model.pb").is_file() or (target / "saved_model.pbtxt").is_file()):
+            raise LinconError(f"{target} exists and is not a SavedModel folder (no saved_model.pb); "
+                              "overwrite=True only replaces SavedModels: move it away or choose another version.")
         shutil.rmtree(target)
     if not model.built:
         raise LinconError("build the model (call it once or fit it) before exporting.")
+    # A server must never get generators that do not match the constraints.
+    verify_generators(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for with_xla in (False, True) if xla else (False,):
-        for name, (fn, signature) in _endpoints(model, with_xla).items():
+        for name, (fn, signature) in _endpoints(model, with_xla, max_samples).items():
             archive.add_endpoint(name=name, fn=fn, input_signature=signature)
     target.parent.mkdir(parents=True, exist_ok=True)
     archive.write_out(str(target), verbose=False)
@@ -130,6 +167,7 @@ def rest_predict_example(export_dir: Union[str, os.PathLike], signature: str = "
     Zeros of the right shape under the signature's input names; for scalar
     inputs (``num_samples``, ``seed``) small integers.
     """
+    tf = require_tensorflow("rest_predict_example")
     loaded = tf.saved_model.load(str(export_dir))
     _, specs = loaded.signatures[signature].structured_input_signature
     body = {}

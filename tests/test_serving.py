@@ -1,8 +1,7 @@
-"""Tests of keras_lincon.serving and keras_lincon.distribute."""
+"""Tests of keras_lincon.serving (fresh processes load what was exported)."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -127,6 +126,42 @@ def test_export_errors(tmp_path):
     serving.export_for_serving(model, tmp_path, version=1, overwrite=True)
     with pytest.raises(klc.LinconError, match="positive integer"):
         serving.export_for_serving(model, tmp_path, version=0)
+    with pytest.raises(klc.LinconError, match="max_samples must be a positive integer"):
+        serving.export_for_serving(model, tmp_path, version=2, max_samples=0)
+
+
+def test_overwrite_only_replaces_a_saved_model(tmp_path):
+    model = constrained_model()
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "notes.txt").write_text("precious")
+    (tmp_path / "3").write_text("a file")
+    for version in (2, 3):
+        with pytest.raises(klc.LinconError, match="not a SavedModel"):
+            serving.export_for_serving(model, tmp_path, version=version, overwrite=True)
+    assert (tmp_path / "2" / "notes.txt").read_text() == "precious" and (tmp_path / "3").is_file()
+
+
+def test_vae_sample_signature_is_bounded(tmp_path):
+    from tests.test_models import make_vae
+
+    vae = make_vae(latent_dim=3)
+    vae.predict(np.zeros((1, 8, 8), "float32"), verbose=0)
+    path = serving.export_for_serving(vae, tmp_path / "vae", max_samples=16)
+    out = run_python(BLOCK_KERAS_LINCON + textwrap.dedent(f"""
+        import tensorflow as tf
+        sample = tf.saved_model.load("{path}").signatures["sample"]
+        print("OK", sample(num_samples=tf.constant(16), seed=tf.constant(1))["samples"].shape)
+        for n in (17, 10**9, 0, -3):
+            try:
+                sample(num_samples=tf.constant(n), seed=tf.constant(1))
+                print("ACCEPTED", n)
+            except tf.errors.InvalidArgumentError as exc:
+                print("REFUSED", n, "max_samples=16" in exc.message or "at least 1" in exc.message)
+    """))
+    assert "OK (16, 8, 8)" in out
+    for n in (17, 10**9, 0, -3):
+        assert f"REFUSED {n} True" in out
+    assert "ACCEPTED" not in out
 
 
 def test_export_command(tmp_path):
@@ -138,91 +173,11 @@ def test_export_command(tmp_path):
     assert (tmp_path / "srv" / "2" / "saved_model.pb").is_file()
 
 
-# ------------------------------------------------------------- distribution
-
-VAE_MIRRORED = """
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras, keras_lincon as klc
-from keras_lincon import datasets
-from tests.test_models import make_vae
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-data = datasets.load("digits", max_train=256, max_test=32)
-with strategy.scope():
-    vae = make_vae()
-    vae.compile(optimizer="adam")
-h = vae.fit(data.x_train, epochs=2, batch_size=64, verbose=0)
-assert h.history["loss"][-1] < h.history["loss"][0]
-vae.output_constraint.assert_constraints(np.asarray(vae.sample(200, seed=0)).reshape(200, -1))
-vae.save("{tmp}/vae.keras")
-again = keras.saving.load_model("{tmp}/vae.keras")
-# the reloaded copy runs on one device, the original across two replicas: rounding differs
-np.testing.assert_allclose(again.predict(data.x_test, verbose=0), vae.predict(data.x_test, verbose=0), atol=1e-5)
-print("ok", strategy.num_replicas_in_sync)
-"""
-
-
-def test_vae_trains_under_mirrored_strategy(tmp_path):
-    assert "ok 2" in run_python(VAE_MIRRORED.format(tmp=tmp_path))
-
-
-WORKER = """
-import json, os, sys, numpy as np, tensorflow as tf
-strategy = tf.distribute.MultiWorkerMirroredStrategy()
-import keras, keras_lincon as klc
-from keras_lincon.distribute import fit_distributed
-from tests.test_models import make_vae
-from keras_lincon import datasets
-index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-keras.utils.set_random_seed(0)
-A = klc.monotone_chain(12)
-rng = np.random.default_rng(0)
-x = rng.standard_normal((256, 6)).astype("float32")
-y = np.sort(rng.standard_normal((256, 12)), axis=1).astype("float32")
-with strategy.scope():
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"), klc.LinearInequalityConstraint(A)])
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
-    vae = make_vae()
-    vae.compile(optimizer="adam")
-ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
-hist = fit_distributed(model, ds, epochs=3, verbose=0)
-images = datasets.load("digits", max_train=256).x_train
-vae_hist = fit_distributed(vae, tf.data.Dataset.from_tensor_slices(images).batch(64), epochs=2, verbose=0)
-model.layers[-1].assert_constraints(model.predict(x, verbose=0))
-vae.output_constraint.assert_constraints(np.asarray(vae.sample(100, seed=0)).reshape(100, -1))
-np.save(f"{sys.argv[1]}/w{index}.npy", np.concatenate([w.ravel() for w in model.get_weights() + vae.get_weights()]))
-print("losses", hist["loss"], vae_hist["loss"])
-"""
-
-
-def _free_ports(k):
-    socks = [socket.socket() for _ in range(k)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def test_multi_worker_training_gives_identical_weights(tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        outputs = [p.communicate(timeout=400) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
-    w0, w1 = np.load(tmp_path / "w0.npy"), np.load(tmp_path / "w1.npy")
-    np.testing.assert_array_equal(w0, w1)
-    losses = outputs[0][0]
-    assert "losses" in losses
+def test_export_refuses_tampered_generators(tmp_path):
+    model = constrained_model()
+    layer = model.layers[-1]
+    variable = next(v for v in layer.non_trainable_weights if "offset" in v.name or "ray" in v.name)
+    variable.assign(variable.numpy() + 5.0)
+    with pytest.raises(klc.GeneratorMismatchError):
+        serving.export_for_serving(model, tmp_path / "tampered")
+    assert not (tmp_path / "tampered").exists()
