@@ -53,7 +53,11 @@ def measure(path, repeats, box_sizes):
     env = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-c", CODE, str(repeats), json.dumps(box_sizes)],
-        capture_output=True, text=True, env=env, cwd=path, timeout=3600,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=path,
+        timeout=3600,
     )
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])

@@ -42,10 +42,14 @@ def main():
     if args.precision == "highest":
         jax.config.update("jax_default_matmul_precision", "highest")
     device = jax.devices()[0]
-    print(f"device: {device.device_kind} ({device.platform}); jax {jax.__version__}; keras {keras.__version__}; "
-          f"matmul precision: {args.precision}")
-    print(f"{'case':<18}{'k':>5}{'batch':>7}{'dense':>11}{'layer':>11}{'+admm':>11}"
-          f"{'layer/dense':>12}{'admm/layer':>11}{'violation':>11}")
+    print(
+        f"device: {device.device_kind} ({device.platform}); jax {jax.__version__}; keras {keras.__version__}; "
+        f"matmul precision: {args.precision}"
+    )
+    print(
+        f"{'case':<18}{'k':>5}{'batch':>7}{'dense':>11}{'layer':>11}{'+admm':>11}"
+        f"{'layer/dense':>12}{'admm/layer':>11}{'violation':>11}"
+    )
     rng = np.random.default_rng(0)
     cases = {"checkerboard 784": (checkerboard(), (-1.0, 1.0)), "chain 512": (monotone_chain(512), None)}
     for case, (A, box) in cases.items():
@@ -54,17 +58,22 @@ def main():
             dense_layer = keras.layers.Dense(n)
             dense = keras.Sequential([keras.Input((k,)), dense_layer])
             layer = keras.Sequential([keras.Input((k,)), LinearInequalityConstraint(A, box=box)])
-            admm = keras.Sequential([keras.Input((k,)), dense_layer,
-                                     ADMMProjection(A, box=box, tolerance=1e-4, iterations=500)])
+            admm = keras.Sequential(
+                [keras.Input((k,)), dense_layer, ADMMProjection(A, box=box, tolerance=1e-4, iterations=500)]
+            )
             fns = {"dense": jitted(dense), "layer": jitted(layer), "admm": jitted(admm)}
             for batch in (int(b) for b in args.batches.split(",")):
                 x = jax.device_put(rng.standard_normal((batch, k)).astype("float32"))
-                t = time_side_by_side({name: (lambda f=f: f(x)) for name, f in fns.items()},
-                                      min_seconds=0.2, rounds=5)
+                t = time_side_by_side(
+                    {name: (lambda f=f, x=x: f(x)) for name, f in fns.items()}, min_seconds=0.2, rounds=5
+                )
                 worst = layer.layers[0].max_violation(np.asarray(fns["layer"](x)), relative=True)
-                print(f"{case:<18}{k:>5}{batch:>7}{format_seconds(t['dense']):>11}{format_seconds(t['layer']):>11}"
-                      f"{format_seconds(t['admm']):>11}{t['layer'] / t['dense']:>11.2f}x"
-                      f"{t['admm'] / t['layer']:>10.1f}x{worst:>11.1e}", flush=True)
+                print(
+                    f"{case:<18}{k:>5}{batch:>7}{format_seconds(t['dense']):>11}{format_seconds(t['layer']):>11}"
+                    f"{format_seconds(t['admm']):>11}{t['layer'] / t['dense']:>11.2f}x"
+                    f"{t['admm'] / t['layer']:>10.1f}x{worst:>11.1e}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -74,15 +74,21 @@ def main(argv=None):
                 x = tf.constant(rng.standard_normal((batch, k)).astype("float32"))
                 for mode, jit in (("graph", False), ("xla", True)):
                     t = time_side_by_side(inference_fns(pair, x, jit), **kw)
-                    print(f"{case:<18}{k:>5}{batch:>7}  {mode:<12}{format_seconds(t['dense']):>11}"
-                          f"{format_seconds(t['layer']):>11}{t['layer'] / t['dense']:>7.2f}x", flush=True)
+                    print(
+                        f"{case:<18}{k:>5}{batch:>7}  {mode:<12}{format_seconds(t['dense']):>11}"
+                        f"{format_seconds(t['layer']):>11}{t['layer'] / t['dense']:>7.2f}x",
+                        flush=True,
+                    )
             batch = 256 if not args.quick else 32
             x = tf.constant(rng.standard_normal((batch, k)).astype("float32"))
             y = tf.constant(rng.standard_normal((batch, n)).astype("float32"))
             for mode, jit in (("train graph", False), ("train xla", True)):
                 t = time_side_by_side(train_fns(pair, x, y, jit), **kw)
-                print(f"{case:<18}{k:>5}{batch:>7}  {mode:<12}{format_seconds(t['dense']):>11}"
-                      f"{format_seconds(t['layer']):>11}{t['layer'] / t['dense']:>7.2f}x", flush=True)
+                print(
+                    f"{case:<18}{k:>5}{batch:>7}  {mode:<12}{format_seconds(t['dense']):>11}"
+                    f"{format_seconds(t['layer']):>11}{t['layer'] / t['dense']:>7.2f}x",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

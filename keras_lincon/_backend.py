@@ -20,7 +20,8 @@ def require_tensorflow(feature: str):
         raise LinconError(
             f"{feature} needs Keras's TensorFlow backend; this process runs Keras on {backend!r}. "
             "Set KERAS_BACKEND=tensorflow before Python starts (the layer itself works on every backend; "
-            "a .keras file saved here loads there).")
+            "a .keras file saved here loads there)."
+        )
     try:
         import tensorflow as tf
     except ImportError:

@@ -11,5 +11,8 @@ from keras_lincon.experiments.timing import (  # noqa: F401
     time_side_by_side,
 )
 
-warnings.warn("keras_lincon.bench moved to keras_lincon.experiments.timing / .inference_bench; update the import.",
-              DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "keras_lincon.bench moved to keras_lincon.experiments.timing / .inference_bench; update the import.",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -20,7 +20,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from keras_lincon.errors import LinconError
 
@@ -39,8 +39,10 @@ def _cmd_generators(args: argparse.Namespace) -> int:
     x = rep.sample(1000, seed=0)
     print(f"  max violation of 1000 generated points: {klc.max_violation(x, A):.2e}")
     support = np.sum(np.abs(rep.rays) > 1e-9, axis=1)
-    print(f"  each ray touches {sorted(set(support.tolist()))} pixels (one block); "
-          f"A r = {np.round(A @ rep.rays[0], 4).tolist()[:4]}...")
+    print(
+        f"  each ray touches {sorted(set(support.tolist()))} pixels (one block); "
+        f"A r = {np.round(A @ rep.rays[0], 4).tolist()[:4]}..."
+    )
     return 0
 
 
@@ -50,9 +52,13 @@ def _cmd_vae(args: argparse.Namespace) -> int:
 
     # Before anything slow: the study ends with an OSQP comparison and plots.
     require("keras-lincon vae", "tensorflow", "tensorflow_probability", "osqp", "matplotlib")
-    overrides = {k: v for k, v in dict(data=args.data, epochs=args.epochs, out=args.out,
-                                       num_samples=args.samples, train_size=args.train_size).items()
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in dict(
+            data=args.data, epochs=args.epochs, out=args.out, num_samples=args.samples, train_size=args.train_size
+        ).items()
+        if v is not None
+    }
     overrides["overwrite"] = args.overwrite
     if args.quick:
         overrides["verbose"] = 1
@@ -96,8 +102,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     model = keras.saving.load_model(args.model)
     path = export_for_serving(model, args.base_dir, version=args.version, xla=args.xla, overwrite=args.overwrite)
-    print(f"wrote {path}; serve with:\n  tensorflow_model_server --rest_api_port=8501 "
-          f"--model_name=lincon --model_base_path={path.parent.resolve()}")
+    print(
+        f"wrote {path}; serve with:\n  tensorflow_model_server --rest_api_port=8501 "
+        f"--model_name=lincon --model_base_path={path.parent.resolve()}"
+    )
     return 0
 
 
@@ -137,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line ``argv``; returns the exit status (2 and one line on stderr for an expected failure)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     parser = build_parser()

@@ -5,7 +5,10 @@ import warnings
 
 from keras_lincon.experiments import datasets as _moved
 
-warnings.warn("keras_lincon.datasets moved to keras_lincon.experiments.datasets; update the import.",
-              DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "keras_lincon.datasets moved to keras_lincon.experiments.datasets; update the import.",
+    DeprecationWarning,
+    stacklevel=2,
+)
 # The same module object under both names, so monkeypatching either one works.
 sys.modules[__name__] = _moved

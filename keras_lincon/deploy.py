@@ -26,8 +26,8 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -81,7 +81,7 @@ def _input_spec(model: keras.Model, tf):
     return tf.TensorSpec((None,) + tuple(shape), tf.float32)
 
 
-def _output_constraint(model) -> Optional[LinearInequalityConstraint]:
+def _output_constraint(model) -> LinearInequalityConstraint | None:
     """The constraint layer whose output is the model's output, if it is one."""
     layer = getattr(model, "output_constraint", None)  # ConstrainedVAE (output reshaped only)
     if isinstance(layer, LinearInequalityConstraint):
@@ -103,7 +103,7 @@ def _interpreter(blob: bytes, tf):
             return tf.lite.Interpreter(model_content=blob)
 
 
-def run_tflite(model_content: Union[bytes, str, os.PathLike], x: np.ndarray) -> np.ndarray:
+def run_tflite(model_content: bytes | str | os.PathLike, x: np.ndarray) -> np.ndarray:
     """Runs a single-input, single-output TFLite model on a batch.
 
     Args:
@@ -153,11 +153,11 @@ def _verify(model, blob: bytes, spec, tf, samples: int) -> None:
 
 def export_tflite(
     model: keras.Model,
-    path: Union[str, os.PathLike],
+    path: str | os.PathLike,
     *,
-    optimizations: Optional[Iterable] = None,
+    optimizations: Iterable | None = None,
     allow_infeasible: bool = False,
-    input_signature: Optional[Sequence] = None,
+    input_signature: Sequence | None = None,
     verify_samples: int = 256,
 ) -> Path:
     """Writes ``model`` as a TensorFlow Lite flatbuffer whose outputs stay feasible.
@@ -235,7 +235,8 @@ def export_tflite(
         warnings.warn(
             "export_tflite: optimizations requested with allow_infeasible=True; outputs of the "
             "constraint layer are NOT guaranteed feasible (quantized generators).",
-            RuntimeWarning, stacklevel=2,
+            RuntimeWarning,
+            stacklevel=2,
         )
     elif verify_samples:
         _verify(model, blob, spec, tf, verify_samples)

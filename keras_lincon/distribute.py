@@ -41,7 +41,6 @@ import os
 import shutil
 import sys
 import time
-from typing import Optional, Union
 
 from keras_lincon._backend import require_tensorflow
 
@@ -62,7 +61,7 @@ def fit_distributed(
     epochs: int = 1,
     strategy=None,
     verbose: int = 1,
-    checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+    checkpoint_dir: str | os.PathLike | None = None,
     max_to_keep: int = 2,
 ) -> dict:
     """Trains ``model`` with its own ``train_step`` under ``strategy.run``.
@@ -120,7 +119,8 @@ def fit_distributed(
             except (AssertionError, ValueError, tf.errors.OpError) as exc:
                 raise LinconError(
                     f"the checkpoint {latest} does not match this model and optimizer "
-                    f"({' '.join(str(exc).split())[:300]}); use another checkpoint_dir or delete it.") from None
+                    f"({' '.join(str(exc).split())[:300]}); use another checkpoint_dir or delete it."
+                ) from None
             if verbose:
                 print(f"resuming from {latest} after epoch {int(done.numpy())}", file=sys.stderr)
         write_dir, is_chief = _checkpoint_writer_dir(strategy, checkpoint_dir)

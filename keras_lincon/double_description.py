@@ -59,7 +59,6 @@ import multiprocessing.connection
 import signal
 import time
 from fractions import Fraction
-from typing import Optional
 
 import numpy as np
 
@@ -69,6 +68,7 @@ from keras_lincon.errors import (
     GeneratorExplosionError,
     InfeasibleError,
     LinconError,
+    MissingDependencyError,
     NonFiniteError,
     RepresentationCheckError,
     TooManyGeneratorsError,
@@ -187,16 +187,13 @@ def _run_cdd(table: np.ndarray, num_ineq: int, exact: bool):
     module = gmp if exact else cdd
     rows = [[_rational(float(v)) for v in row] for row in table] if exact else table.tolist()
     try:
-        matrix = module.matrix_from_array(
-            rows, lin_set=range(num_ineq, len(table)), rep_type=cdd.RepType.INEQUALITY
-        )
+        matrix = module.matrix_from_array(rows, lin_set=range(num_ineq, len(table)), rep_type=cdd.RepType.INEQUALITY)
         generators = module.copy_generators(module.polyhedron_from_matrix(matrix))
     except (RuntimeError, ValueError, ArithmeticError, TypeError) as exc:
         raise RepresentationCheckError(
             f"cddlib failed on {num_ineq} inequalities and {len(table) - num_ineq} equalities "
             f"in {n} dimensions ({'exact' if exact else 'floating-point'} arithmetic): "
-            f"{type(exc).__name__}: {exc}. {ADVICE}"
-            + ("." if exact else ", or pass arithmetic='exact'.")
+            f"{type(exc).__name__}: {exc}. {ADVICE}" + ("." if exact else ", or pass arithmetic='exact'.")
         ) from exc
     lines = np.zeros(len(generators.array), dtype=bool)
     lines[sorted(generators.lin_set)] = True
@@ -205,7 +202,7 @@ def _run_cdd(table: np.ndarray, num_ineq: int, exact: bool):
         is_point = np.array([row[0] != 0 for row in raw], dtype=bool) & ~lines
         # Divide in rationals, round once: vertices are correctly rounded.
         vertices = np.array(
-            [[float(x / row[0]) for x in row[1:]] for row, p in zip(raw, is_point) if p],
+            [[float(x / row[0]) for x in row[1:]] for row, p in zip(raw, is_point, strict=False) if p],
             dtype=np.float64,
         ).reshape(-1, n)
         array = np.array([[float(x) for x in row] for row in raw], dtype=np.float64).reshape(-1, n + 1)
@@ -250,7 +247,9 @@ def _run_in_worker(table, num_ineq, exact, time_budget, describe: str):
     ctx = multiprocessing.get_context(_start_method())
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(
-        target=_worker_main, args=(sender, table, num_ineq, exact), daemon=True,
+        target=_worker_main,
+        args=(sender, table, num_ineq, exact),
+        daemon=True,
         name="keras_lincon-double-description",
     )
     start = time.monotonic()
@@ -308,10 +307,10 @@ def enumerate_generators(
     d=None,
     *,
     max_generators: int,
-    time_budget: Optional[float] = DEFAULT_TIME_BUDGET,
+    time_budget: float | None = DEFAULT_TIME_BUDGET,
     allow_large: bool = False,
     arithmetic: str = "auto",
-    verify: Optional[bool] = None,
+    verify: bool | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vertices, extreme rays and lineality of ``P = {x : A x <= b, C x = d}``.
@@ -382,8 +381,9 @@ def enumerate_generators(
     if in_worker and daemonic:
         # Daemonic processes (e.g. a multiprocessing.Pool worker) may not start
         # children: run here, without time budget or prompt Ctrl-C.
-        logger.warning("keras_lincon: inside a daemonic process, double description runs "
-                       "in-process: time_budget is not applied.")
+        logger.warning(
+            "keras_lincon: inside a daemonic process, double description runs in-process: time_budget is not applied."
+        )
         in_worker = False
     if bound > max_generators or in_worker:
         # Warn when the result may be refused after the run (bound above the cap).
@@ -391,7 +391,10 @@ def enumerate_generators(
             logging.WARNING if bound > max_generators else logging.INFO,
             "keras_lincon: double description of %s (%s arithmetic): up to %.3g generators are "
             "possible (max_generators=%d), this may take a while%s.",
-            describe, "exact" if exact else "floating-point", bound, max_generators,
+            describe,
+            "exact" if exact else "floating-point",
+            bound,
+            max_generators,
             f" (worker process, time budget {time_budget} s, Ctrl-C stops it)" if in_worker else "",
         )
     start = time.monotonic()
@@ -405,13 +408,15 @@ def enumerate_generators(
             raise
         # Floating point failed (cddlib error or a failed check): the exact
         # answer is still within reach if the budget allows it.
-        logger.warning("keras_lincon: %s Retrying in exact arithmetic (time budget left: %s s).",
-                       exc, "none" if left is None else f"{left:.3g}")
+        logger.warning(
+            "keras_lincon: %s Retrying in exact arithmetic (time budget left: %s s).",
+            exc,
+            "none" if left is None else f"{left:.3g}",
+        )
         return _generate(*run, exact=True, in_worker=True, time_budget=left)
 
 
-def _generate(table, m, describe, max_generators, homogeneous, verify, seed, *, exact, in_worker,
-              time_budget):
+def _generate(table, m, describe, max_generators, homogeneous, verify, seed, *, exact, in_worker, time_budget):
     """One run of :func:`enumerate_generators` after the bound: cddlib, counts, checks."""
     n = table.shape[1] - 1
     if in_worker:
@@ -428,8 +433,7 @@ def _generate(table, m, describe, max_generators, homogeneous, verify, seed, *, 
             "the layer can afford that many."
         )
     if total == 0 and not homogeneous:
-        if not exact and lp_support(np.zeros(n), -table[:m, 1:], table[:m, 0],
-                                     -table[m:, 1:], table[m:, 0]) != -np.inf:
+        if not exact and lp_support(np.zeros(n), -table[:m, 1:], table[:m, 0], -table[m:, 1:], table[m:, 0]) != -np.inf:
             raise RepresentationCheckError(
                 f"floating-point double description found no generator for {describe}, but "
                 f"an LP finds a feasible point. {ADVICE}, or pass arithmetic='exact'."

@@ -5,6 +5,9 @@ import warnings
 
 from keras_lincon.experiments import vae_study as _moved
 
-warnings.warn("keras_lincon.experiment moved to keras_lincon.experiments.vae_study; update the import.",
-              DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "keras_lincon.experiment moved to keras_lincon.experiments.vae_study; update the import.",
+    DeprecationWarning,
+    stacklevel=2,
+)
 sys.modules[__name__] = _moved  # one module object under both names

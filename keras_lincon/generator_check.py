@@ -9,7 +9,6 @@ or direction the generators miss.
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import numpy as np
 import scipy.optimize
@@ -34,13 +33,18 @@ ADVICE = (
 )
 
 
-def lp_support(c, A, b, C, d) -> Optional[float]:
+def lp_support(c, A, b, C, d) -> float | None:
     """``max c.x`` over ``P`` (``inf`` if unbounded, ``-inf`` if empty, None if the LP failed)."""
     for presolve in (True, False):
         res = scipy.optimize.linprog(
-            -c, A_ub=A if len(A) else None, b_ub=b if len(A) else None,
-            A_eq=C if len(C) else None, b_eq=d if len(C) else None,
-            bounds=(None, None), method="highs", options={"presolve": presolve},
+            -c,
+            A_ub=A if len(A) else None,
+            b_ub=b if len(A) else None,
+            A_eq=C if len(C) else None,
+            b_eq=d if len(C) else None,
+            bounds=(None, None),
+            method="highs",
+            options={"presolve": presolve},
         )
         if res.status in (0, 3):
             return float(-res.fun) if res.status == 0 else np.inf
@@ -84,7 +88,7 @@ def _check_neighbours(A: np.ndarray, b: np.ndarray, vertices: np.ndarray, rays: 
     simple = np.flatnonzero(tight_all.sum(axis=1) == n)
     chunk = max(1, 2_000_000 // max(1, n * m))
     for lo in range(0, len(simple), chunk):
-        idx = simple[lo:lo + chunk]
+        idx = simple[lo : lo + chunk]
         tight, slack = tight_all[idx], slack_all[idx]
         rows = np.nonzero(tight)[1].reshape(len(idx), n)  # the n tight rows, sorted
         M = A[rows]  # (k, n, n)
@@ -122,7 +126,13 @@ def _check_neighbours(A: np.ndarray, b: np.ndarray, vertices: np.ndarray, rays: 
 
 
 def check_generators(
-    table: np.ndarray, num_ineq: int, vertices, rays, lineality, *, seed: int = 0,
+    table: np.ndarray,
+    num_ineq: int,
+    vertices,
+    rays,
+    lineality,
+    *,
+    seed: int = 0,
     num_directions: int = NUM_DIRECTIONS,
 ) -> None:
     """Soundness and completeness of generators against a normalised H-table.

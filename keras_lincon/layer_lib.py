@@ -12,7 +12,6 @@ GeneratorLayout (saved in the config) -> generator_arrays -> weights``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import numpy as np
 
@@ -57,7 +56,7 @@ class GeneratorLayout:
     version: int = LAYOUT_VERSION
 
     @classmethod
-    def from_config(cls, config: dict) -> "GeneratorLayout":
+    def from_config(cls, config: dict) -> GeneratorLayout:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in dict(config).items() if k in known}
         values.setdefault("version", 1)
@@ -169,7 +168,7 @@ def repair_padding(weights: dict, layout: GeneratorLayout) -> dict:
     nb, smax = layout.n_vertex_blocks, layout.block_size
     key = "vertex_local" if layout.vertex_path == "gather" else "vertex_dense"
     values = np.array(weights[key]).reshape(nb, smax, -1)
-    for j, s in zip(*np.nonzero(padding)):
+    for j, s in zip(*np.nonzero(padding), strict=False):
         values[j, s] = values[j, 0]
     weights[key] = values.reshape(np.shape(weights[key]))
     return weights
@@ -180,7 +179,7 @@ def check_weights(
     layout: GeneratorLayout,
     mode: str,
     system: ConstraintSystem,
-    box: Optional[tuple] = None,
+    box: tuple | None = None,
     tol: float = LOAD_TOLERANCE,
 ) -> None:
     """Raises GeneratorMismatchError unless stored weights generate only
@@ -204,7 +203,7 @@ def check_weights(
     lineality, row_space, rays = None, None, np.zeros((0, n))
     if mode == "direct":
         gens = w.get("generators", np.zeros((0, n)))
-        lineality, rays = gens[: layout.n_lineality], gens[layout.n_lineality:]
+        lineality, rays = gens[: layout.n_lineality], gens[layout.n_lineality :]
     else:
         row_space = w.get("complement_basis", np.zeros((0, n)))
         if row_space.size and np.max(np.abs(row_space @ row_space.T - np.eye(len(row_space)))) > 1e-5:
@@ -241,7 +240,7 @@ def _stored_vertex_blocks(w: dict, layout: GeneratorLayout, n: int) -> list:
     flat = np.zeros((nb, smax, nb * width + 1))
     local = w["vertex_local"].reshape(nb, smax, width)
     for j in range(nb):
-        flat[j, :, j * width:(j + 1) * width] = local[j]
+        flat[j, :, j * width : (j + 1) * width] = local[j]
     return list(flat[:, :, gather])
 
 
@@ -251,9 +250,7 @@ def _check_box_weights(w: dict, system: ConstraintSystem, box, tol: float) -> No
     expected = box_arrays(center, lower, upper)
     inside = np.all(center > lower) and np.all(center < upper)
     worst = max_violation(center[None], system.A, system.b, system.C, system.d, relative=True)
-    consistent = all(
-        np.allclose(w[k], expected[k], rtol=1e-5, atol=0) for k in ("box_inv_upper", "box_inv_lower")
-    )
+    consistent = all(np.allclose(w[k], expected[k], rtol=1e-5, atol=0) for k in ("box_inv_upper", "box_inv_lower"))
     if not (inside and worst <= tol and consistent):
         raise GeneratorMismatchError(
             "the layer's box weights do not match its box and constraints (centre "

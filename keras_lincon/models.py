@@ -8,7 +8,7 @@ trains with Keras's own train/test steps through its ``compute_loss``.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -104,8 +104,7 @@ class LatentPrior(keras.layers.Layer):
         ``u`` (batch, D), ``kl`` (batch,).
     """
 
-    def __init__(self, latent_dim: int, prior: Union[None, str, Callable, object] = None,
-                 components: int = 10, **kwargs):
+    def __init__(self, latent_dim: int, prior: None | str | Callable | object = None, components: int = 10, **kwargs):
         super().__init__(**kwargs)
         _require_tensorflow_backend("ConstrainedVAE's TFP prior")
         if isinstance(prior, str) and prior not in ("normal", "mixture"):
@@ -113,8 +112,9 @@ class LatentPrior(keras.layers.Layer):
         self.latent_dim, self.spec, self.components = int(latent_dim), prior, int(components)
         if prior == "mixture":
             K, D = self.components, self.latent_dim
-            self.prior_locs = self.add_weight(name="prior_locs", shape=(K, D),
-                                              initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0))
+            self.prior_locs = self.add_weight(
+                name="prior_locs", shape=(K, D), initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0)
+            )
             self.prior_log_scales = self.add_weight(name="prior_log_scales", shape=(K, D), initializer="zeros")
             self.prior_logits = self.add_weight(name="prior_logits", shape=(K,), initializer="zeros")
         self.seed_generator = keras.random.SeedGenerator(0)
@@ -137,13 +137,13 @@ class LatentPrior(keras.layers.Layer):
                 mixture_distribution=tfd.Categorical(logits=tf.convert_to_tensor(self.prior_logits)),
                 components_distribution=tfd.MultivariateNormalDiag(
                     loc=tf.convert_to_tensor(self.prior_locs),
-                    scale_diag=tf.exp(tf.convert_to_tensor(self.prior_log_scales))),
+                    scale_diag=tf.exp(tf.convert_to_tensor(self.prior_log_scales)),
+                ),
             )
         dist = spec() if callable(spec) and not isinstance(spec, tfd.Distribution) else spec
         if not isinstance(dist, tfd.Distribution) or list(dist.event_shape) != [D]:
             raise LinconError(
-                f"prior must be a tfd.Distribution with event shape [{D}] (or a callable "
-                f"returning one); got {dist!r}."
+                f"prior must be a tfd.Distribution with event shape [{D}] (or a callable returning one); got {dist!r}."
             )
         return dist
 
@@ -161,10 +161,10 @@ class LatentPrior(keras.layers.Layer):
         if self.spec == "mixture":
             seeds = tf.random.experimental.stateless_split(seed_pair, 2)
             uniform = tf.random.stateless_uniform(
-                tf.stack([num, self.components]), seeds[0], minval=1e-12, maxval=1.0, alg="philox")
+                tf.stack([num, self.components]), seeds[0], minval=1e-12, maxval=1.0, alg="philox"
+            )
             # Gumbel-max picks component k with probability softmax(logits)_k.
-            component = tf.argmax(tf.convert_to_tensor(self.prior_logits) - tf.math.log(-tf.math.log(uniform)),
-                                  axis=-1)
+            component = tf.argmax(tf.convert_to_tensor(self.prior_logits) - tf.math.log(-tf.math.log(uniform)), axis=-1)
             eps = tf.random.stateless_normal(tf.stack([num, D]), seeds[1], alg="philox")
             loc = tf.gather(tf.convert_to_tensor(self.prior_locs), component)
             scale = tf.exp(tf.gather(tf.convert_to_tensor(self.prior_log_scales), component))
@@ -202,8 +202,12 @@ class LatentPrior(keras.layers.Layer):
                 ".keras file (TFP distributions have no Keras config). Use prior='normal' "
                 "or 'mixture', or save the weights with save_weights()."
             )
-        return {**super().get_config(), "latent_dim": self.latent_dim, "prior": self.spec,
-                "components": self.components}
+        return {
+            **super().get_config(),
+            "latent_dim": self.latent_dim,
+            "prior": self.spec,
+            "components": self.components,
+        }
 
 
 def _one_input_shape(encoder, input_shape) -> tuple:
@@ -218,7 +222,7 @@ def _one_input_shape(encoder, input_shape) -> tuple:
     return tuple(int(s) for s in input_shape)
 
 
-def _output_layer(config: Optional[dict], A, output_shape: tuple, **constraint_kwargs) -> keras.layers.Layer:
+def _output_layer(config: dict | None, A, output_shape: tuple, **constraint_kwargs) -> keras.layers.Layer:
     """The VAE's output layer: from a saved config (no double description), Dense for ``A=None``."""
     n_out = int(np.prod(output_shape))
     if config is not None:
@@ -234,7 +238,7 @@ def _output_layer(config: Optional[dict], A, output_shape: tuple, **constraint_k
     return layer
 
 
-def _latent_layer(config: Optional[dict], latent_A, latent_b) -> Optional[keras.layers.Layer]:
+def _latent_layer(config: dict | None, latent_A, latent_b) -> keras.layers.Layer | None:
     if config is not None:
         return keras.saving.deserialize_keras_object(config)
     if latent_A is not None:
@@ -308,13 +312,27 @@ class ConstrainedVAE(keras.Model):
     """
 
     def __init__(
-        self, encoder: keras.layers.Layer, decoder: keras.layers.Layer, A=None, b=None, *,
-        latent_dim: int, C=None, d=None, box=None, nonneg: str = "abs",
-        prior: Union[None, str, Callable, object] = None, prior_components: int = 10,
-        output_shape: Optional[Sequence[int]] = None, latent_A=None, latent_b=None,
-        likelihood_scale: Union[float, str] = 0.1, kl_weight: float = 1.0,
-        input_shape: Optional[Sequence[int]] = None,
-        output_layer: Optional[dict] = None, latent_layer: Optional[dict] = None,  # from a saved config
+        self,
+        encoder: keras.layers.Layer,
+        decoder: keras.layers.Layer,
+        A=None,
+        b=None,
+        *,
+        latent_dim: int,
+        C=None,
+        d=None,
+        box=None,
+        nonneg: str = "abs",
+        prior: None | str | Callable | object = None,
+        prior_components: int = 10,
+        output_shape: Sequence[int] | None = None,
+        latent_A=None,
+        latent_b=None,
+        likelihood_scale: float | str = 0.1,
+        kl_weight: float = 1.0,
+        input_shape: Sequence[int] | None = None,
+        output_layer: dict | None = None,
+        latent_layer: dict | None = None,  # from a saved config
         **kwargs,
     ):
         _require_tensorflow_backend("ConstrainedVAE")
@@ -333,7 +351,9 @@ class ConstrainedVAE(keras.Model):
         self.kl_weight = float(kl_weight)
         self.likelihood_scale = likelihood_scale
         self.posterior_head = keras.layers.Dense(2 * self.latent_dim, name="posterior")
-        self.output_constraint = _output_layer(output_layer, A, self.sample_output_shape, b=b, C=C, d=d, box=box, nonneg=nonneg)
+        self.output_constraint = _output_layer(
+            output_layer, A, self.sample_output_shape, b=b, C=C, d=d, box=box, nonneg=nonneg
+        )
         self.latent_constraint = _latent_layer(latent_layer, latent_A, latent_b)
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
@@ -346,7 +366,8 @@ class ConstrainedVAE(keras.Model):
     def build(self, input_shape):
         if self.likelihood_scale == "learned" and not hasattr(self, "log_likelihood_scale"):
             self.log_likelihood_scale = self.add_weight(
-                name="log_likelihood_scale", shape=(), initializer=keras.initializers.Constant(np.log(0.1)))
+                name="log_likelihood_scale", shape=(), initializer=keras.initializers.Constant(np.log(0.1))
+            )
         # One symbolic forward pass builds every sublayer. Symbolic, not on a
         # zero batch: constraint layers rebuilt from a config refuse to run on
         # data before their saved generators are loaded and checked.
@@ -372,7 +393,7 @@ class ConstrainedVAE(keras.Model):
     def _posterior_params(self, x, training=False):
         features = self.encoder(x, training=training)
         params = self.posterior_head(ops.reshape(features, (ops.shape(features)[0], -1)))
-        mean, logvar = params[:, : self.latent_dim], params[:, self.latent_dim:]
+        mean, logvar = params[:, : self.latent_dim], params[:, self.latent_dim :]
         return mean, ops.clip(logvar, *_LOGVAR_RANGE)
 
     def code(self, u):
@@ -403,7 +424,7 @@ class ConstrainedVAE(keras.Model):
         self.add_loss(self.kl_weight * ops.mean(kl))
         return self.decode(self.code(u), training=training)
 
-    def sample(self, num: int, seed: Optional[int] = None):
+    def sample(self, num: int, seed: int | None = None):
         """``num`` generated outputs, (num, *output_shape); the decoder runs under XLA.
 
         The same ``seed`` gives the same samples, also after save and load and
@@ -411,7 +432,8 @@ class ConstrainedVAE(keras.Model):
         """
         if self._compiled_sampler is None:
             self._compiled_sampler = tf.function(
-                lambda u: self.decode(self.code(u)), jit_compile=True, reduce_retracing=True)
+                lambda u: self.decode(self.code(u)), jit_compile=True, reduce_retracing=True
+            )
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
         u = self.prior_sample(int(num), tf.constant([int(seed), 0], dtype=tf.int32))

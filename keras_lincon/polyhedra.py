@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg
@@ -162,8 +162,7 @@ def _check_empty_rows(system: ConstraintSystem) -> None:
         )
 
 
-def _solve(unit_rows: ConstraintSystem, original: ConstraintSystem, use_closed_form: bool,
-           dd_options: dict):
+def _solve(unit_rows: ConstraintSystem, original: ConstraintSystem, use_closed_form: bool, dd_options: dict):
     """Generators of one (sub)system: ((vertices, rays, row_space), method).
 
     The closed form works on ``unit_rows`` (rows scaled to unit norm); double
@@ -197,7 +196,7 @@ def h_to_v(
     method: str = "auto",
     max_generators: int = DEFAULT_MAX_GENERATORS,
     tol: float = CHECK_TOLERANCE,
-    time_budget: Optional[float] = double_description.DEFAULT_TIME_BUDGET,
+    time_budget: float | None = double_description.DEFAULT_TIME_BUDGET,
     allow_large: bool = False,
 ) -> VRepresentation:
     """Computes generators of ``P = {x : A x <= b, C x = d}``.
@@ -267,7 +266,8 @@ def h_to_v(
         if a_rows.size == 0 and c_rows.size == 0:
             continue
         (v, r, q), how = _solve(
-            _subsystem(work, var_idx, a_rows, c_rows), _subsystem(system, var_idx, a_rows, c_rows),
+            _subsystem(work, var_idx, a_rows, c_rows),
+            _subsystem(system, var_idx, a_rows, c_rows),
             method in ("auto", "closed_form"),
             dict(max_generators=max_generators, time_budget=time_budget, allow_large=allow_large),
         )
@@ -291,9 +291,10 @@ def h_to_v(
     vertex_list = ([offset] if np.any(offset) or not polytopes else []) + polytopes
     vertex_blocks = np.concatenate([np.full(len(v), j) for j, v in enumerate(vertex_list)])
 
-    if (len(vertex_list) == 1 and len(vertex_list[0]) == 1 and rays.shape[0] == 0
-            and row_space.shape[0] == n):
-        what = "{0}" if not np.any(vertex_list[0]) else f"the single point {np.round(vertex_list[0][0], 6).tolist()[:8]}"
+    if len(vertex_list) == 1 and len(vertex_list[0]) == 1 and rays.shape[0] == 0 and row_space.shape[0] == n:
+        what = (
+            "{0}" if not np.any(vertex_list[0]) else f"the single point {np.round(vertex_list[0][0], 6).tolist()[:8]}"
+        )
         raise DegenerateSetError(
             f"the constraints leave only {what}: every output would be that "
             "constant, so there is nothing to learn. Check for pairs of opposite "
@@ -329,9 +330,7 @@ def _embed(rows: np.ndarray, var_idx: np.ndarray, n: int) -> np.ndarray:
 # ------------------------------------------------------- constraint builders
 
 
-def checkerboard(
-    image_shape: Sequence[int] = (28, 28), grid: Sequence[int] = (4, 4)
-) -> np.ndarray:
+def checkerboard(image_shape: Sequence[int] = (28, 28), grid: Sequence[int] = (4, 4)) -> np.ndarray:
     """The paper's checkerboard constraint on a flattened image.
 
     The image is cut into ``grid`` blocks; block (r, c) gets sign
@@ -355,7 +354,7 @@ def checkerboard(
     A = np.zeros((grid_r * grid_c, height, width))
     for r in range(grid_r):
         for c in range(grid_c):
-            A[r * grid_c + c, r * bh:(r + 1) * bh, c * bw:(c + 1) * bw] = (-1.0) ** (r + c)
+            A[r * grid_c + c, r * bh : (r + 1) * bh, c * bw : (c + 1) * bw] = (-1.0) ** (r + c)
     return A.reshape(grid_r * grid_c, height * width)
 
 

@@ -12,14 +12,13 @@ for the active backend; the layer warns once when it is off on a GPU.
 from __future__ import annotations
 
 import warnings
-from typing import Optional
 
 import keras
 
 _warned = False
 
 
-def reduced_precision_reason() -> Optional[str]:
+def reduced_precision_reason() -> str | None:
     """Why float32 matmuls may run in TF32 here, with the fix; None if they don't."""
     backend = keras.config.backend()
     try:
@@ -27,22 +26,28 @@ def reduced_precision_reason() -> Optional[str]:
             import tensorflow as tf
 
             if tf.config.list_physical_devices("GPU") and tf.config.experimental.tensor_float_32_execution_enabled():
-                return ("TensorFlow runs float32 matmuls on this GPU in TF32; call "
-                        "keras_lincon.precision.use_exact_float32_matmuls() or "
-                        "tf.config.experimental.enable_tensor_float_32_execution(False)")
+                return (
+                    "TensorFlow runs float32 matmuls on this GPU in TF32; call "
+                    "keras_lincon.precision.use_exact_float32_matmuls() or "
+                    "tf.config.experimental.enable_tensor_float_32_execution(False)"
+                )
         elif backend == "jax":
             import jax
 
             if jax.default_backend() == "gpu" and jax.config.jax_default_matmul_precision not in ("highest", "float32"):
-                return ("JAX runs float32 matmuls on this GPU in TF32 by default; call "
-                        "keras_lincon.precision.use_exact_float32_matmuls() or "
-                        "jax.config.update('jax_default_matmul_precision', 'highest')")
+                return (
+                    "JAX runs float32 matmuls on this GPU in TF32 by default; call "
+                    "keras_lincon.precision.use_exact_float32_matmuls() or "
+                    "jax.config.update('jax_default_matmul_precision', 'highest')"
+                )
         elif backend == "torch":
             import torch
 
             if torch.cuda.is_available() and torch.backends.cuda.matmul.allow_tf32:
-                return ("PyTorch allows TF32 matmuls; call keras_lincon.precision.use_exact_float32_matmuls() "
-                        "or set torch.backends.cuda.matmul.allow_tf32 = False")
+                return (
+                    "PyTorch allows TF32 matmuls; call keras_lincon.precision.use_exact_float32_matmuls() "
+                    "or set torch.backends.cuda.matmul.allow_tf32 = False"
+                )
     except ImportError:
         return None
     return None
@@ -76,5 +81,6 @@ def warn_if_reduced_precision() -> None:
         warnings.warn(
             f"LinearInequalityConstraint: {reason}. TF32 rounding can violate the constraints "
             "by about 1e-4 (relative); the stated 1e-5 tolerance assumes float32.",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning,
+            stacklevel=3,
         )

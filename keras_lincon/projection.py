@@ -65,9 +65,17 @@ class OSQPProjector:
         n = self.system.dim
         self._solver = osqp.OSQP()
         self._solver.setup(
-            scipy.sparse.eye(n, format="csc"), np.zeros(n), scipy.sparse.csc_matrix(M),
-            self.lower, self.upper, eps_abs=eps, eps_rel=eps, max_iter=max_iter,
-            verbose=False, warm_starting=True, polishing=True,
+            scipy.sparse.eye(n, format="csc"),
+            np.zeros(n),
+            scipy.sparse.csc_matrix(M),
+            self.lower,
+            self.upper,
+            eps_abs=eps,
+            eps_rel=eps,
+            max_iter=max_iter,
+            verbose=False,
+            warm_starting=True,
+            polishing=True,
         )
         self.M = M
         self.seconds = 0.0
@@ -122,8 +130,19 @@ class ADMMProjection(keras.layers.Layer):
             [-1, 1] box in about 100 iterations, where 1.0 and 3.0 stalled.
     """
 
-    def __init__(self, A, b=None, *, C=None, d=None, box=None, iterations: int = 1000,
-                 tolerance: float = 1e-5, rho: float = 0.3, **kwargs):
+    def __init__(
+        self,
+        A,
+        b=None,
+        *,
+        C=None,
+        d=None,
+        box=None,
+        iterations: int = 1000,
+        tolerance: float = 1e-5,
+        rho: float = 0.3,
+        **kwargs,
+    ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self._spec = dict(
@@ -190,9 +209,13 @@ class ADMMProjection(keras.layers.Layer):
 
         By = ops.matmul(y, Bt)
         start = (
-            ops.convert_to_tensor(0), y,
-            ops.clip(By, c["lower_B"], c["upper_B"]), ops.clip(y, c["lower"], c["upper"]),
-            ops.zeros_like(By), ops.zeros_like(y), ops.convert_to_tensor(np.float32(np.inf)),
+            ops.convert_to_tensor(0),
+            y,
+            ops.clip(By, c["lower_B"], c["upper_B"]),
+            ops.clip(y, c["lower"], c["upper"]),
+            ops.zeros_like(By),
+            ops.zeros_like(y),
+            ops.convert_to_tensor(np.float32(np.inf)),
         )
         return ops.while_loop(cond, body, start)[1]
 

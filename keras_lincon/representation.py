@@ -11,8 +11,6 @@ stored, so free coordinates and large null spaces cost no ``n x n`` matrix.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import scipy.linalg
 
@@ -49,7 +47,7 @@ def orthogonal_complement(basis: np.ndarray, n: int) -> np.ndarray:
     parts = [np.eye(n)[free]] if free.size else []
     if touched.size:
         q, _ = scipy.linalg.qr(basis[:, touched].T, mode="full")
-        local = q[:, basis.shape[0]:].T
+        local = q[:, basis.shape[0] :].T
         full = np.zeros((local.shape[0], n))
         full[:, touched] = local
         parts.append(full)
@@ -172,7 +170,7 @@ class VRepresentation:
         """Vertices of each block, in block order: list of (p_j, n) arrays."""
         return [self.vertices[self.vertex_blocks == j] for j in range(self.n_blocks)]
 
-    def sample(self, num: int, seed: Optional[int] = None, scale: float = 1.0) -> np.ndarray:
+    def sample(self, num: int, seed: int | None = None, scale: float = 1.0) -> np.ndarray:
         """Random points of ``P``: (num, n) float64, for tests and demos.
 
         Convex weights are Dirichlet(1) per block; ray coefficients are
@@ -197,9 +195,7 @@ class VRepresentation:
         )
 
 
-def check_representation(
-    rep: VRepresentation, system: ConstraintSystem, tol: float = CHECK_TOLERANCE
-) -> None:
+def check_representation(rep: VRepresentation, system: ConstraintSystem, tol: float = CHECK_TOLERANCE) -> None:
     """Raises RepresentationCheckError unless every generator satisfies ``system``.
 
     Vertices must satisfy ``A v <= b`` and ``C v = d``; rays ``A r <= 0`` and
@@ -236,10 +232,11 @@ def check_representation(
     }
     failed = {k: v for k, v in checks.items() if not v <= tol}
     if failed:
-        raise RepresentationCheckError(failed,
+        raise RepresentationCheckError(
+            failed,
             f"the computed generators violate the constraints (worst relative "
             f"violation by kind: {failed}, tolerance {tol:g}). The system is "
             "numerically ill-conditioned: rescale rows of A to similar norms, "
             "give integer or rational coefficients (exact arithmetic), or use "
-            "method='cdd'."
+            "method='cdd'.",
         )

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Union
 
 import keras
 
@@ -74,9 +73,11 @@ def _endpoints(model: keras.Model, xla: bool, max_samples: int):
             checks = [
                 tf.debugging.assert_positive(num_samples, message="num_samples must be at least 1"),
                 tf.debugging.assert_less_equal(
-                    num_samples, tf.constant(max_samples, tf.int32),
+                    num_samples,
+                    tf.constant(max_samples, tf.int32),
                     message=f"num_samples is above this model's bound max_samples={max_samples} "
-                            "(set at export; split the request)"),
+                    "(set at export; split the request)",
+                ),
             ]
             with tf.control_dependencies(checks):
                 num_samples = tf.identity(num_samples)
@@ -104,8 +105,13 @@ def _endpoints(model: keras.Model, xla: bool, max_samples: int):
 
 
 def export_for_serving(
-    model: keras.Model, base_dir: Union[str, os.PathLike], version: int = 1, *, xla: bool = False,
-    overwrite: bool = False, max_samples: int = DEFAULT_MAX_SAMPLES,
+    model: keras.Model,
+    base_dir: str | os.PathLike,
+    version: int = 1,
+    *,
+    xla: bool = False,
+    overwrite: bool = False,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> Path:
     """Writes ``model`` as a SavedModel at ``<base_dir>/<version>/`` for TF Serving.
 
@@ -141,10 +147,15 @@ def export_for_serving(
     if target.exists() or target.is_symlink():
         if not overwrite:
             raise LinconError(f"{target} exists; pass overwrite=True or choose another version.")
-        if target.is_symlink() or not target.is_dir() or not (
-                (target / "saved_model.pb").is_file() or (target / "saved_model.pbtxt").is_file()):
-            raise LinconError(f"{target} exists and is not a SavedModel folder (no saved_model.pb); "
-                              "overwrite=True only replaces SavedModels: move it away or choose another version.")
+        if (
+            target.is_symlink()
+            or not target.is_dir()
+            or not ((target / "saved_model.pb").is_file() or (target / "saved_model.pbtxt").is_file())
+        ):
+            raise LinconError(
+                f"{target} exists and is not a SavedModel folder (no saved_model.pb); "
+                "overwrite=True only replaces SavedModels: move it away or choose another version."
+            )
         shutil.rmtree(target)
     if not model.built:
         raise LinconError("build the model (call it once or fit it) before exporting.")
@@ -160,8 +171,7 @@ def export_for_serving(
     return target
 
 
-def rest_predict_example(export_dir: Union[str, os.PathLike], signature: str = "serving_default",
-                         batch: int = 1) -> dict:
+def rest_predict_example(export_dir: str | os.PathLike, signature: str = "serving_default", batch: int = 1) -> dict:
     """A TF Serving REST ``:predict`` request body (columnar ``inputs``) for a signature.
 
     Zeros of the right shape under the signature's input names; for scalar

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
 
 import numpy as np
 import scipy.optimize
@@ -46,20 +45,18 @@ class ConstraintSystem:
         return not np.any(self.b) and not np.any(self.d)
 
 
-def _as_matrix(value, name: str, n: Optional[int]) -> np.ndarray:
+def _as_matrix(value, name: str, n: int | None) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ConstraintShapeError(
-            f"{name} must be a numeric 2-D array of shape (rows, n); could not "
-            f"convert it to float: {exc}"
+            f"{name} must be a numeric 2-D array of shape (rows, n); could not convert it to float: {exc}"
         ) from None
     if arr.ndim == 1 and n is not None and arr.size == n:
         arr = arr[None, :]
     if arr.ndim != 2:
         raise ConstraintShapeError(
-            f"{name} must be a 2-D array of shape (rows, n); got shape "
-            f"{arr.shape}. Pass one row per constraint."
+            f"{name} must be a 2-D array of shape (rows, n); got shape {arr.shape}. Pass one row per constraint."
         )
     if n is not None and arr.shape[1] != n:
         raise ConstraintShapeError(
@@ -80,16 +77,13 @@ def _as_vector(value, name: str, rows: int, matrix_name: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ConstraintShapeError(
-            f"{name} must be numeric; could not convert it to float: {exc}"
-        ) from None
+        raise ConstraintShapeError(f"{name} must be numeric; could not convert it to float: {exc}") from None
     if arr.ndim == 0:
         arr = np.full(rows, float(arr))
     arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
     if arr.shape != (rows,):
         raise ConstraintShapeError(
-            f"{name} must have shape ({rows},), one entry per row of "
-            f"{matrix_name}; got shape {arr.shape}."
+            f"{name} must have shape ({rows},), one entry per row of {matrix_name}; got shape {arr.shape}."
         )
     if not np.all(np.isfinite(arr)):
         raise NonFiniteError(
@@ -128,7 +122,6 @@ def as_constraint_system(A, b=None, C=None, d=None) -> ConstraintSystem:
     return ConstraintSystem(A_, b_, C_, d_)
 
 
-
 def normalized_rows(system: ConstraintSystem) -> ConstraintSystem:
     """The same set with every row of ``A`` and ``C`` scaled to unit norm.
 
@@ -147,7 +140,7 @@ def normalized_rows(system: ConstraintSystem) -> ConstraintSystem:
     return ConstraintSystem(A, b, C, d)
 
 
-def as_box(box, n: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+def as_box(box, n: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Validates ``box = (lower, upper)`` (scalars, (n,) arrays, None or inf for a
     missing side) and returns two (n,) float64 arrays, or None for no box."""
     if box is None:
@@ -166,8 +159,7 @@ def as_box(box, n: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
             raise ConstraintShapeError(f"box {name} bound must be numeric; got {value!r}.") from None
         if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
             raise ConstraintShapeError(
-                f"box {name} bound must be a scalar or have length {n} (one entry per output); "
-                f"got shape {arr.shape}."
+                f"box {name} bound must be a scalar or have length {n} (one entry per output); got shape {arr.shape}."
             )
         sides.append(np.broadcast_to(arr, (n,)).copy())
     lo, hi = sides
@@ -270,9 +262,15 @@ def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndar
     upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n,))
     fin_lo, fin_hi = np.isfinite(lower), np.isfinite(upper)
     if system.A.shape[0] == 0 and system.C.shape[0] == 0:
-        center = np.where(fin_lo & fin_hi, lower / 2 + upper / 2,
-                          np.where(fin_lo, lower + np.maximum(1.0, np.abs(lower)),
-                                   np.where(fin_hi, upper - np.maximum(1.0, np.abs(upper)), 0.0)))
+        center = np.where(
+            fin_lo & fin_hi,
+            lower / 2 + upper / 2,
+            np.where(
+                fin_lo,
+                lower + np.maximum(1.0, np.abs(lower)),
+                np.where(fin_hi, upper - np.maximum(1.0, np.abs(upper)), 0.0),
+            ),
+        )
     else:
         center = _box_lp_center(system, lower, upper, fin_lo, fin_hi)
     inside = (center > lower) & (center < upper)
@@ -298,17 +296,22 @@ def _box_lp_center(system: ConstraintSystem, lower, upper, fin_lo, fin_hi) -> np
     u_lo = np.where(fin_lo, 0.0, -np.inf)
     u_hi = np.where(both, 1.0, np.where(fin_hi, 0.0, np.inf))
     eye = np.eye(n)
-    rows = [np.column_stack([A_u, np.zeros(A_u.shape[0])]),
-            np.column_stack([eye[np.isfinite(u_hi)], np.ones(np.isfinite(u_hi).sum())]),
-            np.column_stack([-eye[np.isfinite(u_lo)], np.ones(np.isfinite(u_lo).sum())])]
+    rows = [
+        np.column_stack([A_u, np.zeros(A_u.shape[0])]),
+        np.column_stack([eye[np.isfinite(u_hi)], np.ones(np.isfinite(u_hi).sum())]),
+        np.column_stack([-eye[np.isfinite(u_lo)], np.ones(np.isfinite(u_lo).sum())]),
+    ]
     rhs = [b_u, u_hi[np.isfinite(u_hi)], -u_lo[np.isfinite(u_lo)]]
     cost = np.zeros(n + 1)
     cost[-1] = -1.0
     result = scipy.optimize.linprog(
-        cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs),
+        cost,
+        A_ub=np.vstack(rows),
+        b_ub=np.concatenate(rhs),
         A_eq=np.column_stack([C_u, np.zeros(C_u.shape[0])]) if C_u.size else None,
         b_eq=d_u if C_u.size else None,
-        bounds=[(None, None)] * n + [(None, 0.5)], method="highs",
+        bounds=[(None, None)] * n + [(None, 0.5)],
+        method="highs",
     )
     if result.status != 0 or result.x[-1] <= 1e-9:
         raise InfeasibleError(

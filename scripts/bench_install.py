@@ -27,10 +27,14 @@ def dir_size(path: Path) -> int:
 
 def build_wheel(out: Path) -> Path:
     src = out / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs",
-                                                             "*.egg-info", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)],
-                   check=True, capture_output=True)
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__")
+    )
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)],
+        check=True,
+        capture_output=True,
+    )
     return next(out.glob("keras_lincon-*.whl"))
 
 

@@ -23,6 +23,9 @@ if __name__ == "__main__":
     found = tf_distributions()
     print("TensorFlow distributions:", ", ".join(found) or "none")
     if len(found) > 1:
-        print("More than one TensorFlow distribution shares the `tensorflow` folder; "
-              "uninstall all of them, then install one (`make clean setup` does it).", file=sys.stderr)
+        print(
+            "More than one TensorFlow distribution shares the `tensorflow` folder; "
+            "uninstall all of them, then install one (`make clean setup` does it).",
+            file=sys.stderr,
+        )
         sys.exit(1)

@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 INSTALL_HINT = {
     "tensorflow": 'pip install "keras-lincon[tensorflow]"',
     "jax": 'pip install "keras-lincon[jax]" (make installs it)',
-    "torch": ("pip install torch; PyPI's Linux x86_64 build is a multi-GB CUDA wheel, so make installs "
-              "torch only from a local CPU wheel (make setup TORCH_WHEEL=path)"),
+    "torch": (
+        "pip install torch; PyPI's Linux x86_64 build is a multi-GB CUDA wheel, so make installs "
+        "torch only from a local CPU wheel (make setup TORCH_WHEEL=path)"
+    ),
 }
 MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
@@ -86,11 +88,14 @@ def _available(backend: str) -> bool:
 
 
 def _run(script: str, backend: str, *args: str) -> dict:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     env.pop("TF_USE_LEGACY_KERAS", None)
-    proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{backend} failed:\nSTDOUT:\n{proc.stdout[-2000:]}\nSTDERR:\n{proc.stderr[-4000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

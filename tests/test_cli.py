@@ -43,6 +43,7 @@ def test_unknown_command_is_argparse_error():
 
 # ------------------------------------------------------ start-up and errors
 
+
 def test_help_imports_neither_keras_nor_tensorflow():
     out = run_python("""
         import sys
@@ -66,36 +67,48 @@ def test_plain_import_then_load_model_finds_the_classes(tmp_path):
         m.save("{tmp_path}/m.keras")
     """)
     # TensorFlow looks up keras's spec without executing it, then imports it: covered by the third order
-    for order in ("import keras_lincon\nimport keras", "import keras\nimport keras_lincon",
-                  "import keras_lincon\nimport tensorflow\nimport keras"):
-        out = run_python(order + f"""
+    for order in (
+        "import keras_lincon\nimport keras",
+        "import keras\nimport keras_lincon",
+        "import keras_lincon\nimport tensorflow\nimport keras",
+    ):
+        out = run_python(
+            order
+            + f"""
 import sys, numpy as np
 assert "keras_lincon.layers" in sys.modules  # registered without touching a lazy name
 assert keras.saving.get_registered_object("keras_lincon>ConstrainedVAE") is not None
 m = keras.saving.load_model("{tmp_path}/m.keras")
 np.testing.assert_allclose(m.predict(np.ones((2, 3), "float32"), verbose=0), np.load("{tmp_path}/y.npy"), atol=1e-6)
 print("LOADED", type(m.layers[-1]).__name__)
-""")
+"""
+        )
         assert "LOADED LinearInequalityConstraint" in out
 
 
 def test_jax_backend_registers_the_layer_without_tensorflow():
-    out = run_python("""
+    out = run_python(
+        """
         import sys, keras_lincon, keras
         print("REG", keras.saving.get_registered_object("keras_lincon>LinearInequalityConstraint") is not None,
               "tensorflow" in sys.modules)
-    """, env={"KERAS_BACKEND": "jax"})
+    """,
+        env={"KERAS_BACKEND": "jax"},
+    )
     assert "REG True False" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["vae", "--epochs", "0"], "--epochs: must be a positive integer, got 0"),
-    (["vae", "--train-size", "0"], "--train-size: must be a positive integer"),
-    (["vae", "--train-size", "-5"], "--train-size: must be a positive integer, got -5"),
-    (["vae", "--samples", "0"], "--samples: must be a positive integer"),
-    (["toy", "--epochs", "x"], "expected a positive integer"),
-    (["export", "m.keras", "srv", "--version", "0"], "--version: must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["vae", "--epochs", "0"], "--epochs: must be a positive integer, got 0"),
+        (["vae", "--train-size", "0"], "--train-size: must be a positive integer"),
+        (["vae", "--train-size", "-5"], "--train-size: must be a positive integer, got -5"),
+        (["vae", "--samples", "0"], "--samples: must be a positive integer"),
+        (["toy", "--epochs", "x"], "expected a positive integer"),
+        (["export", "m.keras", "srv", "--version", "0"], "--version: must be a positive integer"),
+    ],
+)
 def test_bad_numbers_are_one_line_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
@@ -135,8 +148,11 @@ def test_missing_optional_dependency_is_named_before_training(tmp_path, capsys, 
 
     real = importlib.util.find_spec
     monkeypatch.setattr(_deps.importlib.util, "find_spec", lambda name, *a: None if name == "osqp" else real(name, *a))
-    for argv in (["vae", "--quick", "--out", str(tmp_path / "v")], ["toy", "--quick", "--out", str(tmp_path / "t")],
-                 ["bench", "--quick"]):
+    for argv in (
+        ["vae", "--quick", "--out", str(tmp_path / "v")],
+        ["toy", "--quick", "--out", str(tmp_path / "t")],
+        ["bench", "--quick"],
+    ):
         line = _one_line_error(capsys, argv)
         assert "pip install osqp" in line
     assert not (tmp_path / "v").exists() and not (tmp_path / "t").exists()  # failed before any work

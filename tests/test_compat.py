@@ -34,8 +34,9 @@ def recorded():
 
 
 def constraints(recorded, name):
-    return {key: recorded[f"{name}/{key}"] for key in ("A", "b", "C", "d", "lower", "upper")
-            if f"{name}/{key}" in recorded}
+    return {
+        key: recorded[f"{name}/{key}"] for key in ("A", "b", "C", "d", "lower", "upper") if f"{name}/{key}" in recorded
+    }
 
 
 def relative_violation(y, c):
@@ -79,8 +80,7 @@ def test_vae_loads_and_predicts_as_released(recorded):
     vae = keras.saving.load_model(FIXTURES / "vae.keras")
     c = constraints(recorded, "vae")
     assert_same_and_feasible(vae.predict(recorded["vae/x"], verbose=0), recorded["vae/y"], c)
-    assert_same_and_feasible(keras.ops.convert_to_numpy(vae.decode(recorded["vae/codes"])),
-                             recorded["vae/decoded"], c)
+    assert_same_and_feasible(keras.ops.convert_to_numpy(vae.decode(recorded["vae/codes"])), recorded["vae/decoded"], c)
     assert_same_and_feasible(keras.ops.convert_to_numpy(vae.sample(16, seed=3)), recorded["vae/samples"], c)
 
 
@@ -88,7 +88,8 @@ def test_fresh_process_loads_every_file_as_released(recorded, tmp_path):
     # Only `import keras_lincon` registers the classes here: no layer was
     # constructed in this process before loading.
     out = tmp_path / "fresh.npz"
-    run_python(textwrap.dedent(f"""
+    run_python(
+        textwrap.dedent(f"""
         import keras, numpy as np
         import keras_lincon
         fixtures = "{FIXTURES}"
@@ -101,7 +102,8 @@ def test_fresh_process_loads_every_file_as_released(recorded, tmp_path):
         result["vae"] = vae.predict(data["vae/x"], verbose=0)
         result["vae_samples"] = keras.ops.convert_to_numpy(vae.sample(16, seed=3))
         np.savez("{out}", **result)
-    """))
+    """)
+    )
     with np.load(out) as fresh:
         for name in LAYER_CASES + ["vae"]:
             assert_same_and_feasible(fresh[name], recorded[f"{name}/y"], constraints(recorded, name))
@@ -111,12 +113,16 @@ def test_fresh_process_loads_every_file_as_released(recorded, tmp_path):
 def test_saved_model_serves_without_keras_lincon(recorded, tmp_path):
     path = FIXTURES / "saved_model" / "lincon" / "1"
     np.save(tmp_path / "x.npy", recorded["checkerboard_box/x"])
-    run_python(BLOCK_KERAS_LINCON + textwrap.dedent(f"""
+    run_python(
+        BLOCK_KERAS_LINCON
+        + textwrap.dedent(f"""
         import numpy as np, tensorflow as tf
         loaded = tf.saved_model.load("{path}")
-        x = tf.constant(np.load("{tmp_path / 'x.npy'}"))
+        x = tf.constant(np.load("{tmp_path / "x.npy"}"))
         y = loaded.signatures["serving_default"](features=x)["outputs"].numpy()
-        np.save("{tmp_path / 'y.npy'}", y)
-    """))
-    assert_same_and_feasible(np.load(tmp_path / "y.npy"), recorded["checkerboard_box/y"],
-                             constraints(recorded, "checkerboard_box"))
+        np.save("{tmp_path / "y.npy"}", y)
+    """)
+    )
+    assert_same_and_feasible(
+        np.load(tmp_path / "y.npy"), recorded["checkerboard_box/y"], constraints(recorded, "checkerboard_box")
+    )

@@ -52,8 +52,13 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_cached_mnist_npz(tmp_path, monkeypatch):
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=np.zeros((2, 28, 28), np.uint8), y_train=np.zeros(2), x_test=np.full((1, 28, 28), 255, np.uint8),
-             y_test=np.zeros(1))
+    np.savez(
+        path,
+        x_train=np.zeros((2, 28, 28), np.uint8),
+        y_train=np.zeros(2),
+        x_test=np.full((1, 28, 28), 255, np.uint8),
+        y_test=np.zeros(1),
+    )
     monkeypatch.setattr(datasets, "MNIST_FILES", (path,))
     data = datasets.load("mnist")
     assert data.x_train.min() == -1.0 and data.x_test.max() == 1.0
@@ -73,13 +78,16 @@ def _fashion_files(tmp_path, images=5, labels=5, test_images=3, test_labels=3):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(test_labels) % 10)
 
 
-@pytest.mark.parametrize("payload, message", [
-    (b"", "bad magic"),                                                    # empty file
-    (b"\x00\x01\x08\x01\x00\x00\x00\x02\x00\x00", "bad magic"),              # wrong magic bytes
-    (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated"),                      # header cut short
-    (b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02", "truncated or corrupt"),   # 2 of 5 bytes
-    (b"\x00\x00\x08\x01\x00\x00\x00\x01\x01\x02", "truncated or corrupt"),   # trailing bytes
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"", "bad magic"),  # empty file
+        (b"\x00\x01\x08\x01\x00\x00\x00\x02\x00\x00", "bad magic"),  # wrong magic bytes
+        (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated"),  # header cut short
+        (b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02", "truncated or corrupt"),  # 2 of 5 bytes
+        (b"\x00\x00\x08\x01\x00\x00\x00\x01\x01\x02", "truncated or corrupt"),  # trailing bytes
+    ],
+)
 def test_malformed_idx_is_a_library_error(tmp_path, payload, message):
     path = tmp_path / "f-ubyte"
     path.write_bytes(payload)
@@ -110,8 +118,13 @@ def test_fashion_mnist_images_are_3d_and_labels_match(tmp_path, monkeypatch):
 
 def test_mnist_npz_with_mismatched_counts(tmp_path, monkeypatch):
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.zeros(2), x_test=np.zeros((1, 28, 28), np.uint8),
-             y_test=np.zeros(1))
+    np.savez(
+        path,
+        x_train=np.zeros((3, 28, 28), np.uint8),
+        y_train=np.zeros(2),
+        x_test=np.zeros((1, 28, 28), np.uint8),
+        y_test=np.zeros(1),
+    )
     monkeypatch.setattr(datasets, "MNIST_FILES", (path,))
     with pytest.raises(datasets.MalformedDataError, match="x_train has shape"):
         datasets.load("mnist")

@@ -23,8 +23,10 @@ from keras_lincon.models import ConstrainedVAE
 
 TOL = klc.layers.FLOAT32_TOLERANCE
 A8 = klc.checkerboard((8, 8), (2, 2))
-POLYTOPE = (np.array([[1, 0, 0], [-1, 0, 0], [0, -1, 0], [0, 0, -1], [0, 1, 1]], float),
-            np.array([2, -1, -1, -1, 3], float))
+POLYTOPE = (
+    np.array([[1, 0, 0], [-1, 0, 0], [0, -1, 0], [0, 0, -1], [0, 1, 1]], float),
+    np.array([2, -1, -1, -1, 3], float),
+)
 
 
 def make_layer(kind):
@@ -41,8 +43,9 @@ def make_layer(kind):
 
 def make_model(kind, seed=0):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((8,), name="features"), keras.layers.Dense(32, activation="tanh"),
-                             make_layer(kind)])
+    return keras.Sequential(
+        [keras.Input((8,), name="features"), keras.layers.Dense(32, activation="tanh"), make_layer(kind)]
+    )
 
 
 def inputs(n=1000, dim=8):
@@ -89,8 +92,9 @@ def test_tflite_quantized_when_allowed_warns_and_is_infeasible(tmp_path):
     # The reason for the refusal: quantized generators put outputs outside the set.
     model = make_model("chain32")
     with pytest.warns(RuntimeWarning, match="NOT guaranteed feasible"):
-        path = deploy.export_tflite(model, tmp_path / "q.tflite", optimizations=[tf.lite.Optimize.DEFAULT],
-                                    allow_infeasible=True)
+        path = deploy.export_tflite(
+            model, tmp_path / "q.tflite", optimizations=[tf.lite.Optimize.DEFAULT], allow_infeasible=True
+        )
     y = tflite_predict(path, inputs())
     per_output = klc.polyhedra.violations(y, klc.monotone_chain(32), relative=True).reshape(len(y), -1).max(axis=1)
     assert np.sum(per_output > TOL) >= 10  # measured 91 of 1000 on this setup
@@ -155,9 +159,19 @@ def test_tf2onnx_cli_on_a_box_model(tmp_path):
     model = make_model("checkerboard_box")
     export_dir = serving.export_for_serving(model, tmp_path / "sm", version=1)
     proc = subprocess.run(
-        [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(export_dir), "--output",
-         str(tmp_path / "cli.onnx")],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        [
+            sys.executable,
+            "-m",
+            "tf2onnx.convert",
+            "--saved-model",
+            str(export_dir),
+            "--output",
+            str(tmp_path / "cli.onnx"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     if proc.returncode != 0:
         assert "leakyrelu" in proc.stderr, proc.stderr[-3000:]
@@ -177,8 +191,14 @@ def test_deploy_doc_examples_run(tmp_path):
     assert len(blocks) >= 5
     script = tmp_path / "deploy_doc.py"
     script.write_text("\n".join(blocks))
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(Path(__file__).parents[1])})
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "quantize constant tensors" in proc.stdout
     assert (tmp_path / "model.tflite").is_file() and (tmp_path / "model.onnx").is_file()

@@ -58,7 +58,9 @@ rng = np.random.default_rng(0)
 x = rng.standard_normal((256, 6)).astype("float32")
 y = np.sort(rng.standard_normal((256, 12)), axis=1).astype("float32")
 with strategy.scope():
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"), klc.LinearInequalityConstraint(A)])
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(16, activation="relu"), klc.LinearInequalityConstraint(A)]
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     vae = make_vae()
     vae.compile(optimizer="adam")
@@ -88,16 +90,26 @@ def test_multi_worker_training_gives_identical_weights(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         outputs = [p.communicate(timeout=400) for p in procs]
     finally:
         for p in procs:
             p.kill()
-    for p, (_, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs, strict=False):
         assert p.returncode == 0, err[-3000:]
     w0, w1 = np.load(tmp_path / "w0.npy"), np.load(tmp_path / "w1.npy")
     np.testing.assert_array_equal(w0, w1)
@@ -126,26 +138,30 @@ def make_model(seed):
 
 def test_checkpoint_resume_in_a_new_process_continues_the_run(tmp_path):
     ckpt = tmp_path / "ckpt"
-    run_python(RESUME_SETUP + f"""
+    run_python(
+        RESUME_SETUP
+        + f"""
 first = make_model(0)
 history = fit_distributed(first, dataset, epochs=2, checkpoint_dir="{ckpt}", verbose=0)
 assert len(history["loss"]) == 2
 np.save("{tmp_path}/w2.npy", np.concatenate([w.ravel() for w in first.get_weights()]))
-""")
+"""
+    )
     scope = {}
     exec(RESUME_SETUP, scope)
     dataset, make_model = scope["dataset"], scope["make_model"]
     resumed = make_model(1)  # other initial weights: the checkpoint must replace them
     assert fit_distributed(resumed, dataset, epochs=2, checkpoint_dir=ckpt, verbose=0) == {}  # nothing left
-    np.testing.assert_array_equal(np.concatenate([w.ravel() for w in resumed.get_weights()]),
-                                  np.load(tmp_path / "w2.npy"))
+    np.testing.assert_array_equal(
+        np.concatenate([w.ravel() for w in resumed.get_weights()]), np.load(tmp_path / "w2.npy")
+    )
     assert int(resumed.optimizer.iterations) == 8  # Adam's state came back too
     history = fit_distributed(resumed, dataset, epochs=4, checkpoint_dir=ckpt, verbose=0)
     assert len(history["loss"]) == 2  # only epochs 3 and 4 ran
     straight = make_model(0)
     uninterrupted = fit_distributed(straight, dataset, epochs=4, verbose=0)
     np.testing.assert_allclose(history["loss"], uninterrupted["loss"][2:], rtol=1e-6)
-    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+    for a, b in zip(resumed.get_weights(), straight.get_weights(), strict=False):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-4")
 
@@ -154,8 +170,14 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     scope = {}
     exec(RESUME_SETUP, scope)
     fit_distributed(scope["make_model"](0), scope["dataset"], epochs=1, checkpoint_dir=tmp_path, verbose=0)
-    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(8),
-                              klc.LinearInequalityConstraint(klc.monotone_chain(6))])
+    other = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8),
+            keras.layers.Dense(8),
+            klc.LinearInequalityConstraint(klc.monotone_chain(6)),
+        ]
+    )
     other.compile(optimizer="adam", loss="mse")
     with pytest.raises(klc.LinconError, match="does not match this model"):
         fit_distributed(other, scope["dataset"], epochs=2, checkpoint_dir=tmp_path, verbose=0)
@@ -166,12 +188,14 @@ def test_bad_epochs(epochs):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
     with pytest.raises(klc.LinconError, match="epochs"):
-        fit_distributed(model, tf.data.Dataset.from_tensor_slices((np.ones((4, 2)), np.ones((4, 1)))).batch(2),
-                        epochs=epochs)
+        fit_distributed(
+            model, tf.data.Dataset.from_tensor_slices((np.ones((4, 2)), np.ones((4, 1)))).batch(2), epochs=epochs
+        )
 
 
 def test_other_backend_is_a_clear_error():
-    out = run_python("""
+    out = run_python(
+        """
         import keras, keras_lincon as klc
         from keras_lincon.distribute import fit_distributed
         from keras_lincon.serving import export_for_serving
@@ -182,7 +206,9 @@ def test_other_backend_is_a_clear_error():
                 call()
             except klc.LinconError as exc:
                 print("ERR", exc)
-    """, env={"KERAS_BACKEND": "jax"})
+    """,
+        env={"KERAS_BACKEND": "jax"},
+    )
     lines = [line for line in out.splitlines() if line.startswith("ERR")]
     assert len(lines) == 2
     for line in lines:
@@ -215,10 +241,20 @@ def _start_workers(tmp_path, epochs):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
     for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen([sys.executable, "-c", KILL_WORKER, str(tmp_path), str(epochs)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", KILL_WORKER, str(tmp_path), str(epochs)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return procs
 
 
@@ -246,7 +282,7 @@ def test_worker_killed_mid_run_resumes_from_the_last_epoch(tmp_path):
     finally:
         for p in procs:
             p.kill()
-    for p, (_, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs, strict=False):
         assert p.returncode == 0, err[-3000:]
     resumed_after = int(outputs[0][1].split("after epoch ")[1].split()[0])
     assert resumed_after >= saved

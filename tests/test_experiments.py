@@ -88,8 +88,9 @@ def test_timing_helpers():
     with timing.Stopwatch() as sw:
         sum(range(1000))
     assert sw.seconds > 0
-    t = timing.time_side_by_side({"a": lambda: None, "b": lambda: sum(range(100))}, min_seconds=0.001, rounds=2,
-                                 warmup=1)
+    t = timing.time_side_by_side(
+        {"a": lambda: None, "b": lambda: sum(range(100))}, min_seconds=0.001, rounds=2, warmup=1
+    )
     assert set(t) == {"a", "b"} and all(v > 0 for v in t.values())
     assert timing.format_seconds(1.5e-5) == "15.0 us" and timing.format_seconds(2.0) == "2.00 s"
 
@@ -98,8 +99,10 @@ def test_old_import_paths_still_work():
     import importlib
     import warnings
 
-    for old, new in (("keras_lincon.experiment", "keras_lincon.experiments.vae_study"),
-                     ("keras_lincon.datasets", "keras_lincon.experiments.datasets")):
+    for old, new in (
+        ("keras_lincon.experiment", "keras_lincon.experiments.vae_study"),
+        ("keras_lincon.datasets", "keras_lincon.experiments.datasets"),
+    ):
         sys.modules.pop(old, None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -1,8 +1,8 @@
 """Regression tests for issue 9: every output is feasible, or a clear error."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 
 import keras_lincon as klc
 
@@ -28,7 +28,7 @@ def test_set_weights_from_another_constraint_is_refused_and_rolled_back():
     before = [w.copy() for w in a.get_weights()]
     with pytest.raises(klc.GeneratorMismatchError, match="another constraint set"):
         a.set_weights(b.get_weights())
-    for old, now in zip(before, a.get_weights()):
+    for old, now in zip(before, a.get_weights(), strict=False):
         np.testing.assert_array_equal(old, now)
     model_a.set_weights(model_b.get_weights())  # writes variables directly
     with pytest.raises(klc.GeneratorMismatchError):

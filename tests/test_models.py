@@ -31,8 +31,9 @@ def make_vae(**kwargs):
     encoder = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(32, activation="relu")])
     decoder = keras.Sequential([keras.layers.Dense(32, activation="relu")])
     kwargs.setdefault("box", (-1.0, 1.0))
-    return ConstrainedVAE(encoder, decoder, kwargs.pop("A", A8), latent_dim=kwargs.pop("latent_dim", 3),
-                          output_shape=(8, 8), **kwargs)
+    return ConstrainedVAE(
+        encoder, decoder, kwargs.pop("A", A8), latent_dim=kwargs.pop("latent_dim", 3), output_shape=(8, 8), **kwargs
+    )
 
 
 def output_layer_check(vae, y):
@@ -193,10 +194,22 @@ def test_xla_compiled_training(digits):
 
 
 def test_loss_is_reconstruction_plus_weighted_kl_plus_regularizers(digits):
-    encoder = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
-                                keras.layers.Dense(32, activation="relu", kernel_regularizer=keras.regularizers.L2(0.1))])
-    vae = ConstrainedVAE(encoder, keras.Sequential([keras.layers.Dense(32, activation="relu")]), A8, latent_dim=3,
-                         box=(-1.0, 1.0), output_shape=(8, 8), kl_weight=0.5)
+    encoder = keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu", kernel_regularizer=keras.regularizers.L2(0.1)),
+        ]
+    )
+    vae = ConstrainedVAE(
+        encoder,
+        keras.Sequential([keras.layers.Dense(32, activation="relu")]),
+        A8,
+        latent_dim=3,
+        box=(-1.0, 1.0),
+        output_shape=(8, 8),
+        kl_weight=0.5,
+    )
     vae.compile(optimizer="adam")
     x = digits.x_test
     logs = vae.evaluate(x, batch_size=len(x), verbose=0, return_dict=True)  # one batch: one sampled pass
@@ -243,7 +256,9 @@ def test_saved_weights_keep_the_0_1_0_layout(tmp_path):
         assert len(weights.get("latent_prior/vars", {})) == 0
     loaded = keras.saving.load_model(tmp_path / "vae.keras")
     for name in ("prior_locs", "prior_log_scales", "prior_logits"):
-        np.testing.assert_array_equal(getattr(loaded.latent_prior, name).numpy(), getattr(vae.latent_prior, name).numpy())
+        np.testing.assert_array_equal(
+            getattr(loaded.latent_prior, name).numpy(), getattr(vae.latent_prior, name).numpy()
+        )
     bad = make_vae(prior="normal", latent_dim=2)
     with pytest.raises(ValueError, match="prior, prior_components and likelihood_scale"):
         bad.load_weights(tmp_path / "vae.keras")
@@ -260,7 +275,8 @@ def test_unsupported_backend_fails_at_construction(monkeypatch, backend):
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
 def test_jax_backend_error_in_a_fresh_process():
-    out = run_python("""
+    out = run_python(
+        """
         import keras, keras_lincon as klc
         assert keras.backend.backend() == "jax"
         enc = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(8)])
@@ -268,5 +284,7 @@ def test_jax_backend_error_in_a_fresh_process():
             klc.ConstrainedVAE(enc, keras.layers.Dense(8), klc.checkerboard((8, 8), (2, 2)), latent_dim=2)
         except klc.LinconError as exc:
             print("refused:", exc)
-    """, env={"KERAS_BACKEND": "jax"})
+    """,
+        env={"KERAS_BACKEND": "jax"},
+    )
     assert "refused:" in out and "KERAS_BACKEND=tensorflow" in out

@@ -21,11 +21,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TF_DISTRIBUTIONS = {"tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel", "tensorflow-macos",
-                    "tf-nightly", "tf-nightly-cpu"}
+TF_DISTRIBUTIONS = {
+    "tensorflow",
+    "tensorflow-cpu",
+    "tensorflow-gpu",
+    "tensorflow-intel",
+    "tensorflow-macos",
+    "tf-nightly",
+    "tf-nightly-cpu",
+}
 # Not part of a distribution: local state, build outputs, virtual environments.
-IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "runs", "*.egg-info", "__pycache__",
-                                ".hypothesis", ".pytest_cache", ".gl", ".whl", ".device", "serving")
+IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "runs",
+    "*.egg-info",
+    "__pycache__",
+    ".hypothesis",
+    ".pytest_cache",
+    ".gl",
+    ".whl",
+    ".device",
+    "serving",
+)
 
 
 def build_distributions(out: Path) -> tuple[Path, Path]:
@@ -33,8 +54,12 @@ def build_distributions(out: Path) -> tuple[Path, Path]:
     pytest.importorskip("build", reason="the `build` package is needed (pip install build; in the tests extra)")
     src = out / "src"
     shutil.copytree(ROOT, src, ignore=IGNORE)
-    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     (sdist,) = out.glob("keras[-_]lincon-*.tar.gz")
     (wheel,) = out.glob("keras_lincon-*.whl")
@@ -85,8 +110,7 @@ def test_wheel_requirements(dists):
         if _extra_of(req):
             by_extra.setdefault(_extra_of(req), set()).add(_requirement_name(req))
     extras = set(meta.get_all("Provides-Extra") or [])
-    assert {"cdd", "tensorflow", "probability", "jax", "projection", "onnx", "data", "plots", "tests",
-            "all"} <= extras
+    assert {"cdd", "tensorflow", "probability", "jax", "projection", "onnx", "data", "plots", "tests", "all"} <= extras
     assert "pycddlib" in by_extra["cdd"]
     # One TensorFlow: no extra, and no documented combination, installs two TF distributions.
     for combo in [{e} for e in extras] + [{"tensorflow", "probability"}, {"probability", "onnx"}, set(extras)]:
@@ -112,8 +136,16 @@ def test_sdist_contents(dists):
     sdist, _ = dists
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    for needed in ("LICENSE", "README.md", "setup.cfg", "setup.py", "tests/conftest.py",
-                   "tests/test_layers.py", "tutorials/checkerboard_projection.py", "keras_lincon/layers.py"):
+    for needed in (
+        "LICENSE",
+        "README.md",
+        "setup.cfg",
+        "setup.py",
+        "tests/conftest.py",
+        "tests/test_layers.py",
+        "tutorials/checkerboard_projection.py",
+        "keras_lincon/layers.py",
+    ):
         assert needed in names, f"{needed} missing from the sdist"
 
 
@@ -143,8 +175,9 @@ def test_wheel_installs_and_runs_without_pycddlib(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
     # keras + JAX: the lightest backend; pycddlib deliberately absent.
-    proc = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{wheel}[jax]"],
-                          capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", f"{wheel}[jax]"], capture_output=True, text=True, timeout=1500
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
     env.update(KERAS_BACKEND="jax", PYTHONNOUSERSITE="1")
@@ -152,8 +185,7 @@ def test_wheel_installs_and_runs_without_pycddlib(tmp_path):
     run_dir.mkdir()
 
     def run(code: str) -> str:
-        out = subprocess.run([str(py), "-c", code], cwd=run_dir, env=env, capture_output=True, text=True,
-                             timeout=600)
+        out = subprocess.run([str(py), "-c", code], cwd=run_dir, env=env, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, f"{code}\nSTDOUT:\n{out.stdout[-2000:]}\nSTDERR:\n{out.stderr[-4000:]}"
         return out.stdout
 
@@ -162,6 +194,12 @@ def test_wheel_installs_and_runs_without_pycddlib(tmp_path):
     assert quickstart, "README quickstart not found"
     run(quickstart[0])
     assert "checkerboard ok jax" in run(CHECKERBOARD)
-    help_out = subprocess.run([str(venv / "bin" / "keras-lincon"), "--help"], cwd=run_dir, env=env,
-                              capture_output=True, text=True, timeout=300)
+    help_out = subprocess.run(
+        [str(venv / "bin" / "keras-lincon"), "--help"],
+        cwd=run_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert help_out.returncode == 0 and "usage" in help_out.stdout.lower(), help_out.stderr[-3000:]

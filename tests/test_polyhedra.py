@@ -30,7 +30,7 @@ def contains(rep: klc.VRepresentation, point, *, direction=False, tol=1e-7) -> b
         start = 0
         for verts in blocks:  # convex weights sum to one per block
             row = np.zeros(M.shape[1])
-            row[start:start + len(verts)] = 1.0
+            row[start : start + len(verts)] = 1.0
             start += len(verts)
             eq_rows.append(row[None])
             eq_rhs.append(np.ones(1))
@@ -104,9 +104,7 @@ def test_closed_form_agrees_with_double_description(m, extra, seed, apex):
     exact = klc.h_to_v(A, b, method="cdd")
     same_set(closed, exact)
     same_set(exact, closed)
-    np.testing.assert_allclose(
-        closed.lineality.T @ closed.lineality, exact.lineality.T @ exact.lineality, atol=1e-9
-    )
+    np.testing.assert_allclose(closed.lineality.T @ closed.lineality, exact.lineality.T @ exact.lineality, atol=1e-9)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
@@ -123,7 +121,7 @@ def test_blocks_agree_with_double_description(sizes, seed):
                 rows.append(row)
                 rhs.append(int(rng.integers(1, 4)))
         cut = np.zeros(n)
-        cut[start:start + size] = rng.integers(-2, 3, size=size)
+        cut[start : start + size] = rng.integers(-2, 3, size=size)
         rows.append(cut)
         rhs.append(int(rng.integers(0, 3)))
         start += size
@@ -297,8 +295,11 @@ def test_interior_point_in_box():
         (dict(A=[[0.0, 0.0]], b=[-1.0]), klc.InfeasibleError, "zero with b < 0"),
         (dict(A=np.vstack([np.eye(2), -np.eye(2)])), klc.DegenerateSetError, r"only \{0\}"),
         (dict(A=[[1.0], [-1.0]], b=[2.0, -2.0]), klc.DegenerateSetError, "single point"),
-        (dict(A=np.vstack([np.eye(6), -np.eye(6)]), b=np.ones(12), method="cdd", max_generators=10),
-         klc.TooManyGeneratorsError, "64 generators"),
+        (
+            dict(A=np.vstack([np.eye(6), -np.eye(6)]), b=np.ones(12), method="cdd", max_generators=10),
+            klc.TooManyGeneratorsError,
+            "64 generators",
+        ),
         (dict(A=[[1.0, 0.0]], method="fast"), klc.LinconError, "method must be one of"),
         (dict(A=[[1.0, 0.0], [2.0, 0.0]], method="closed_form"), klc.LinconError, "full row"),
     ],
@@ -309,8 +310,14 @@ def test_errors_name_the_problem(kwargs, error, pattern):
 
 
 def test_errors_are_value_errors():
-    for cls in (klc.InfeasibleError, klc.DegenerateSetError, klc.TooManyGeneratorsError,
-                klc.ConstraintShapeError, klc.NonFiniteError, klc.RepresentationCheckError):
+    for cls in (
+        klc.InfeasibleError,
+        klc.DegenerateSetError,
+        klc.TooManyGeneratorsError,
+        klc.ConstraintShapeError,
+        klc.NonFiniteError,
+        klc.RepresentationCheckError,
+    ):
         assert issubclass(cls, klc.LinconError) and issubclass(cls, ValueError)
 
 

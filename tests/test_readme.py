@@ -8,7 +8,6 @@ process), for examples that build on each other.
 
 import doctest
 import importlib
-import inspect
 import os
 import re
 import subprocess
@@ -58,20 +57,26 @@ def test_readme_has_python_blocks():
 def test_readme_block_runs(line, code, tmp_path):
     for module in _needs(code):
         pytest.importorskip(module, reason=f"README.md:{line} needs {module}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, (
-        f"README.md:{line} failed:\n{code}\nSTDOUT:\n{proc.stdout[-2000:]}\nSTDERR:\n{proc.stderr[-4000:]}")
+        f"README.md:{line} failed:\n{code}\nSTDOUT:\n{proc.stdout[-2000:]}\nSTDERR:\n{proc.stderr[-4000:]}"
+    )
     # Blocks print booleans for their checks: none may print False.
     assert "False" not in proc.stdout, f"README.md:{line} printed a failed check:\n{proc.stdout}"
 
 
 def doctest_modules() -> list[str]:
     """keras_lincon modules whose docstrings hold ``>>>`` examples (found without importing them)."""
-    return sorted(f"keras_lincon.{p.stem}" for p in (ROOT / "keras_lincon").glob("*.py")
-                  if ">>>" in p.read_text(encoding="utf-8"))
+    return sorted(
+        f"keras_lincon.{p.stem}" for p in (ROOT / "keras_lincon").glob("*.py") if ">>>" in p.read_text(encoding="utf-8")
+    )
 
 
 # Docstring examples that fail today, with why; the module owners fix them (then drop the entry).

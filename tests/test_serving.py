@@ -18,11 +18,13 @@ A8 = klc.checkerboard((8, 8), (2, 2))
 
 
 def constrained_model():
-    return keras.Sequential([
-        keras.Input((10,), name="features"),
-        keras.layers.Dense(16, activation="tanh"),
-        klc.LinearInequalityConstraint(A8, box=(-1.0, 1.0)),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((10,), name="features"),
+            keras.layers.Dense(16, activation="tanh"),
+            klc.LinearInequalityConstraint(A8, box=(-1.0, 1.0)),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,9 @@ def test_layout_and_signatures(exported):
     assert path == tmp / "lincon" / "3"
     assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run([cli, "show", "--dir", str(path), "--all"], capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(
+        [cli, "show", "--dir", str(path), "--all"], capture_output=True, text=True, check=True
+    ).stdout
     assert "signature_def['serving_default']" in shown and "signature_def['serving_default_xla']" in shown
     assert "inputs['features']" in shown and "outputs['outputs']" in shown
 
@@ -50,9 +54,23 @@ def test_saved_model_cli_run(exported, tmp_path):
     np.save(tmp_path / "x.npy", x)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     proc = subprocess.run(
-        [cli, "run", "--dir", str(path), "--tag_set", "serve", "--signature_def", "serving_default",
-         "--inputs", f"features={tmp_path / 'x.npy'}", "--outdir", str(tmp_path / "out")],
-        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        [
+            cli,
+            "run",
+            "--dir",
+            str(path),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"features={tmp_path / 'x.npy'}",
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "out" / "outputs.npy"), expected, atol=1e-6)
@@ -61,7 +79,9 @@ def test_saved_model_cli_run(exported, tmp_path):
 def test_export_runs_without_keras_lincon_and_stays_feasible(exported):
     _, path, x, expected = exported
     np.save(path.parent / "x.npy", x)
-    out = run_python(BLOCK_KERAS_LINCON + textwrap.dedent(f"""
+    out = run_python(
+        BLOCK_KERAS_LINCON
+        + textwrap.dedent(f"""
         import json, numpy as np, tensorflow as tf
         loaded = tf.saved_model.load("{path}")
         x = np.load("{path.parent}/x.npy")
@@ -69,7 +89,8 @@ def test_export_runs_without_keras_lincon_and_stays_feasible(exported):
         xla = loaded.signatures["serving_default_xla"](features=tf.constant(x))["outputs"].numpy()
         np.save("{path.parent}/y.npy", default)
         print("DIFF", float(np.abs(default - xla).max()))
-    """))
+    """)
+    )
     y = np.load(path.parent / "y.npy")
     np.testing.assert_allclose(y, expected, atol=1e-6)
     assert float(out.split("DIFF")[-1]) < 1e-5
@@ -101,7 +122,9 @@ def test_vae_export_has_named_signatures(tmp_path):
     recon, samples = vae.predict(x, verbose=0), np.asarray(vae.sample(6, seed=5))
     path = serving.export_for_serving(vae, tmp_path / "vae", xla=True)
     np.save(tmp_path / "x.npy", x)
-    out = run_python(BLOCK_KERAS_LINCON + textwrap.dedent(f"""
+    out = run_python(
+        BLOCK_KERAS_LINCON
+        + textwrap.dedent(f"""
         import numpy as np, tensorflow as tf
         m = tf.saved_model.load("{path}")
         print(sorted(m.signatures))
@@ -111,7 +134,8 @@ def test_vae_export_has_named_signatures(tmp_path):
         np.testing.assert_allclose(s.numpy(), sx.numpy(), atol=1e-5)
         d = m.signatures["decode"](codes=tf.zeros((2, 3)))["outputs"]
         np.save("{tmp_path}/r.npy", r.numpy()); np.save("{tmp_path}/s.npy", s.numpy()); print(d.shape)
-    """))
+    """)
+    )
     assert "['decode', 'decode_xla', 'sample', 'sample_xla', 'serving_default', 'serving_default_xla']" in out
     np.testing.assert_allclose(np.load(tmp_path / "r.npy"), recon, atol=1e-5)
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), samples, atol=1e-5)
@@ -147,7 +171,9 @@ def test_vae_sample_signature_is_bounded(tmp_path):
     vae = make_vae(latent_dim=3)
     vae.predict(np.zeros((1, 8, 8), "float32"), verbose=0)
     path = serving.export_for_serving(vae, tmp_path / "vae", max_samples=16)
-    out = run_python(BLOCK_KERAS_LINCON + textwrap.dedent(f"""
+    out = run_python(
+        BLOCK_KERAS_LINCON
+        + textwrap.dedent(f"""
         import tensorflow as tf
         sample = tf.saved_model.load("{path}").signatures["sample"]
         print("OK", sample(num_samples=tf.constant(16), seed=tf.constant(1))["samples"].shape)
@@ -157,7 +183,8 @@ def test_vae_sample_signature_is_bounded(tmp_path):
                 print("ACCEPTED", n)
             except tf.errors.InvalidArgumentError as exc:
                 print("REFUSED", n, "max_samples=16" in exc.message or "at least 1" in exc.message)
-    """))
+    """)
+    )
     assert "OK (16, 8, 8)" in out
     for n in (17, 10**9, 0, -3):
         assert f"REFUSED {n} True" in out

@@ -47,8 +47,9 @@ def main(argv=None):
     #    features; ConstrainedVAE adds the Gaussian posterior head and the
     #    constrained output layer.
     hidden = 32 if args.quick else 256
-    encoder = keras.Sequential([keras.Input(shape), keras.layers.Flatten(),
-                                keras.layers.Dense(hidden, activation="relu")])
+    encoder = keras.Sequential(
+        [keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(hidden, activation="relu")]
+    )
     decoder = keras.Sequential([keras.layers.Dense(hidden, activation="relu")])
 
     # 4. The prior is a TFP distribution: here a mixture of Gaussians, learned
@@ -58,8 +59,15 @@ def main(argv=None):
     #    z = g(u) computed by a second constraint layer).
     latent = 4 if args.quick else 8
     vae = klc.ConstrainedVAE(
-        encoder, decoder, A, latent_dim=latent, box=(-1.0, 1.0), output_shape=shape,
-        prior="mixture", prior_components=5, latent_A=-np.eye(latent),
+        encoder,
+        decoder,
+        A,
+        latent_dim=latent,
+        box=(-1.0, 1.0),
+        output_shape=shape,
+        prior="mixture",
+        prior_components=5,
+        latent_A=-np.eye(latent),
     )
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
     vae.fit(data.x_train, epochs=2 if args.quick else 10, batch_size=128, verbose=0 if args.quick else 2)
@@ -69,8 +77,7 @@ def main(argv=None):
     worst = vae.output_constraint.assert_constraints(samples)
     print(f"1000 samples: worst relative violation {worst:.1e} (tolerance 1e-5)")
     block_sums = samples @ A.T
-    print("block sums of the first sample (signs alternate, all <= 0 after the sign):",
-          np.round(block_sums[0], 2))
+    print("block sums of the first sample (signs alternate, all <= 0 after the sign):", np.round(block_sums[0], 2))
     codes = np.asarray(vae.encode(data.x_test[:100]))
     print(f"latent codes non-negative: {bool(np.all(codes >= -1e-6))}")
 

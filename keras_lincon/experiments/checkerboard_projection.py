@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 DATA_CHOICES = ("auto", "fashion_mnist", "mnist", "digits")
 
@@ -51,10 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--hidden", type=positive_int, default=256)
     parser.add_argument("--out", default="runs/checkerboard", help="output folder (default runs/checkerboard)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
-    parser.add_argument("--center", choices=["zero", "data"], default="zero",
-                        help="centre of the box rescaling: the cone's apex 0 (zero, the paper; "
-                             "test MSE 1.125x optimal in our run) or 0.9 x the projection of the mean "
-                             "training image (data; 1.25x: backgrounds at -1 then have almost no margin)")
+    parser.add_argument(
+        "--center",
+        choices=["zero", "data"],
+        default="zero",
+        help="centre of the box rescaling: the cone's apex 0 (zero, the paper; "
+        "test MSE 1.125x optimal in our run) or 0.9 x the projection of the mean "
+        "training image (data; 1.25x: backgrounds at -1 then have almost no margin)",
+    )
     return parser
 
 
@@ -107,8 +111,11 @@ def run(args: argparse.Namespace) -> dict:
     n = A.shape[1]
     x_train = data.x_train.reshape(len(data.x_train), n)
     x_test = data.x_test.reshape(len(data.x_test), n)
-    print(f"data: {data.name}, {len(x_train)} train / {len(x_test)} test images of {shape}; "
-          f"{len(A)} checkerboard constraints + box [-1, 1]", flush=True)
+    print(
+        f"data: {data.name}, {len(x_train)} train / {len(x_test)} test images of {shape}; "
+        f"{len(A)} checkerboard constraints + box [-1, 1]",
+        flush=True,
+    )
     print(f"share of test images already feasible: {feasible_share(x_test, A):.1%}", flush=True)
 
     print(f"(c) the optimum: OSQP projection of {len(x_test):,} test images", flush=True)
@@ -127,7 +134,8 @@ def run(args: argparse.Namespace) -> dict:
     # (a) constrained layer and (b) unconstrained twin, same budget
     models = {
         "constrained layer": build_model(
-            n, args.hidden, klc.LinearInequalityConstraint(A, box=(-1.0, 1.0), box_center=center)),
+            n, args.hidden, klc.LinearInequalityConstraint(A, box=(-1.0, 1.0), box_center=center)
+        ),
         "unconstrained": build_model(n, args.hidden, keras.layers.Dense(n)),
     }
     histories, train_seconds, outputs, predict_seconds = {}, {}, {}, {}
@@ -135,8 +143,9 @@ def run(args: argparse.Namespace) -> dict:
         print(f"training: {name} ({args.epochs} epochs)", flush=True)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
         with Stopwatch() as sw:
-            history = model.fit(x_train, x_train, epochs=args.epochs, batch_size=128,
-                                verbose=fit_verbosity(not args.quick))
+            history = model.fit(
+                x_train, x_train, epochs=args.epochs, batch_size=128, verbose=fit_verbosity(not args.quick)
+            )
         train_seconds[name] = sw.seconds
         histories[name] = history.history["loss"]
         model.predict(x_test[:8], verbose=0)  # trace once before timing
@@ -153,8 +162,12 @@ def run(args: argparse.Namespace) -> dict:
         return float(np.mean((np.asarray(y, np.float64) - x_test) ** 2))
 
     results = {
-        "data": data.name, "epochs": args.epochs, "train_size": len(x_train), "test_size": len(x_test),
-        "hidden": args.hidden, "center": args.center,
+        "data": data.name,
+        "epochs": args.epochs,
+        "train_size": len(x_train),
+        "test_size": len(x_test),
+        "hidden": args.hidden,
+        "center": args.center,
         "optimal_mse": mse(optimal),
         "layer_mse": mse(outputs["constrained layer"]),
         "unconstrained_mse": mse(outputs["unconstrained"]),
@@ -169,34 +182,55 @@ def run(args: argparse.Namespace) -> dict:
         "optimal_osqp_seconds": optimal_time.seconds,
     }
     results["layer_mse_over_optimal"] = results["layer_mse"] / results["optimal_mse"]
-    results["inference_speedup"] = (results["unconstrained_plus_osqp_inference_seconds"]
-                                    / results["layer_inference_seconds"])
+    results["inference_speedup"] = (
+        results["unconstrained_plus_osqp_inference_seconds"] / results["layer_inference_seconds"]
+    )
 
     print("\n                         test MSE to input   feasible   inference (test set)")
-    print(f"(a) constrained layer    {results['layer_mse']:>17.4f}   {results['layer_feasible_share']:>8.1%}"
-          f"   {results['layer_inference_seconds']:.3f} s")
-    print(f"(b) unconstrained        {results['unconstrained_mse']:>17.4f}   "
-          f"{results['unconstrained_feasible_share']:>8.1%}")
-    print(f"    ... + OSQP projection {results['unconstrained_projected_mse']:>16.4f}   "
-          f"{results['unconstrained_projected_feasible_share']:>8.1%}"
-          f"   {results['unconstrained_plus_osqp_inference_seconds']:.3f} s")
+    print(
+        f"(a) constrained layer    {results['layer_mse']:>17.4f}   {results['layer_feasible_share']:>8.1%}"
+        f"   {results['layer_inference_seconds']:.3f} s"
+    )
+    print(
+        f"(b) unconstrained        {results['unconstrained_mse']:>17.4f}   "
+        f"{results['unconstrained_feasible_share']:>8.1%}"
+    )
+    print(
+        f"    ... + OSQP projection {results['unconstrained_projected_mse']:>16.4f}   "
+        f"{results['unconstrained_projected_feasible_share']:>8.1%}"
+        f"   {results['unconstrained_plus_osqp_inference_seconds']:.3f} s"
+    )
     print(f"(c) optimal projection   {results['optimal_mse']:>17.4f}   100.0%")
-    print(f"layer MSE / optimal MSE = {results['layer_mse_over_optimal']:.3f}; "
-          f"inference speed-up over unconstrained + OSQP = {results['inference_speedup']:.0f}x")
+    print(
+        f"layer MSE / optimal MSE = {results['layer_mse_over_optimal']:.3f}; "
+        f"inference speed-up over unconstrained + OSQP = {results['inference_speedup']:.0f}x"
+    )
 
     # Column i of every panel is test image i, so the panels line up side by side.
-    image_grid(out / "projections.png", {
-        "input": x_test, "constrained layer": outputs["constrained layer"],
-        "optimal projection": optimal, "unconstrained": outputs["unconstrained"],
-    }, shape, rows=8, cols=1, dpi=80)
+    image_grid(
+        out / "projections.png",
+        {
+            "input": x_test,
+            "constrained layer": outputs["constrained layer"],
+            "optimal projection": optimal,
+            "unconstrained": outputs["unconstrained"],
+        },
+        shape,
+        rows=8,
+        cols=1,
+        dpi=80,
+    )
     curves(out / "loss.png", {"training MSE to the input": histories}, log=True, dpi=80)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {out}/projections.png, loss.png, metrics.json", flush=True)
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict:
     """Parses ``argv`` (see :func:`add_arguments`) and runs the experiment; returns the metrics."""
-    parser = add_arguments(argparse.ArgumentParser(
-        prog=prog, description="Learn the projection onto the checkerboard cone (the paper's toy experiment)."))
+    parser = add_arguments(
+        argparse.ArgumentParser(
+            prog=prog, description="Learn the projection onto the checkerboard cone (the paper's toy experiment)."
+        )
+    )
     return run(parser.parse_args(argv))

@@ -15,7 +15,6 @@ import dataclasses
 import gzip
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -52,7 +51,7 @@ class MalformedDataError(LinconError):
     """A data file exists but its contents are not what its format promises."""
 
 
-def _read_idx(path: Path, ndim: Optional[int] = None) -> np.ndarray:
+def _read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
     """Reads an unsigned-byte IDX file (optionally gzip-compressed) into a uint8 array.
 
     Args:
@@ -70,24 +69,26 @@ def _read_idx(path: Path, ndim: Optional[int] = None) -> np.ndarray:
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut gzip stream raises EOFError
         raise MalformedDataError(f"{path} cannot be read ({exc}); delete it and reinstall the data.") from None
     if len(data) < 4 or int.from_bytes(data[0:2], "big") != 0 or data[2] != 0x08:
-        raise MalformedDataError(f"{path} is not an unsigned-byte IDX file (bad magic number); "
-                                 "delete it and reinstall the data.")
+        raise MalformedDataError(
+            f"{path} is not an unsigned-byte IDX file (bad magic number); delete it and reinstall the data."
+        )
     dims = data[3]
     if ndim is not None and dims != ndim:
         raise MalformedDataError(f"{path} has {dims} dimensions, expected {ndim}; is it the right file?")
     offset = 4 + 4 * dims
     if len(data) < offset:
         raise MalformedDataError(f"{path} is truncated (header cut short); delete it and reinstall the data.")
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
     expected = int(np.prod(shape, dtype=np.int64))
     if len(data) - offset != expected:
         raise MalformedDataError(
             f"{path} holds {len(data) - offset} bytes of data but its header {tuple(shape)} says {expected}; "
-            "the file is truncated or corrupt: delete it and reinstall the data.")
+            "the file is truncated or corrupt: delete it and reinstall the data."
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def _find_idx(directory: Path, stem: str) -> Optional[Path]:
+def _find_idx(directory: Path, stem: str) -> Path | None:
     for name in (f"{stem}.gz", stem):
         if (directory / name).is_file():
             return directory / name
@@ -98,23 +99,23 @@ def _scale(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 127.5 - 1.0).astype(np.float32)
 
 
-def _fashion_mnist() -> Optional[ImageData]:
-    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+def _fashion_mnist() -> ImageData | None:
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     for directory in FASHION_MNIST_DIRS:
         paths = [_find_idx(directory, s) for s in stems]
         if all(paths):
-            xtr, ytr, xte, yte = (_read_idx(p, ndim) for p, ndim in zip(paths, (3, 1, 3, 1)))
+            xtr, ytr, xte, yte = (_read_idx(p, ndim) for p, ndim in zip(paths, (3, 1, 3, 1), strict=False))
             for images, labels, (image_path, label_path) in ((xtr, ytr, paths[:2]), (xte, yte, paths[2:])):
                 if len(images) != len(labels):
                     raise MalformedDataError(
                         f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels; "
-                        "the files do not belong together: reinstall the data.")
+                        "the files do not belong together: reinstall the data."
+                    )
             return ImageData("fashion_mnist", _scale(xtr), ytr.astype(np.int64), _scale(xte), yte.astype(np.int64))
     return None
 
 
-def _mnist() -> Optional[ImageData]:
+def _mnist() -> ImageData | None:
     for path in MNIST_FILES:
         if path.is_file():
             try:
@@ -127,9 +128,15 @@ def _mnist() -> Optional[ImageData]:
                 if x.ndim != 3 or len(x) != len(y):
                     raise MalformedDataError(
                         f"{path}: x_{split} has shape {x.shape} and y_{split} {y.shape}; expected (N, H, W) "
-                        "images with N labels: delete the file.")
-            return ImageData("mnist", _scale(arrays["x_train"]), arrays["y_train"].astype(np.int64),
-                             _scale(arrays["x_test"]), arrays["y_test"].astype(np.int64))
+                        "images with N labels: delete the file."
+                    )
+            return ImageData(
+                "mnist",
+                _scale(arrays["x_train"]),
+                arrays["y_train"].astype(np.int64),
+                _scale(arrays["x_test"]),
+                arrays["y_test"].astype(np.int64),
+            )
     return None
 
 
@@ -138,8 +145,7 @@ def _digits() -> ImageData:
         from sklearn.datasets import load_digits
     except ImportError:
         raise DatasetNotFoundError(
-            "the digits data set needs scikit-learn: pip install scikit-learn "
-            "(or `pip install keras-lincon[data]`)."
+            "the digits data set needs scikit-learn: pip install scikit-learn (or `pip install keras-lincon[data]`)."
         ) from None
     digits = load_digits()
     images = (digits.images / 16.0 * 2.0 - 1.0).astype(np.float32)
@@ -149,7 +155,7 @@ def _digits() -> ImageData:
     return ImageData("digits", images[:split], labels[:split], images[split:], labels[split:])
 
 
-def load(name: str = "auto", max_train: Optional[int] = None, max_test: Optional[int] = None) -> ImageData:
+def load(name: str = "auto", max_train: int | None = None, max_test: int | None = None) -> ImageData:
     """Loads an image data set from local files, scaled to [-1, 1].
 
     Args:
@@ -195,8 +201,10 @@ def load(name: str = "auto", max_train: Optional[int] = None, max_test: Optional
     if max_train is not None or max_test is not None:
         data = dataclasses.replace(
             data,
-            x_train=data.x_train[:max_train], y_train=data.y_train[:max_train],
-            x_test=data.x_test[:max_test], y_test=data.y_test[:max_test],
+            x_train=data.x_train[:max_train],
+            y_train=data.y_train[:max_train],
+            x_test=data.x_test[:max_test],
+            y_test=data.y_test[:max_test],
         )
     return data
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from keras_lincon import polyhedra
@@ -13,7 +11,7 @@ from keras_lincon.layers import FLOAT32_TOLERANCE
 FEASIBLE = FLOAT32_TOLERANCE
 
 
-def feasible_mask(y, A: np.ndarray, box: Optional[tuple] = (-1.0, 1.0)) -> np.ndarray:
+def feasible_mask(y, A: np.ndarray, box: tuple | None = (-1.0, 1.0)) -> np.ndarray:
     """Per sample: True when every constraint row (and box row) holds within :data:`FEASIBLE`.
 
     Args:
@@ -30,6 +28,6 @@ def feasible_mask(y, A: np.ndarray, box: Optional[tuple] = (-1.0, 1.0)) -> np.nd
     return mask & np.all(np.isfinite(y), axis=1)
 
 
-def feasible_share(y, A: np.ndarray, box: Optional[tuple] = (-1.0, 1.0)) -> float:
+def feasible_share(y, A: np.ndarray, box: tuple | None = (-1.0, 1.0)) -> float:
     """Share of samples of ``y`` (shape ``(N, ...)``) that :func:`feasible_mask` accepts."""
     return float(np.mean(feasible_mask(y, A, box)))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from keras_lincon.experiments.timing import format_seconds, machine_description, time_side_by_side
 
 
-def inference_benchmark(quick: bool = False, batches=(1, 32, 256, 4096), feature_sizes=(None, 128),
-                        print_fn=print) -> list[dict]:
+def inference_benchmark(
+    quick: bool = False, batches=(1, 32, 256, 4096), feature_sizes=(None, 128), print_fn=print
+) -> list[dict]:
     """The paper's comparison: constrained layer vs project-at-test-time.
 
     Checkerboard cone with the [-1, 1] box on 784 outputs (8x8 digits in
@@ -41,8 +42,10 @@ def inference_benchmark(quick: bool = False, batches=(1, 32, 256, 4096), feature
     osqp = OSQPProjector(A, box=box)
     print_fn(f"machine: {machine_description()}")
     print_fn(f"constraint: checkerboard {h}x{w} with box [-1, 1]; time per batch")
-    header = (f"{'k':>4}{'batch':>6}{'dense':>11}{'layer':>11}{'layer xla':>11}{'+osqp':>11}{'+admm':>11}"
-              f"{'+admm xla':>11}{'osqp/layer':>11}{'admm/layer':>11}{'layer/dense':>12}")
+    header = (
+        f"{'k':>4}{'batch':>6}{'dense':>11}{'layer':>11}{'layer xla':>11}{'+osqp':>11}{'+admm':>11}"
+        f"{'+admm xla':>11}{'osqp/layer':>11}{'admm/layer':>11}{'layer/dense':>12}"
+    )
     print_fn(header)
     print_fn("-" * len(header))
     rows = []
@@ -56,7 +59,8 @@ def inference_benchmark(quick: bool = False, batches=(1, 32, 256, 4096), feature
             features, decoder = (images - mean) @ vt[:k].T, vt[:k]
         dense_layer = keras.layers.Dense(n)
         dense = keras.Sequential([keras.Input((k,)), dense_layer])
-        dense_layer.set_weights([decoder.astype("float32"), (images.mean(axis=0) if k < n else np.zeros(n)).astype("float32")])
+        bias = images.mean(axis=0) if k < n else np.zeros(n)
+        dense_layer.set_weights([decoder.astype("float32"), bias.astype("float32")])
         layer = keras.Sequential([keras.Input((k,)), klc.LinearInequalityConstraint(A, box=box)])
         dense_then_admm = keras.Sequential([keras.Input((k,)), dense_layer, admm])
         fns = {
@@ -68,25 +72,37 @@ def inference_benchmark(quick: bool = False, batches=(1, 32, 256, 4096), feature
         }
         for batch in batches:
             x = tf.constant(np.resize(features, (batch, k)).astype("float32"))
-            candidates = {name: (lambda fn=fn: fn(x).numpy()) for name, fn in fns.items()}
+            candidates = {name: (lambda fn=fn, x=x: fn(x).numpy()) for name, fn in fns.items()}
             t = time_side_by_side(candidates, **timing)
-            t.update(time_side_by_side(
-                {"dense+osqp": lambda: osqp.project(fns["dense graph"](x).numpy())}, **slow_timing))
+            t.update(
+                time_side_by_side(
+                    {"dense+osqp": lambda fns=fns, x=x: osqp.project(fns["dense graph"](x).numpy())}, **slow_timing
+                )
+            )
             best_layer = min(t["layer graph"], t["layer xla"])
             best_admm = min(t["dense+admm graph"], t["dense+admm xla"])
-            row = dict(k=k, batch=batch, **t,
-                       layer_violation=layer.layers[0].max_violation(layer(x), relative=True),
-                       admm_violation=admm.max_violation(fns["dense+admm xla"](x)),
-                       osqp_over_layer=t["dense+osqp"] / best_layer, admm_over_layer=best_admm / best_layer,
-                       layer_over_dense=t["layer graph"] / t["dense graph"])
+            row = dict(
+                k=k,
+                batch=batch,
+                **t,
+                layer_violation=layer.layers[0].max_violation(layer(x), relative=True),
+                admm_violation=admm.max_violation(fns["dense+admm xla"](x)),
+                osqp_over_layer=t["dense+osqp"] / best_layer,
+                admm_over_layer=best_admm / best_layer,
+                layer_over_dense=t["layer graph"] / t["dense graph"],
+            )
             rows.append(row)
-            print_fn(f"{k:>4}{batch:>6}{format_seconds(t['dense graph']):>11}{format_seconds(t['layer graph']):>11}"
-                     f"{format_seconds(t['layer xla']):>11}{format_seconds(t['dense+osqp']):>11}"
-                     f"{format_seconds(t['dense+admm graph']):>11}{format_seconds(t['dense+admm xla']):>11}"
-                     f"{row['osqp_over_layer']:>10.0f}x{row['admm_over_layer']:>10.1f}x"
-                     f"{row['layer_over_dense']:>11.2f}x")
-    print_fn("max violation: layer (relative) "
-             f"{max(r['layer_violation'] for r in rows):.1e}; ADMM (absolute) "
-             f"{max(r['admm_violation'] for r in rows):.1e}")
+            print_fn(
+                f"{k:>4}{batch:>6}{format_seconds(t['dense graph']):>11}{format_seconds(t['layer graph']):>11}"
+                f"{format_seconds(t['layer xla']):>11}{format_seconds(t['dense+osqp']):>11}"
+                f"{format_seconds(t['dense+admm graph']):>11}{format_seconds(t['dense+admm xla']):>11}"
+                f"{row['osqp_over_layer']:>10.0f}x{row['admm_over_layer']:>10.1f}x"
+                f"{row['layer_over_dense']:>11.2f}x"
+            )
+    print_fn(
+        "max violation: layer (relative) "
+        f"{max(r['layer_violation'] for r in rows):.1e}; ADMM (absolute) "
+        f"{max(r['admm_violation'] for r in rows):.1e}"
+    )
     print_fn("osqp/layer and admm/layer use the faster of graph/XLA on each side; OSQP runs per sample.")
     return rows

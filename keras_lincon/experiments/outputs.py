@@ -6,12 +6,11 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Union
 
 from keras_lincon.errors import LinconError
 
 
-def prepare_output_dir(path: Union[str, os.PathLike], overwrite: bool = False) -> Path:
+def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Creates ``path`` (if needed) and checks that the run may write there.
 
     Raises:
@@ -22,15 +21,18 @@ def prepare_output_dir(path: Union[str, os.PathLike], overwrite: bool = False) -
     if out.exists() and not out.is_dir():
         raise LinconError(f"output folder {out} is a file; choose another --out.")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise LinconError(f"output folder {out} is not empty (an earlier run?); choose another --out "
-                          "or pass --overwrite to write over its files.")
+        raise LinconError(
+            f"output folder {out} is not empty (an earlier run?); choose another --out "
+            "or pass --overwrite to write over its files."
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:
-        raise LinconError(f"cannot write to output folder {out}: {exc.strerror or exc}; choose another --out.") \
-            from None
+        raise LinconError(
+            f"cannot write to output folder {out}: {exc.strerror or exc}; choose another --out."
+        ) from None
     return out
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -17,9 +17,16 @@ def _pyplot():
     return plt
 
 
-def image_grid(path: Path, panels: Mapping[str, np.ndarray], shape: tuple, *,
-               marks: Optional[Mapping[str, Sequence[bool]]] = None, rows: int = 8, cols: int = 8,
-               dpi: int = 90) -> None:
+def image_grid(
+    path: Path,
+    panels: Mapping[str, np.ndarray],
+    shape: tuple,
+    *,
+    marks: Mapping[str, Sequence[bool]] | None = None,
+    rows: int = 8,
+    cols: int = 8,
+    dpi: int = 90,
+) -> None:
     """One panel per entry, each a ``rows x cols`` tiling of images in [-1, 1].
 
     Args:
@@ -35,7 +42,7 @@ def image_grid(path: Path, panels: Mapping[str, np.ndarray], shape: tuple, *,
     marks = marks or {}
     h, w = shape
     fig, axes = plt.subplots(1, len(panels), figsize=(max(1.4, 4.2 * cols / 8) * len(panels), 0.5 + 4.1 * rows / 8))
-    for ax, (title, images) in zip(np.atleast_1d(axes), panels.items()):
+    for ax, (title, images) in zip(np.atleast_1d(axes), panels.items(), strict=False):
         canvas = np.ones(((h + 1) * rows, (w + 1) * cols, 3))
         for i in range(min(rows * cols, len(images))):
             r, c = divmod(i, cols)
@@ -43,7 +50,7 @@ def image_grid(path: Path, panels: Mapping[str, np.ndarray], shape: tuple, *,
             rgb = np.repeat(tile[..., None], 3, axis=2)
             if title in marks and not marks[title][i]:
                 rgb[0, :, :] = rgb[-1, :, :] = rgb[:, 0, :] = rgb[:, -1, :] = (1.0, 0.0, 0.0)
-            canvas[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = rgb
+            canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = rgb
         ax.imshow(canvas, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
@@ -52,12 +59,18 @@ def image_grid(path: Path, panels: Mapping[str, np.ndarray], shape: tuple, *,
     plt.close(fig)
 
 
-def curves(path: Path, panels: Mapping[str, Mapping[str, Sequence[float]]], *, xlabel: str = "epoch",
-           log: bool = False, dpi: int = 90) -> None:
+def curves(
+    path: Path,
+    panels: Mapping[str, Mapping[str, Sequence[float]]],
+    *,
+    xlabel: str = "epoch",
+    log: bool = False,
+    dpi: int = 90,
+) -> None:
     """One subplot per entry of ``panels`` (title -> label -> values per epoch), epochs from 1."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.2))
-    for ax, (title, series) in zip(np.atleast_1d(axes), panels.items()):
+    for ax, (title, series) in zip(np.atleast_1d(axes), panels.items(), strict=False):
         for label, values in series.items():
             ax.plot(np.arange(1, len(values) + 1), values, "--" if label.endswith("test") else "-", label=label)
         ax.set_title(title, fontsize=10)

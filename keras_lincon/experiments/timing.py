@@ -11,7 +11,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Dict
+from collections.abc import Callable
 
 
 def machine_description() -> str:
@@ -40,12 +40,12 @@ def machine_description() -> str:
 
 
 def time_side_by_side(
-    candidates: Dict[str, Callable[[], object]],
+    candidates: dict[str, Callable[[], object]],
     *,
     min_seconds: float = 0.2,
     rounds: int = 5,
     warmup: int = 3,
-) -> Dict[str, float]:
+) -> dict[str, float]:
     """Seconds per call of each candidate, measured in interleaved rounds.
 
     Args:
@@ -79,7 +79,7 @@ def time_side_by_side(
 class Stopwatch:
     """Wall-clock seconds of a ``with`` block: ``with Stopwatch() as sw: ...; sw.seconds``."""
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self.seconds = 0.0
         self._start = time.perf_counter()
         return self

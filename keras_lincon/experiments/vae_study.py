@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Optional
 
 import keras
 import numpy as np
 
 import keras_lincon as klc
+from keras_lincon.errors import LinconError
 from keras_lincon.experiments import datasets
 from keras_lincon.experiments._deps import require
 from keras_lincon.experiments.feasibility import FEASIBLE, feasible_mask  # noqa: F401  (FEASIBLE: old public name)
 from keras_lincon.experiments.outputs import fit_verbosity, prepare_output_dir
 from keras_lincon.experiments.plots import curves, image_grid
 from keras_lincon.experiments.timing import Stopwatch
-from keras_lincon.errors import LinconError
 from keras_lincon.models import ConstrainedVAE
 
 
@@ -35,7 +34,7 @@ class VAEConfig:
     hidden: tuple = (512, 256)
     epochs: int = 12
     batch_size: int = 128
-    train_size: Optional[int] = None
+    train_size: int | None = None
     test_size: int = 2000
     num_samples: int = 10_000
     projection_samples: int = 1000  # OSQP on this many, time scaled to num_samples
@@ -55,9 +54,19 @@ class VAEConfig:
             raise LinconError(f"unknown data set {self.data!r}; choose one of {datasets.NAMES + ('auto',)}.")
 
     @classmethod
-    def quick(cls, **overrides) -> "VAEConfig":
-        base = dict(data="digits", latent_dim=4, hidden=(64, 32), epochs=2, train_size=512, test_size=128,
-                    num_samples=500, projection_samples=50, out="runs/vae-quick", verbose=0)
+    def quick(cls, **overrides) -> VAEConfig:
+        base = dict(
+            data="digits",
+            latent_dim=4,
+            hidden=(64, 32),
+            epochs=2,
+            train_size=512,
+            test_size=128,
+            num_samples=500,
+            projection_samples=50,
+            out="runs/vae-quick",
+            verbose=0,
+        )
         base.update(overrides)
         return cls(**base)
 
@@ -74,13 +83,19 @@ def _mlp(units, name):
 def build_vae(image_shape, cfg: VAEConfig, constrained: bool) -> ConstrainedVAE:
     """The experiment's VAE; ``constrained=False`` gives the twin (Dense output)."""
     h, w = image_shape
-    encoder = keras.Sequential([keras.Input(image_shape), keras.layers.Flatten(), _mlp(cfg.hidden, "enc")],
-                               name="encoder")
+    encoder = keras.Sequential(
+        [keras.Input(image_shape), keras.layers.Flatten(), _mlp(cfg.hidden, "enc")], name="encoder"
+    )
     decoder = _mlp(cfg.hidden[::-1], "decoder")
     A = klc.checkerboard(image_shape, datasets.checkerboard_grid(image_shape)) if constrained else None
     return ConstrainedVAE(
-        encoder, decoder, A, latent_dim=cfg.latent_dim, box=(-1.0, 1.0) if constrained else None,
-        output_shape=image_shape, likelihood_scale=cfg.likelihood_scale,
+        encoder,
+        decoder,
+        A,
+        latent_dim=cfg.latent_dim,
+        box=(-1.0, 1.0) if constrained else None,
+        output_shape=image_shape,
+        likelihood_scale=cfg.likelihood_scale,
         name="constrained_vae" if constrained else "unconstrained_vae",
     )
 
@@ -102,8 +117,10 @@ def run(cfg: VAEConfig) -> dict:
     shape = data.image_shape
     A = klc.checkerboard(shape, datasets.checkerboard_grid(shape))
     say = (lambda *a: print(*a, flush=True)) if cfg.verbose else (lambda *a: None)
-    say(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} test images {shape}; "
-        f"constraint: {len(A)}-block checkerboard + box [-1, 1]")
+    say(
+        f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} test images {shape}; "
+        f"constraint: {len(A)}-block checkerboard + box [-1, 1]"
+    )
 
     models, histories, train_seconds = {}, {}, {}
     for name, constrained in (("constrained", True), ("unconstrained", False)):
@@ -111,8 +128,13 @@ def run(cfg: VAEConfig) -> dict:
         vae.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
         say(f"\ntraining the {name} VAE ({cfg.epochs} epochs)")
         with Stopwatch() as sw:
-            hist = vae.fit(data.x_train, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                           validation_data=(data.x_test,), verbose=fit_verbosity(cfg.verbose))
+            hist = vae.fit(
+                data.x_train,
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                validation_data=(data.x_test,),
+                verbose=fit_verbosity(cfg.verbose),
+            )
         train_seconds[name] = sw.seconds
         models[name], histories[name] = vae, hist.history
 
@@ -140,8 +162,7 @@ def run(cfg: VAEConfig) -> dict:
     # Making the twin feasible: OSQP per sample (time extrapolated from a subset).
     osqp = OSQPProjector(A, box=(-1.0, 1.0))
     count = min(cfg.projection_samples, cfg.num_samples)
-    say(f"\nOSQP: projecting {count:,} twin samples (timing) and {len(recon['unconstrained']):,} "
-        "twin reconstructions")
+    say(f"\nOSQP: projecting {count:,} twin samples (timing) and {len(recon['unconstrained']):,} twin reconstructions")
     with Stopwatch() as sw:
         osqp.project(samples["unconstrained"][:count])
     per_sample = sw.seconds / count
@@ -152,15 +173,29 @@ def run(cfg: VAEConfig) -> dict:
     twin["projected_reconstruction_mse"] = float(np.mean((projected_recon - flat_test) ** 2))
     metrics["generation_speedup_vs_projection"] = twin["projected_sample_seconds"] / sample_seconds["constrained"]
     metrics["reconstruction_ratio_vs_projected_twin"] = (
-        metrics["constrained"]["test_reconstruction_mse"] / twin["projected_reconstruction_mse"])
+        metrics["constrained"]["test_reconstruction_mse"] / twin["projected_reconstruction_mse"]
+    )
 
     say("writing the figures and the report")
-    marks = {"constrained VAE": feasible_mask(samples["constrained"][:64], A),
-             "unconstrained VAE": feasible_mask(samples["unconstrained"][:64], A)}
-    image_grid(out / "samples.png", {"constrained VAE": samples["constrained"],
-                                     "unconstrained VAE": samples["unconstrained"]}, shape, marks=marks)
-    image_grid(out / "reconstructions.png", {"test images": flat_test, "constrained VAE": recon["constrained"],
-                                             "unconstrained VAE": recon["unconstrained"]}, shape)
+    marks = {
+        "constrained VAE": feasible_mask(samples["constrained"][:64], A),
+        "unconstrained VAE": feasible_mask(samples["unconstrained"][:64], A),
+    }
+    image_grid(
+        out / "samples.png",
+        {"constrained VAE": samples["constrained"], "unconstrained VAE": samples["unconstrained"]},
+        shape,
+        marks=marks,
+    )
+    image_grid(
+        out / "reconstructions.png",
+        {
+            "test images": flat_test,
+            "constrained VAE": recon["constrained"],
+            "unconstrained VAE": recon["unconstrained"],
+        },
+        shape,
+    )
     loss_panels = {"loss (negative ELBO per image)": {}, "reconstruction term": {}}
     for name, hist in histories.items():
         loss_panels["loss (negative ELBO per image)"][f"{name} train"] = hist["loss"]
@@ -180,7 +215,7 @@ def _project_in_chunks(osqp, y: np.ndarray, say, chunk: int = 250) -> np.ndarray
     parts = []
     with Stopwatch() as sw:
         for start in range(0, len(y), chunk):
-            parts.append(osqp.project(y[start:start + chunk]))
+            parts.append(osqp.project(y[start : start + chunk]))
             if len(y) > chunk:
                 say(f"  projected {min(start + chunk, len(y)):,}/{len(y):,}")
     say(f"  OSQP projection took {sw.seconds:.1f} s")
@@ -211,8 +246,7 @@ def report(m: dict) -> str:
         f"Feasible generation: constrained VAE **{m['generation_speedup_vs_projection']:.0f}x faster** than the "
         f"unconstrained VAE + per-sample OSQP projection ({u['osqp_seconds_per_sample'] * 1e3:.2f} ms per sample, "
         f"measured on {cfg['projection_samples']} samples).",
-        f"Reconstruction MSE, constrained / projected twin: "
-        f"**{m['reconstruction_ratio_vs_projected_twin']:.2f}**.",
+        f"Reconstruction MSE, constrained / projected twin: **{m['reconstruction_ratio_vs_projected_twin']:.2f}**.",
         "",
         "Feasible means every constraint and box row holds within the layer's stated tolerance "
         "`a_i.x - b_i <= 1e-5 (|b_i| + ||a_i|| ||x||)`. In the pictures, infeasible samples have a red frame.",
