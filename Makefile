@@ -14,7 +14,7 @@ FIND_LINKS  ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global
 TORCH_WHEEL ?= $(firstword $(foreach d,$(FIND_LINKS),$(wildcard $(d)/torch-*+cpu-*.whl)))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test test-all bench wheel clean
+.PHONY: setup demo test test-all lint bench wheel clean
 
 $(STAMP): setup.cfg setup.py Makefile scripts/system_deps.sh scripts/check_one_tf.py
 	bash scripts/system_deps.sh
@@ -36,6 +36,11 @@ setup: $(STAMP)
 # A fresh folder per run: the CLI refuses to write into a non-empty one.
 demo: setup
 	$(BIN)/keras-lincon vae --out runs/vae-$$(date +%Y%m%d-%H%M%S)
+
+# Lint and format check (ruff.toml); `ruff format .` fixes formatting.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # pytest exits 5 when it collects no test: make treats that as a failure.
 test: setup
