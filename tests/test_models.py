@@ -12,8 +12,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import keras_lincon as klc
-from keras_lincon import datasets
 from keras_lincon.distribute import fit_distributed
+from keras_lincon.experiments import datasets
 from keras_lincon.models import ConstrainedVAE, LatentPrior
 from tests.conftest import run_python
 
@@ -117,7 +117,7 @@ def test_learned_likelihood_scale(digits):
 
 SAVE = """
 import numpy as np, keras, keras_lincon as klc
-from keras_lincon import datasets
+from keras_lincon.experiments import datasets
 from tests.test_models import make_vae
 data = datasets.load("digits", max_train=256, max_test=32)
 vae = make_vae(latent_A=-np.eye(3), latent_dim=4, prior="mixture", prior_components=3)
@@ -134,7 +134,7 @@ def test_save_and_load_in_fresh_process_reproduces_everything(tmp_path):
     out = run_python(f"""
         import numpy as np, keras, keras_lincon as klc
         from unittest import mock
-        from keras_lincon import datasets
+        from keras_lincon.experiments import datasets
         with mock.patch.object(klc.polyhedra, "h_to_v", side_effect=AssertionError("reran h_to_v")):
             vae = keras.saving.load_model("{tmp_path}/vae.keras")
         data = datasets.load("digits", max_train=256, max_test=32)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lincon as klc
-from keras_lincon import datasets
+from keras_lincon.experiments import datasets
 from keras_lincon.projection import ADMMProjection, OSQPProjector, ProjectionError, projection_error
 
 

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
 import keras_lincon as klc  # noqa: E402
-from keras_lincon import datasets  # noqa: E402
+from keras_lincon.experiments import datasets  # noqa: E402
 
 
 def main(argv=None):
