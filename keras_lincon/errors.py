@@ -40,3 +40,7 @@ class ConstraintViolationError(LinconError):
 
 class ProjectionError(LinconError):
     """A projection solver did not reach a solution."""
+
+
+class NoStrictInteriorError(InfeasibleError):
+    """No centre lies strictly inside the scaled rows and the box (scaled stage)."""
