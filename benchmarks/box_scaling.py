@@ -1,0 +1,198 @@
+"""Box treatments of the scaled stage on the paper's toy experiment (issue 11).
+
+Fashion-MNIST (or the fallback data set), 28x28 checkerboard cone + box
+(-1, 1), loss ``||f(x) - x||^2``, Adam 1e-3, batch 256; two architectures:
+
+* ``mlp``: 784 -> Dense(256, relu) -> constrained 784;
+* ``skip``: the tutorial's [image, Dense(256, relu)(image)] -> constrained 784.
+
+Variants (all exactly feasible except the Dense baseline):
+
+* ``global``: today's ``LinearInequalityConstraint(A, box=(-1, 1))`` (one factor);
+* ``per_block``, ``clip_scale``, ``clip_blend``: the generator stage without
+  box, then :mod:`keras_lincon.scaling_lib`'s treatment written in
+  ``keras.ops`` (see :func:`scaled_stage`);
+* ``dense+osqp``: unconstrained Dense, projected by OSQP at test time.
+
+Reported: test MSE to the input over the MSE of the optimal (OSQP)
+projection of the test images, after ``--epochs-early`` and ``--epochs``.
+Run: ``python benchmarks/box_scaling.py [--quick] [--variants ...]``; writes
+``benchmarks/results/box_scaling.txt`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+import keras_lincon as klc  # noqa: E402
+from keras_lincon import datasets, polyhedra, scaling_lib  # noqa: E402
+from keras_lincon.projection import OSQPProjector  # noqa: E402
+
+VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "dense+osqp")
+_FAR = 1e30  # "no limit" for a row the clipped point does not push against
+
+
+def _segment_max(values, segment_ids: np.ndarray, num_segments: int):
+    """(B, k) max of the columns of ``values`` (B, c) per segment id."""
+    return ops.transpose(ops.segment_max(ops.transpose(values), segment_ids, num_segments=num_segments))
+
+
+def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str):
+    """``keras.ops`` version of :func:`scaling_lib.scale_map` (fixed right-hand sides).
+
+    ``y``: (B, n) generator-stage outputs; returns (B, n) in the box and ``P_gen``.
+    """
+    dtype = y.dtype
+
+    def const(a):
+        return ops.convert_to_tensor(np.asarray(a, dtype=np.float32), dtype=dtype)
+
+    k = stage.n_blocks
+    seg = np.where(stage.coord_block < 0, k, stage.coord_block).astype(np.int32)  # k = free slot
+    c = const(stage.center)
+    centered = y - c
+    ratio = ops.maximum(centered * const(stage.inv_upper), centered * const(stage.inv_lower))
+    has_rows = stage.rows.shape[0] > 0
+    if has_rows:
+        row_ratio = ops.matmul(centered, const(stage.rows.T)) * const(stage.inv_slack)
+    if mode == "global":
+        worst = ops.max(ratio, axis=-1, keepdims=True)
+        if has_rows:
+            worst = ops.maximum(worst, ops.max(row_ratio, axis=-1, keepdims=True))
+        return c + centered / ops.maximum(worst, 1.0)
+    block_ratio = _segment_max(ratio, seg, k + 1)
+    if has_rows:
+        row_seg = np.where(stage.row_block < 0, k, stage.row_block).astype(np.int32)
+        block_ratio = ops.maximum(block_ratio, _segment_max(row_ratio, row_seg, k + 1))
+    scale = ops.take(ops.maximum(block_ratio, 1.0), seg, axis=1)
+    free = const(stage.coord_block < 0) > 0.5
+    clipped = ops.clip(y, const(stage.lower), const(stage.upper))
+    per_block = ops.where(free, clipped, c + centered / scale)
+    if mode == "per_block":
+        return per_block
+    rows = np.vstack([stage.gen_rows, stage.rows])
+    rhs = np.concatenate([stage.gen_rhs, stage.rhs])
+    row_seg = np.concatenate([stage.gen_block, stage.row_block])
+    row_seg = np.where(row_seg < 0, k, row_seg).astype(np.int32)
+    anchor = c if mode == "clip_scale" else per_block
+    step = ops.matmul(clipped - anchor, const(rows.T))
+    room = ops.relu(const(rhs) - ops.matmul(anchor + ops.zeros_like(y), const(rows.T)))
+    positive = step > 0
+    limit = ops.where(positive, room / ops.where(positive, step, 1.0), _FAR)
+    lam = ops.clip(-_segment_max(-limit, row_seg, k + 1), 0.0, 1.0)
+    keep = np.append(~stage.block_has_equality, False).astype(np.float32)
+    lam = ops.take(lam * const(keep), seg, axis=1)
+    blended = anchor + lam * (clipped - anchor)
+    if mode == "clip_scale" and stage.block_has_equality.any():
+        eq = const(np.append(stage.block_has_equality, False)[seg]) > 0.5
+        blended = ops.where(eq, per_block, blended)
+    return ops.where(free, clipped, blended)
+
+
+class ScaledBoxConstraint(keras.layers.Layer):
+    """Benchmark-only: the generator layer without box, then a scaled-stage treatment."""
+
+    def __init__(self, A, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = klc.LinearInequalityConstraint(A)
+        self.mode = mode
+        self.stage = scaling_lib.plan(A, box=(-1.0, 1.0), strict_generator_rows=(mode == "clip_scale"))
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+
+    def call(self, inputs):
+        return scaled_stage(self.inner(inputs), self.stage, self.mode)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.inner.units,)
+
+
+def build_model(arch: str, n: int, hidden: int, head: keras.layers.Layer) -> keras.Model:
+    image = keras.Input((n,), name="image")
+    features = keras.layers.Dense(hidden, activation="relu")(image)
+    if arch == "skip":
+        features = keras.layers.Concatenate()([image, features])
+    return keras.Model(image, head(features))
+
+
+def head_for(variant: str, A: np.ndarray) -> keras.layers.Layer:
+    if variant == "global":
+        return klc.LinearInequalityConstraint(A, box=(-1.0, 1.0))
+    if variant == "dense+osqp":
+        return keras.layers.Dense(A.shape[1])
+    return ScaledBoxConstraint(A, variant)
+
+
+def main(argv=None) -> list:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (seconds)")
+    parser.add_argument("--data", default="auto", choices=["auto", *datasets.NAMES])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs-early", type=int, default=10)
+    parser.add_argument("--train-size", type=int, default=20_000)
+    parser.add_argument("--test-size", type=int, default=1_000)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--archs", nargs="+", default=["mlp", "skip"], choices=["mlp", "skip"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "box_scaling.txt"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.epochs_early, args.train_size, args.test_size, args.hidden = 2, 1, 512, 64, 32
+    data = datasets.load(args.data, max_train=args.train_size, max_test=args.test_size)
+    shape = data.image_shape
+    A = klc.checkerboard(shape, datasets.checkerboard_grid(shape))
+    n = A.shape[1]
+    x_train = data.x_train.reshape(len(data.x_train), n)
+    x_test = data.x_test.reshape(len(data.x_test), n)
+    G, h = polyhedra.with_box(A, None, -1.0, 1.0)
+    osqp = OSQPProjector(A, box=(-1.0, 1.0))
+    optimal_mse = float(np.mean((osqp.project(x_test) - x_test) ** 2))
+    header = (f"# box_scaling: {data.name}, {len(x_train)} train / {len(x_test)} test, hidden {args.hidden}, "
+              f"batch {args.batch}, Adam 1e-3, epochs {args.epochs_early}/{args.epochs}; keras "
+              f"{keras.__version__} ({keras.backend.backend()}); optimal projection test MSE {optimal_mse:.5f}")
+    print(header, flush=True)
+    lines = [header, "arch  variant      mse/opt@early  mse/opt@final  max_rel_violation  train_s"]
+    results = []
+    for arch in args.archs:
+        for variant in args.variants:
+            keras.utils.set_random_seed(0)
+            model = build_model(arch, n, args.hidden, head_for(variant, A))
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+            ratios, worst = [], -np.inf
+            start = time.perf_counter()
+            done = 0
+            for stop in (args.epochs_early, args.epochs):
+                model.fit(x_train, x_train, epochs=stop - done, batch_size=args.batch, verbose=0)
+                done = stop
+                y = model.predict(x_test, batch_size=256, verbose=0)
+                if variant == "dense+osqp":
+                    y = osqp.project(y)
+                worst = max(worst, polyhedra.max_violation(y, G, h, relative=True))
+                ratios.append(float(np.mean((np.asarray(y, np.float64) - x_test) ** 2)) / optimal_mse)
+            seconds = time.perf_counter() - start
+            line = f"{arch:5s} {variant:12s} {ratios[0]:13.4f}  {ratios[1]:13.4f}  {worst:17.2e}  {seconds:7.0f}"
+            print(line, flush=True)
+            lines.append(line)
+            results.append({"arch": arch, "variant": variant, "early": ratios[0], "final": ratios[1],
+                             "max_violation": worst, "seconds": seconds})
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
