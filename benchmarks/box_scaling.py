@@ -165,6 +165,8 @@ def main(argv=None) -> list:
     print(header, flush=True)
     lines = [header, "arch  variant      mse/opt@early  mse/opt@final  max_rel_violation  train_s"]
     results = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for arch in args.archs:
         for variant in args.variants:
             keras.utils.set_random_seed(0)
@@ -185,11 +187,9 @@ def main(argv=None) -> list:
             line = f"{arch:5s} {variant:12s} {ratios[0]:13.4f}  {ratios[1]:13.4f}  {worst:17.2e}  {seconds:7.0f}"
             print(line, flush=True)
             lines.append(line)
+            out.write_text("\n".join(lines) + "\n")  # partial results survive an interrupted run
             results.append({"arch": arch, "variant": variant, "early": ratios[0], "final": ratios[1],
                              "max_violation": worst, "seconds": seconds})
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
     return results
 
