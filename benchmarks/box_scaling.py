@@ -12,6 +12,10 @@ Variants (all exactly feasible except the Dense baseline):
 * ``per_block``, ``clip_scale``, ``clip_blend``: the generator stage without
   box, then :mod:`keras_lincon.scaling_lib`'s treatment written in
   ``keras.ops`` (see :func:`scaled_stage`);
+* ``mix``: per block, a learned convex combination ``x_pb + a (x_cb - x_pb)``
+  of the ``per_block`` and ``clip_blend`` results, ``a = sigmoid(h W + w0)``
+  from the layer's input ``h``: two feasible points, so exact too, and the
+  network picks per sample and block which treatment fits;
 * ``dense+osqp``: unconstrained Dense, projected by OSQP at test time.
 
 Reported: test MSE to the input over the MSE of the optimal (OSQP)
@@ -38,7 +42,7 @@ import keras_lincon as klc  # noqa: E402
 from keras_lincon import datasets, polyhedra, scaling_lib  # noqa: E402
 from keras_lincon.projection import OSQPProjector  # noqa: E402
 
-VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "dense+osqp")
+VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "dense+osqp")
 _FAR = 1e30  # "no limit" for a row the clipped point does not push against
 
 
@@ -80,6 +84,8 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str):
     per_block = ops.where(free, clipped, c + centered / scale)
     if mode == "per_block":
         return per_block
+    if mode == "mix":
+        return per_block, scaled_stage(y, stage, "clip_blend")
     rows = np.vstack([stage.gen_rows, stage.rows])
     rhs = np.concatenate([stage.gen_rhs, stage.rhs])
     row_seg = np.concatenate([stage.gen_block, stage.row_block])
@@ -110,9 +116,19 @@ class ScaledBoxConstraint(keras.layers.Layer):
 
     def build(self, input_shape):
         self.inner.build(input_shape)
+        if self.mode == "mix":
+            k = self.stage.n_blocks
+            self.mix_kernel = self.add_weight(name="mix_kernel", shape=(input_shape[-1], k), initializer="zeros")
+            self.mix_bias = self.add_weight(name="mix_bias", shape=(k,), initializer="zeros")
 
     def call(self, inputs):
-        return scaled_stage(self.inner(inputs), self.stage, self.mode)
+        y = self.inner(inputs)
+        if self.mode != "mix":
+            return scaled_stage(y, self.stage, self.mode)
+        per_block, clip_blend = scaled_stage(y, self.stage, "mix")
+        alpha = ops.sigmoid(ops.matmul(inputs, self.mix_kernel) + self.mix_bias)  # (B, k) in [0, 1]
+        seg = np.maximum(self.stage.coord_block, 0).astype(np.int32)  # free coordinates: both equal the clip
+        return per_block + ops.take(alpha, seg, axis=1) * (clip_blend - per_block)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.inner.units,)
