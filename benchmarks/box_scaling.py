@@ -11,7 +11,7 @@ Variants (all exactly feasible except the Dense baseline):
 * ``global``: today's ``LinearInequalityConstraint(A, box=(-1, 1))`` (one factor);
 * ``per_block``, ``clip_scale``, ``clip_blend``: the generator stage without
   box, then :mod:`keras_lincon.scaling_lib`'s treatment written in
-  ``keras.ops`` (see :func:`scaled_stage`);
+  ``keras.ops`` (:func:`keras_lincon.scaled_layer.scaled_stage`);
 * ``mix``: per block, a learned convex combination ``x_pb + a (x_cb - x_pb)``
   of the ``per_block`` and ``clip_blend`` results, ``a = sigmoid(h W + w0)``
   from the layer's input ``h``: two feasible points, so exact too, and the
@@ -41,68 +41,9 @@ from keras import ops  # noqa: E402
 import keras_lincon as klc  # noqa: E402
 from keras_lincon import datasets, polyhedra, scaling_lib  # noqa: E402
 from keras_lincon.projection import OSQPProjector  # noqa: E402
+from keras_lincon.scaled_layer import scaled_stage  # noqa: E402
 
 VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "dense+osqp")
-_FAR = 1e30  # "no limit" for a row the clipped point does not push against
-
-
-def _segment_max(values, segment_ids: np.ndarray, num_segments: int):
-    """(B, k) max of the columns of ``values`` (B, c) per segment id."""
-    return ops.transpose(ops.segment_max(ops.transpose(values), segment_ids, num_segments=num_segments))
-
-
-def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str):
-    """``keras.ops`` version of :func:`scaling_lib.scale_map` (fixed right-hand sides).
-
-    ``y``: (B, n) generator-stage outputs; returns (B, n) in the box and ``P_gen``.
-    """
-    dtype = y.dtype
-
-    def const(a):
-        return ops.convert_to_tensor(np.asarray(a, dtype=np.float32), dtype=dtype)
-
-    k = stage.n_blocks
-    seg = np.where(stage.coord_block < 0, k, stage.coord_block).astype(np.int32)  # k = free slot
-    c = const(stage.center)
-    centered = y - c
-    ratio = ops.maximum(centered * const(stage.inv_upper), centered * const(stage.inv_lower))
-    has_rows = stage.rows.shape[0] > 0
-    if has_rows:
-        row_ratio = ops.matmul(centered, const(stage.rows.T)) * const(stage.inv_slack)
-    if mode == "global":
-        worst = ops.max(ratio, axis=-1, keepdims=True)
-        if has_rows:
-            worst = ops.maximum(worst, ops.max(row_ratio, axis=-1, keepdims=True))
-        return c + centered / ops.maximum(worst, 1.0)
-    block_ratio = _segment_max(ratio, seg, k + 1)
-    if has_rows:
-        row_seg = np.where(stage.row_block < 0, k, stage.row_block).astype(np.int32)
-        block_ratio = ops.maximum(block_ratio, _segment_max(row_ratio, row_seg, k + 1))
-    scale = ops.take(ops.maximum(block_ratio, 1.0), seg, axis=1)
-    free = const(stage.coord_block < 0) > 0.5
-    clipped = ops.clip(y, const(stage.lower), const(stage.upper))
-    per_block = ops.where(free, clipped, c + centered / scale)
-    if mode == "per_block":
-        return per_block
-    if mode == "mix":
-        return per_block, scaled_stage(y, stage, "clip_blend")
-    rows = np.vstack([stage.gen_rows, stage.rows])
-    rhs = np.concatenate([stage.gen_rhs, stage.rhs])
-    row_seg = np.concatenate([stage.gen_block, stage.row_block])
-    row_seg = np.where(row_seg < 0, k, row_seg).astype(np.int32)
-    anchor = c if mode == "clip_scale" else per_block
-    step = ops.matmul(clipped - anchor, const(rows.T))
-    room = ops.relu(const(rhs) - ops.matmul(anchor + ops.zeros_like(y), const(rows.T)))
-    positive = step > 0
-    limit = ops.where(positive, room / ops.where(positive, step, 1.0), _FAR)
-    lam = ops.clip(-_segment_max(-limit, row_seg, k + 1), 0.0, 1.0)
-    keep = np.append(~stage.block_has_equality, False).astype(np.float32)
-    lam = ops.take(lam * const(keep), seg, axis=1)
-    blended = anchor + lam * (clipped - anchor)
-    if mode == "clip_scale" and stage.block_has_equality.any():
-        eq = const(np.append(stage.block_has_equality, False)[seg]) > 0.5
-        blended = ops.where(eq, per_block, blended)
-    return ops.where(free, clipped, blended)
 
 
 class ScaledBoxConstraint(keras.layers.Layer):
@@ -125,7 +66,7 @@ class ScaledBoxConstraint(keras.layers.Layer):
         y = self.inner(inputs)
         if self.mode != "mix":
             return scaled_stage(y, self.stage, self.mode)
-        per_block, clip_blend = scaled_stage(y, self.stage, "mix")
+        per_block, clip_blend = scaled_stage(y, self.stage, "both")
         alpha = ops.sigmoid(ops.matmul(inputs, self.mix_kernel) + self.mix_bias)  # (B, k) in [0, 1]
         seg = np.maximum(self.stage.coord_block, 0).astype(np.int32)  # free coordinates: both equal the clip
         return per_block + ops.take(alpha, seg, axis=1) * (clip_blend - per_block)

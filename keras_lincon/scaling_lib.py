@@ -439,3 +439,61 @@ def scale_map(stage: ScaledStage, y, b_s=None, mode: str = "per_block") -> np.nd
         eq_coords = coupled & stage.block_has_equality[np.maximum(stage.coord_block, 0)]
         out[:, eq_coords] = scaled[:, eq_coords]
     return out
+
+
+# ----------------------------------------------------------------- row split
+
+
+@dataclasses.dataclass(frozen=True)
+class RowSplit:
+    """Which inequality rows of ``A`` go to which stage.
+
+    ``generator`` / ``scaled``: sorted row indices of ``A``; ``moved``: rows the
+    automatic fallback moved to the scaled stage (a subset of ``scaled``), with
+    ``bounds`` the McMullen vertex bound of each moved block.
+    """
+
+    generator: tuple
+    scaled: tuple
+    moved: tuple
+    bounds: tuple
+
+
+def split_rows(system: polyhedra.ConstraintSystem, scaled=(), max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
+               fallback: bool = True) -> RowSplit:
+    """Splits the rows of ``system.A`` into generator rows and scaled rows.
+
+    Rows in ``scaled`` always go to the scaled stage. With ``fallback``, every
+    independent block of the remaining rows whose double description could
+    exceed ``max_generators`` (McMullen's upper bound on its vertices, known
+    before any enumeration) moves to the scaled stage as a whole: its output
+    is then exact but no longer covers the whole set freely (ray scaling
+    towards a centre instead of generators). Blocks with at most as many rows
+    as variables never move (closed form or few generators).
+
+    Args:
+        system: all rows ``(A, b, C, d)``; ``scaled``: row indices of ``A``.
+
+    Returns:
+        A :class:`RowSplit`.
+    """
+    m, n = system.A.shape
+    scaled_set = set(int(i) for i in scaled)
+    if any(i < 0 or i >= m for i in scaled_set):
+        raise ConstraintShapeError(f"scaled_rows must be indices of rows of A (0..{m - 1}); got {sorted(scaled_set)}.")
+    keep = np.array([i for i in range(m) if i not in scaled_set], dtype=int)
+    moved, bounds = [], []
+    if fallback and keep.size:
+        coord, (row_blk, eq_blk) = blocks(n, system.A[keep], system.C)
+        for j in range(int(coord.max()) + 1 if coord.size else 0):
+            rows = keep[row_blk == j]
+            n_vars = int(np.sum(coord == j))
+            eq = system.C[eq_blk == j]
+            dim = n_vars - (np.linalg.matrix_rank(eq) if eq.size else 0)
+            bound = polyhedra._vertex_upper_bound(rows.size, dim) if rows.size > dim else 0.0
+            if bound > max_generators:
+                moved.extend(rows.tolist())
+                bounds.append(bound)
+    scaled_all = sorted(scaled_set | set(moved))
+    generator = [i for i in range(m) if i not in set(scaled_all)]
+    return RowSplit(tuple(generator), tuple(scaled_all), tuple(sorted(moved)), tuple(bounds))
