@@ -21,6 +21,8 @@ from keras_lincon.layers import FLOAT32_TOLERANCE, LinearInequalityConstraint
 
 _FAR = 1e30  # "no limit" for a row the clipped point does not push against
 _MIN_SLACK = 1e-30  # keeps 1 / slack finite when a right-hand side is below its floor
+#: ``scaling`` values of the layer: the fixed maps of scaling_lib plus the learned mix.
+SCALINGS = scaling_lib.MODES + ("mix",)
 
 
 class ScaledRowsWarning(UserWarning):
@@ -136,8 +138,12 @@ class ScaledRowsConstraint(keras.layers.Layer):
     ``scaling``: ``"per_block"`` (default: one factor per block, free
     coordinates clipped), ``"global"`` (the paper's one factor),
     ``"clip_blend"`` (clip to the box, then move back towards the per-block
-    result only as far as the block's rows need) or ``"clip_scale"`` (clip,
-    then scale towards a centre strictly inside the generator rows too).
+    result only as far as the block's rows need), ``"clip_scale"`` (clip,
+    then scale towards a centre strictly inside the generator rows too) or
+    ``"mix"``: per block a learned convex combination
+    ``x_pb + a (x_cb - x_pb)``, ``a = sigmoid(h W + w0)`` of the layer input,
+    of the ``per_block`` and ``clip_blend`` results (both feasible, so the
+    mix is too; best on the paper's toy, see BENCHMARKS.md).
 
     Tolerance: as :class:`~keras_lincon.LinearInequalityConstraint` (float32,
     relative 1e-5); computes in float32 under mixed precision.
@@ -189,8 +195,8 @@ class ScaledRowsConstraint(keras.layers.Layer):
             if policy.compute_dtype in ("float16", "bfloat16"):
                 kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
-        if scaling not in scaling_lib.MODES:
-            raise LinconError(f"scaling must be one of {scaling_lib.MODES}; got {scaling!r}.")
+        if scaling not in SCALINGS:
+            raise LinconError(f"scaling must be one of {SCALINGS}; got {scaling!r}.")
         self.system = polyhedra.as_constraint_system(A, b, C, d)
         s, n = self.system, self.system.dim
         self.units = n
@@ -236,6 +242,10 @@ class ScaledRowsConstraint(keras.layers.Layer):
         self.generator_layer = generator_layer
         self.force_float32 = bool(force_float32)
 
+    @property
+    def _mixing(self) -> bool:
+        return self.scaling == "mix" and self.stage.n_blocks > 0  # no block: the mix is the clip
+
     def _row_indices(self, scaled_rows) -> list:
         m = self.system.A.shape[0]
         if scaled_rows is None:
@@ -264,7 +274,12 @@ class ScaledRowsConstraint(keras.layers.Layer):
                 )
         else:
             features_shape = input_shape
-        self.generator_layer.build(features_shape)
+        if not self.generator_layer.built:  # a deserialized sublayer is built already
+            self.generator_layer.build(features_shape)
+        if self._mixing:
+            k = self.stage.n_blocks
+            self.mix_kernel = self.add_weight(name="mix_kernel", shape=(features_shape[-1], k), initializer="zeros")
+            self.mix_bias = self.add_weight(name="mix_bias", shape=(k,), initializer="zeros")
 
     def call(self, inputs):
         if self.rhs_input:
@@ -272,8 +287,16 @@ class ScaledRowsConstraint(keras.layers.Layer):
             y = self.generator_layer(features)
             rhs = ops.cast(rhs, y.dtype)
         else:
+            features = inputs
             y, rhs = self.generator_layer(inputs), None
-        return scaled_stage(y, self.stage, self.scaling, rhs)
+        if not self._mixing:
+            mode = "per_block" if self.scaling == "mix" else self.scaling
+            return scaled_stage(y, self.stage, mode, rhs)
+        per_block, clip_blend = scaled_stage(y, self.stage, "both", rhs)
+        h = ops.cast(features, y.dtype)
+        alpha = ops.sigmoid(ops.matmul(h, ops.cast(self.mix_kernel, y.dtype)) + ops.cast(self.mix_bias, y.dtype))
+        seg = np.maximum(self.stage.coord_block, 0).astype(np.int32)  # free coordinates: both are the clip
+        return per_block + ops.take(alpha, seg, axis=1) * (clip_blend - per_block)
 
     def compute_output_shape(self, input_shape):
         features_shape = input_shape[0] if self.rhs_input else input_shape
