@@ -154,3 +154,17 @@ def test_errors():
         layer([np.zeros((2, 4), "float32"), np.ones((2, 2), "float32")])
     with pytest.raises(ConstraintShapeError, match=r"\[features, b_s\]"):
         ScaledRowsConstraint(A, b, scaled_rows=[3], rhs_input=True)(np.zeros((2, 4), "float32"))
+
+
+def test_budget_allocation_tutorial_quick(tmp_path):
+    from tests.conftest import run_python
+
+    out = run_python(f"""
+        import sys; sys.path.insert(0, "tutorials")
+        import budget_allocation as t
+        r = t.main(["--quick", "--out", "{tmp_path}"])
+        print("RESULT", r["layer_worst_relative_violation"], r["samples_below_floor"])
+    """)
+    worst, below = out.split("RESULT")[-1].split()
+    assert float(worst) <= TOL and int(below) == 0
+    assert (tmp_path / "metrics.json").is_file()
