@@ -12,6 +12,7 @@ from keras_lincon.errors import (
     ConstraintShapeError,
     ConstraintViolationError,
     DegenerateSetError,
+    GeneratorMismatchError,
     InfeasibleError,
     LinconError,
     NonFiniteError,
@@ -19,7 +20,7 @@ from keras_lincon.errors import (
     RepresentationCheckError,
     TooManyGeneratorsError,
 )
-from keras_lincon.layers import LinearInequalityConstraint
+from keras_lincon.layers import LinearInequalityConstraint, verify_generators
 from keras_lincon.polyhedra import (
     VRepresentation,
     checkerboard,

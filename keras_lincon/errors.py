@@ -31,7 +31,18 @@ class TooManyGeneratorsError(LinconError):
 
 
 class RepresentationCheckError(LinconError):
-    """A computed generator violates the constraints (numerical failure)."""
+    """A computed generator violates the constraints (numerical failure).
+
+    ``violations`` maps the kind of generator (vertex, ray, lineality) to its
+    worst relative violation, when known.
+    """
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], dict):
+            self.violations, args = args[0], args[1:]
+        else:
+            self.violations = {}
+        super().__init__(*args)
 
 
 class ConstraintViolationError(LinconError):
@@ -40,6 +51,10 @@ class ConstraintViolationError(LinconError):
 
 class ProjectionError(LinconError):
     """A projection solver did not reach a solution."""
+
+
+class GeneratorMismatchError(LinconError):
+    """Stored generator weights do not generate points of the layer's constraints."""
 
 
 class NoStrictInteriorError(InfeasibleError):

@@ -8,14 +8,20 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lincon import polyhedra, precision
+from keras_lincon import layer_lib, polyhedra, precision
 from keras_lincon.errors import (
     ConstraintShapeError,
     ConstraintViolationError,
-    DegenerateSetError,
+    GeneratorMismatchError,
     InfeasibleError,
     LinconError,
 )
+
+try:  # where Keras traces a layer symbolically (model building, loading)
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope as _in_symbolic_scope
+except ImportError:  # pragma: no cover - future Keras layout
+    def _in_symbolic_scope() -> bool:
+        return True
 
 #: Non-negative maps for ray coefficients (the paper uses ``abs``).
 NONNEG_FUNCTIONS = {
@@ -26,7 +32,6 @@ NONNEG_FUNCTIONS = {
 }
 #: Relative float32 tolerance stated by the layer (see the class docstring).
 FLOAT32_TOLERANCE = 1e-5
-_MASK_LOGIT = -1e9  # added to logits of padding vertices
 
 
 class _Fixed(keras.initializers.Initializer):
@@ -105,13 +110,14 @@ class LinearInequalityConstraint(keras.layers.Layer):
 
     def __init__(
         self,
-        A,
+        A=None,
         b=None,
         *,
         C=None,
         d=None,
         box=None,
         box_center=None,
+        units: Optional[int] = None,
         nonneg: str = "abs",
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -128,8 +134,12 @@ class LinearInequalityConstraint(keras.layers.Layer):
             if policy.compute_dtype in ("float16", "bfloat16"):
                 kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
+        if A is None:
+            A = np.zeros((0, self._units_without_rows(units, box)))
         self.system = polyhedra.as_constraint_system(A, b, C, d)
         n = self.system.dim
+        if units is not None and int(units) != n:
+            raise ConstraintShapeError(f"units={units} but A has {n} columns; the output size is A's column count.")
         if nonneg not in NONNEG_FUNCTIONS:
             raise LinconError(f"nonneg must be one of {sorted(NONNEG_FUNCTIONS)}; got {nonneg!r}.")
         self.nonneg = nonneg
@@ -142,7 +152,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
         self.force_float32 = bool(force_float32)
         self.method = method
         self.max_generators = int(max_generators)
-        self._arrays = None
+        self.supports_masking = True  # outputs per step, like Dense
         if layout is None:
             if representation is None:
                 representation = polyhedra.h_to_v(
@@ -156,13 +166,34 @@ class LinearInequalityConstraint(keras.layers.Layer):
                     )
                 polyhedra.check_representation(representation, self.system)
             self._representation = representation
-            layout, self._arrays = self._generator_arrays(representation)
+            self._layout = layer_lib.plan_layout(representation)
+            if self.box is not None:
+                self._center = self._box_center(representation)  # validated up front
         else:
+            # Rebuilt from a config: the weights are loaded (and checked) next.
             self._representation = None
-        self.layout = dict(layout)
+            self._layout = layer_lib.GeneratorLayout.from_config(layout)
+        self._generators_ready = layout is None
         self.input_spec = keras.layers.InputSpec(min_ndim=1)
 
-    # ------------------------------------------------------------ generators
+    @staticmethod
+    def _units_without_rows(units, box) -> int:
+        if units is not None:
+            if int(units) < 1:
+                raise ConstraintShapeError(f"units must be a positive int; got {units!r}.")
+            return int(units)
+        for side in (box or (None, None)):
+            if np.ndim(side) == 1:
+                return len(side)
+        raise ConstraintShapeError(
+            "A is None: give the output size with units=... (e.g. "
+            "LinearInequalityConstraint(None, box=(0.0, 1.0), units=10)) or pass box arrays of length n."
+        )
+
+    @property
+    def layout(self) -> dict:
+        """The generator layout as saved in the config (see :mod:`keras_lincon.layer_lib`)."""
+        return self._layout.to_config()
 
     def _checked_center(self, center) -> np.ndarray:
         n = self.units
@@ -184,75 +215,14 @@ class LinearInequalityConstraint(keras.layers.Layer):
             )
         return c
 
-    def _generator_arrays(self, rep: polyhedra.VRepresentation):
-        """Numpy arrays for the generator weights, and the layout describing them."""
-        n = rep.dim
-        polytopes = [v for v in rep.block_vertices() if len(v) > 1]
-        offset = sum((v[0] for v in rep.block_vertices() if len(v) == 1), np.zeros(n))
-        arrays = {"offset": offset, "rays": rep.rays}
-        lin = rep.lineality
-        n_lin = lin.shape[0]
-        arrays["lineality"] = lin
-        # Orthonormal basis Q of the complement of span(L): the "projected"
-        # mode (see _mode) keeps z - (z Q^T) Q of a full k x n map.
-        if n_lin:
-            q, _ = np.linalg.qr(lin.T, mode="complete")
-            arrays["complement_basis"] = q[:, n_lin:].T
-        else:
-            arrays["complement_basis"] = np.eye(n)
-        layout = {
-            "n_rays": int(rep.rays.shape[0]),
-            "n_lineality": int(n_lin),
-            "n_basis": int(n - n_lin),
-            "n_vertex_blocks": len(polytopes),
-            "block_size": max((len(v) for v in polytopes), default=0),
-            "block_width": 0,
-            "vertex_path": "none",
-            "has_offset": bool(np.any(offset)),
-        }
-        if not (rep.rays.shape[0] or n_lin or polytopes):
-            raise DegenerateSetError(
-                "the representation is a single point: every output would be the "
-                "same constant, so there is nothing to learn."
-            )
-        if polytopes:
-            supports = [np.flatnonzero(np.any(np.abs(v) > 0, axis=0)) for v in polytopes]
-            disjoint = sum(len(s) for s in supports) == len(np.unique(np.concatenate(supports)))
-            nb, smax = len(polytopes), layout["block_size"]
-            mask = np.full((nb, smax), _MASK_LOGIT)
-            if disjoint:
-                width = max(max(len(s) for s in supports), 1)
-                local = np.zeros((nb, smax, width))
-                gather = np.full(n, nb * width)  # index of a zero slot
-                for j, (verts, sup) in enumerate(zip(polytopes, supports)):
-                    local[j, : len(verts), : len(sup)] = verts[:, sup]
-                    mask[j, : len(verts)] = 0.0
-                    gather[sup] = j * width + np.arange(len(sup))
-                arrays.update(vertex_local=local, vertex_gather=gather.astype(np.int32))
-                layout.update(block_width=int(width), vertex_path="gather")
-            else:
-                flat = np.zeros((nb, smax, n))
-                for j, verts in enumerate(polytopes):
-                    flat[j, : len(verts)] = verts
-                    mask[j, : len(verts)] = 0.0
-                arrays["vertex_dense"] = flat.reshape(nb * smax, n)
-                layout["vertex_path"] = "dense"
-            arrays["vertex_mask"] = mask
-        if self.box is not None:
-            lo, hi = self.box
-            if self.box_center is not None:
-                center = self.box_center
-            elif rep.is_cone and np.all(lo < 0) and np.all(hi > 0):
-                center = np.zeros(n)
-            else:
-                center = polyhedra.interior_point_in_box(
-                    self.system.A, self.system.b, self.system.C, self.system.d, lower=lo, upper=hi
-                )
-            arrays["box_center"] = center
-            with np.errstate(divide="ignore"):
-                arrays["box_inv_upper"] = np.where(np.isfinite(hi), 1.0 / (hi - center), 0.0)
-                arrays["box_inv_lower"] = np.where(np.isfinite(lo), 1.0 / (lo - center), 0.0)
-        return layout, arrays
+    def _box_center(self, rep: polyhedra.VRepresentation) -> np.ndarray:
+        lo, hi = self.box
+        if self.box_center is not None:
+            return self.box_center
+        if rep.is_cone and np.all(lo < 0) and np.all(hi > 0):
+            return np.zeros(self.units)  # the paper's choice: the apex
+        s = self.system
+        return polyhedra.interior_point_in_box(s.A, s.b, s.C, s.d, lower=lo, upper=hi)
 
     @property
     def representation(self) -> polyhedra.VRepresentation:
@@ -269,20 +239,8 @@ class LinearInequalityConstraint(keras.layers.Layer):
     # ------------------------------------------------------------ Keras API
 
     def _mode(self, input_dim: int) -> str:
-        """How the lineality part is computed, whichever costs fewer flops.
-
-        ``direct``: coefficients times the generator matrix ``[L; R]``
-        (k (l + r) + (l + r) n per sample). ``projected``: a full ``k x n`` map
-        ``z`` minus its component outside ``span(L)``, with the rays written in
-        the complement basis ``Q``: ``z + (nonneg(s) (R Q^T) - z Q^T) Q``
-        (k n + k r + 2 n q per sample). Projecting the output (not the
-        kernel) keeps rounding errors relative to the output's norm.
-        """
-        n, lay = self.units, self.layout
-        n_lin, n_rays, q = lay["n_lineality"], lay["n_rays"], lay["n_basis"]
-        direct = input_dim * (n_lin + n_rays) + (n_lin + n_rays) * n
-        projected = input_dim * (n + n_rays) + 2 * n * q + n_rays * q
-        return "direct" if direct <= projected else "projected"
+        """``"direct"`` or ``"projected"``: see :func:`keras_lincon.layer_lib.call_mode`."""
+        return layer_lib.call_mode(self._layout, input_dim, self.units)
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -293,22 +251,22 @@ class LinearInequalityConstraint(keras.layers.Layer):
                 "with a fixed number of units (e.g. Dense) before it."
             )
         precision.warn_if_reduced_precision()
-        n, lay = self.units, self.layout
-        n_lin, n_rays, q = lay["n_lineality"], lay["n_rays"], lay["n_basis"]
-        nb, smax, width_v = lay["n_vertex_blocks"], lay["block_size"], lay["block_width"]
-        n_logits = nb * smax
+        n, lay = self.units, self._layout
         self._call_mode = self._mode(input_dim)
-        arrays = self._arrays
+        arrays = None
+        if self._representation is not None:
+            arrays = layer_lib.generator_arrays(self._representation, lay, self._call_mode)
+            if self.box is not None:
+                arrays.update(layer_lib.box_arrays(self._center, *self.box))
 
-        def fixed(name, shape, dtype=None, value=None):
+        def fixed(name, shape, dtype=None):
             if arrays is not None:
-                init = _Fixed(np.asarray(arrays[name] if value is None else value).reshape(shape))
+                init = _Fixed(np.asarray(arrays[name]).reshape(shape))
             elif dtype == "int32":
                 init = "zeros"
             else:
-                # Rebuilt from config: the saved weights fill these. Until then
-                # they are NaN, so a layer whose generators were never loaded
-                # (e.g. keras.models.clone_model) cannot pass for a working one.
+                # Rebuilt from config: the saved weights fill these (and are
+                # checked). Until then they are NaN and call() refuses to run.
                 init = keras.initializers.Constant(float("nan"))
             return self.add_weight(name=name, shape=shape, initializer=init, trainable=False,
                                    dtype=dtype or self.variable_dtype, autocast=False)
@@ -319,15 +277,15 @@ class LinearInequalityConstraint(keras.layers.Layer):
             bias = self.add_weight(name=f"{name}bias", shape=(width,), initializer=self.bias_initializer)
             return kernel, bias
 
+        n_lin, n_rays, q = lay.n_lineality, lay.n_rays, lay.n_basis
+        nb, smax = lay.n_vertex_blocks, lay.block_size
+        n_logits = nb * smax
         if self._call_mode == "direct":
             # one matmul for lineality, ray and vertex coefficients
             self.kernel, self.bias = trainable("", n_lin + n_rays + n_logits)
             self._split = (n_lin + n_rays, n_lin + n_rays + n_logits)
             if n_lin + n_rays:
-                self.generators = fixed(
-                    "generators", (n_lin + n_rays, n),
-                    value=None if arrays is None else np.vstack([arrays["lineality"], arrays["rays"]]),
-                )
+                self.generators = fixed("generators", (n_lin + n_rays, n))
         else:
             self.kernel, self.bias = trainable("", n)
             self._split = (n_rays, n_rays + n_logits)
@@ -336,28 +294,87 @@ class LinearInequalityConstraint(keras.layers.Layer):
             if q:
                 self.complement_basis = fixed("complement_basis", (q, n))
             if n_rays and q:
-                self.ray_coordinates = fixed(
-                    "ray_coordinates", (n_rays, q),
-                    value=None if arrays is None else arrays["rays"] @ arrays["complement_basis"].T,
-                )
+                self.ray_coordinates = fixed("ray_coordinates", (n_rays, q))
         self.offset = fixed("offset", (n,))
-        if lay["vertex_path"] != "none":
+        if lay.vertex_path != "none":
             self.vertex_mask = fixed("vertex_mask", (nb, smax))
-        if lay["vertex_path"] == "gather":
-            self.vertex_local = fixed("vertex_local", (nb, smax, width_v))
+        if lay.vertex_path == "gather":
+            self.vertex_local = fixed("vertex_local", (nb, smax, lay.block_width))
             self.vertex_gather = fixed("vertex_gather", (n,), dtype="int32")
-        elif lay["vertex_path"] == "dense":
+        elif lay.vertex_path == "dense":
             self.vertex_dense = fixed("vertex_dense", (nb * smax, n))
         if self.box is not None:
             self.box_center_weight = fixed("box_center", (n,))
             self.box_inv_upper = fixed("box_inv_upper", (n,))
             self.box_inv_lower = fixed("box_inv_lower", (n,))
-        self._arrays = None  # the weights hold them now; free the numpy copies
+        self.input_spec = keras.layers.InputSpec(min_ndim=1, axes={-1: input_dim})
+
+    # ------------------------------------------------- generator weight checks
+
+    def _generator_variables(self) -> dict:
+        trainable_ids = {id(v) for v in self.trainable_weights}
+        return {v.name.split("/")[-1]: v for v in self.weights if id(v) not in trainable_ids}
+
+    def verify_generators(self) -> None:
+        """Checks the stored generator (and box) weights against ``A, b, C, d``.
+
+        Run automatically when weights are loaded (``load_model``,
+        ``load_weights``) or set with ``layer.set_weights``, and by
+        :func:`keras_lincon.serving.export_for_serving`. ``model.set_weights``
+        writes variables directly: call :func:`keras_lincon.verify_generators`
+        on the model after it.
+
+        Raises:
+            GeneratorMismatchError: the weights belong to another constraint
+                set or box, were edited, or were never loaded.
+        """
+        if not self.built:
+            return
+        variables = self._generator_variables()
+        values = {name: keras.ops.convert_to_numpy(v) for name, v in variables.items()}
+        repaired = layer_lib.repair_padding(values, self._layout)
+        layer_lib.check_weights(repaired, self._layout, self._call_mode, self.system, self.box)
+        for name, value in repaired.items():
+            if value is not values[name]:
+                variables[name].assign(value)
+        self._generators_ready = True
+
+    def _verify_before_first_call(self) -> None:
+        """A layer rebuilt from its config runs only once its weights passed the check."""
+        try:
+            values_readable = all(
+                np.all(np.isfinite(keras.ops.convert_to_numpy(v))) for v in self._generator_variables().values()
+            )
+        except Exception:  # symbolic values inside a traced function: cannot look
+            values_readable = False
+        if not values_readable:
+            raise GeneratorMismatchError(
+                f"layer {self.name!r} was rebuilt from its config without checked generator weights "
+                "(e.g. by keras.models.clone_model). Copy them with clone.set_weights(model.get_weights()) "
+                "and then call keras_lincon.verify_generators(clone), or load a saved model, or construct "
+                "the layer again from A, b."
+            )
+        self.verify_generators()
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        self.verify_generators()
+
+    def set_weights(self, weights):
+        previous = self.get_weights()
+        super().set_weights(weights)
+        try:
+            self.verify_generators()
+        except GeneratorMismatchError:
+            super().set_weights(previous)
+            raise
 
     def call(self, inputs):
+        if not self._generators_ready and not _in_symbolic_scope():
+            self._verify_before_first_call()
         x = ops.cast(inputs, self.compute_dtype)
-        lay, n = self.layout, self.units
-        n_lin, n_rays = lay["n_lineality"], lay["n_rays"]
+        lay, n = self._layout, self.units
+        n_lin, n_rays = lay.n_lineality, lay.n_rays
         nonneg = NONNEG_FUNCTIONS[self.nonneg]
 
         def const(variable):
@@ -381,33 +398,33 @@ class LinearInequalityConstraint(keras.layers.Layer):
             out = affine(self.kernel, self.bias)
             ray_end, logit_end = self._split
             small = affine(self.small_kernel, self.small_bias) if logit_end else None
-            if lay["n_basis"]:
+            if lay.n_basis:
                 basis = const(self.complement_basis)
                 coords = -ops.matmul(out, ops.transpose(basis))
                 if n_rays:
                     coords = coords + ops.matmul(nonneg(small[..., :ray_end]), const(self.ray_coordinates))
                 out = out + ops.matmul(coords, basis)
             logits = small[..., ray_end:logit_end] if logit_end else None
-        if lay["vertex_path"] != "none":
-            nb, smax = lay["n_vertex_blocks"], lay["block_size"]
+        if lay.vertex_path != "none":
+            nb, smax = lay.n_vertex_blocks, lay.block_size
             logits = ops.reshape(logits, (-1, nb, smax))
             weights = ops.softmax(logits + const(self.vertex_mask), axis=-1)
-            if lay["vertex_path"] == "gather":
+            if lay.vertex_path == "gather":
                 local = ops.einsum("bjs,jsw->bjw", weights, const(self.vertex_local))
-                flat = ops.reshape(local, (-1, nb * lay["block_width"]))
+                flat = ops.reshape(local, (-1, nb * lay.block_width))
                 flat = ops.pad(flat, [[0, 0], [0, 1]])  # the zero slot
                 vertex_part = ops.take(flat, self.vertex_gather, axis=1)
             else:
                 vertex_part = ops.matmul(ops.reshape(weights, (-1, nb * smax)), const(self.vertex_dense))
             vertex_part = ops.reshape(vertex_part, ops.shape(x)[:-1] + (n,))
             out = vertex_part if out is None else out + vertex_part
-        if lay.get("has_offset", True):
+        if lay.has_offset:
             out = out + const(self.offset)
         if self.box is not None:
             center = const(self.box_center_weight)
             centered = out - center
             ratio = ops.maximum(centered * const(self.box_inv_upper), centered * const(self.box_inv_lower))
-            scale = ops.maximum(ops.max(ratio, axis=-1, keepdims=True), 1.0)
+            scale = ops.max(ratio, axis=-1, keepdims=True, initial=1.0)  # initial: empty batches
             out = center + centered / scale
         return out
 
@@ -418,7 +435,8 @@ class LinearInequalityConstraint(keras.layers.Layer):
         config = super().get_config()
         s = self.system
         config.update(
-            A=s.A.tolist(),
+            A=s.A.tolist() if s.A.shape[0] else None,
+            units=self.units,
             b=s.b.tolist() if np.any(s.b) else None,
             C=s.C.tolist() if s.C.size else None,
             d=s.d.tolist() if np.any(s.d) else None,
@@ -471,3 +489,21 @@ class LinearInequalityConstraint(keras.layers.Layer):
                 f"{worst:.3g} > tolerance {tolerance:g}."
             )
         return worst
+
+
+def verify_generators(model: keras.layers.Layer) -> int:
+    """Checks every :class:`LinearInequalityConstraint` in ``model`` (or the
+    layer itself) against its constraints; returns how many were checked.
+
+    Use it after ``model.set_weights(...)``, which writes variables without
+    the layers' own checks.
+
+    Raises:
+        GeneratorMismatchError: a layer's weights do not match its constraints.
+    """
+    layers = [model] if isinstance(model, LinearInequalityConstraint) else [
+        layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, LinearInequalityConstraint)
+    ]
+    for layer in layers:
+        layer.verify_generators()
+    return len(layers)

@@ -26,7 +26,6 @@ Three ways to get there, chosen per independent block of variables:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -35,7 +34,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import scipy.linalg
-import scipy.optimize
 import scipy.sparse
 import scipy.sparse.csgraph
 
@@ -44,240 +42,37 @@ from keras_lincon.errors import (
     DegenerateSetError,
     InfeasibleError,
     LinconError,
-    NonFiniteError,
-    RepresentationCheckError,
     TooManyGeneratorsError,
+)
+from keras_lincon.representation import (  # noqa: F401  (re-exported)
+    RANK_RTOL,
+    VRepresentation,
+    check_representation,
+    orthonormal_rows,
+)
+from keras_lincon.system import (  # noqa: F401  (re-exported)
+    CHECK_TOLERANCE,
+    ConstraintSystem,
+    as_box,
+    as_constraint_system,
+    interior_point_in_box,
+    max_violation,
+    normalized_rows,
+    violations,
+    with_box,
 )
 
 logger = logging.getLogger("keras_lincon")
 
-#: Default cap on vertices + rays + lineality vectors of one representation.
+#: Default cap on the vertices + rays of one representation (the lineality
+#: space is implicit and costs nothing).
 DEFAULT_MAX_GENERATORS = 20_000
-#: Relative tolerance of the self-check run on every computed representation:
-#: ``a_i.v - b_i <= CHECK_TOLERANCE * (|b_i| + ||a_i|| ||v||)`` for vertices,
-#: ``a_i.r <= CHECK_TOLERANCE * ||a_i|| ||r||`` for rays (and ``|a_i.l|`` for
-#: lineality vectors), likewise ``|c_j.x - d_j|`` for equalities.
-CHECK_TOLERANCE = 1e-9
 METHODS = ("auto", "cdd", "closed_form", "blocks")
 # Largest denominator accepted when reading a float as an exact rational.
 _MAX_DENOMINATOR = 10**6
-# Relative singular-value cut-off for ranks and null spaces.
-_RANK_RTOL = 1e-10
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class ConstraintSystem:
-    """Validated float64 constraint arrays: ``A x <= b`` and ``C x = d``.
-
-    Shapes: ``A`` (m, n), ``b`` (m,), ``C`` (p, n), ``d`` (p,); ``m`` or ``p``
-    may be zero.
-    """
-
-    A: np.ndarray
-    b: np.ndarray
-    C: np.ndarray
-    d: np.ndarray
-
-    @property
-    def dim(self) -> int:
-        return self.A.shape[1]
-
-    @property
-    def is_homogeneous(self) -> bool:
-        return not np.any(self.b) and not np.any(self.d)
-
-
-def _as_matrix(value, name: str, n: Optional[int]) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConstraintShapeError(
-            f"{name} must be a numeric 2-D array of shape (rows, n); could not "
-            f"convert it to float: {exc}"
-        ) from None
-    if arr.ndim == 1 and n is not None and arr.size == n:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise ConstraintShapeError(
-            f"{name} must be a 2-D array of shape (rows, n); got shape "
-            f"{arr.shape}. Pass one row per constraint."
-        )
-    if n is not None and arr.shape[1] != n:
-        raise ConstraintShapeError(
-            f"{name} has {arr.shape[1]} columns but A has {n}: every constraint "
-            "matrix needs one column per output variable."
-        )
-    if not np.all(np.isfinite(arr)):
-        raise NonFiniteError(
-            f"{name} contains NaN or infinity at {int(np.sum(~np.isfinite(arr)))} "
-            "entries; constraint coefficients must be finite numbers."
-        )
-    return arr
-
-
-def _as_vector(value, name: str, rows: int, matrix_name: str) -> np.ndarray:
-    if value is None:
-        return np.zeros(rows)
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConstraintShapeError(
-            f"{name} must be numeric; could not convert it to float: {exc}"
-        ) from None
-    if arr.ndim == 0:
-        arr = np.full(rows, float(arr))
-    arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
-    if arr.shape != (rows,):
-        raise ConstraintShapeError(
-            f"{name} must have shape ({rows},), one entry per row of "
-            f"{matrix_name}; got shape {arr.shape}."
-        )
-    if not np.all(np.isfinite(arr)):
-        raise NonFiniteError(
-            f"{name} contains NaN or infinity; right-hand sides must be finite "
-            "(drop a constraint instead of giving it an infinite bound)."
-        )
-    return arr
-
-
-def as_constraint_system(A, b=None, C=None, d=None) -> ConstraintSystem:
-    """Validates and converts constraints to a :class:`ConstraintSystem`.
-
-    Args:
-        A: (m, n) inequality matrix; a 1-D array is one row.
-        b: (m,) right-hand side, scalar, or None for zeros (a cone).
-        C: (p, n) equality matrix or None.
-        d: (p,) equality right-hand side, scalar, or None for zeros.
-
-    Raises:
-        ConstraintShapeError: shapes disagree. NonFiniteError: NaN or inf.
-    """
-    if A is None:
-        raise ConstraintShapeError("A is required: give the (m, n) matrix of A x <= b.")
-    A_ = _as_matrix(A, "A", None)
-    n = A_.shape[1]
-    if n == 0:
-        raise ConstraintShapeError("A has zero columns: the output dimension n must be >= 1.")
-    b_ = _as_vector(b, "b", A_.shape[0], "A")
-    if C is None:
-        if d is not None and np.size(d):
-            raise ConstraintShapeError("d was given without C: pass C as well for C x = d.")
-        C_ = np.zeros((0, n))
-    else:
-        C_ = _as_matrix(C, "C", n)
-    d_ = _as_vector(d, "d", C_.shape[0], "C")
-    return ConstraintSystem(A_, b_, C_, d_)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class VRepresentation:
-    """Generators of a polyhedron, ``P = sum_j conv(V_j) + cone(R) + span(L)``.
-
-    Attributes:
-        vertices: (p, n) float64 points; ``vertex_blocks[i]`` says which
-            block row ``i`` belongs to. One block is plain Minkowski-Weyl;
-            several blocks mean a Minkowski sum (a product when their supports
-            are disjoint, as :func:`h_to_v` makes them).
-        rays: (r, n) float64 extreme rays, unit norm, orthogonal to lineality.
-        lineality: (l, n) float64 orthonormal basis of the lineality space.
-        vertex_blocks: (p,) int block index of each vertex, 0..n_blocks-1.
-        method: how it was computed (``closed_form``, ``cdd``, ``blocks`` ...).
-        seconds: wall time of the computation.
-    """
-
-    vertices: np.ndarray
-    rays: np.ndarray
-    lineality: np.ndarray
-    vertex_blocks: np.ndarray
-    method: str = "given"
-    seconds: float = 0.0
-
-    def __post_init__(self):
-        vertices = np.asarray(self.vertices, dtype=np.float64)
-        if vertices.ndim != 2 or vertices.shape[0] == 0:
-            raise ConstraintShapeError(
-                "vertices must be a 2-D array with at least one row (a cone has "
-                f"the single vertex 0); got shape {vertices.shape}."
-            )
-        n = vertices.shape[1]
-        rays = np.asarray(self.rays, dtype=np.float64).reshape(-1, n)
-        lineality = np.asarray(self.lineality, dtype=np.float64).reshape(-1, n)
-        blocks = np.asarray(self.vertex_blocks, dtype=np.int64).reshape(-1)
-        if blocks.shape[0] != vertices.shape[0]:
-            raise ConstraintShapeError(
-                f"vertex_blocks has {blocks.shape[0]} entries for "
-                f"{vertices.shape[0]} vertices; give one block index per vertex."
-            )
-        if blocks.size and (blocks.min() != 0 or set(np.unique(blocks)) != set(range(blocks.max() + 1))):
-            raise ConstraintShapeError("vertex_blocks must use every index 0..n_blocks-1.")
-        for name, arr in (("vertices", vertices), ("rays", rays), ("lineality", lineality)):
-            if not np.all(np.isfinite(arr)):
-                raise NonFiniteError(f"{name} contains NaN or infinity.")
-            arr.setflags(write=False)
-        blocks.setflags(write=False)
-        object.__setattr__(self, "vertices", vertices)
-        object.__setattr__(self, "rays", rays)
-        object.__setattr__(self, "lineality", lineality)
-        object.__setattr__(self, "vertex_blocks", blocks)
-
-    @property
-    def dim(self) -> int:
-        """Ambient dimension n."""
-        return self.vertices.shape[1]
-
-    @property
-    def n_blocks(self) -> int:
-        return int(self.vertex_blocks.max()) + 1
-
-    @property
-    def n_generators(self) -> int:
-        return self.vertices.shape[0] + self.rays.shape[0] + self.lineality.shape[0]
-
-    @property
-    def is_cone(self) -> bool:
-        """True when the only vertex is the origin (``P = cone(R) + span(L)``)."""
-        return self.vertices.shape[0] == 1 and not np.any(self.vertices)
-
-    def block_vertices(self) -> list[np.ndarray]:
-        """Vertices of each block, in block order: list of (p_j, n) arrays."""
-        return [self.vertices[self.vertex_blocks == j] for j in range(self.n_blocks)]
-
-    def sample(self, num: int, seed: Optional[int] = None, scale: float = 1.0) -> np.ndarray:
-        """Random points of ``P``: (num, n) float64, for tests and demos.
-
-        Convex weights are Dirichlet(1) per block; ray and lineality
-        coefficients are ``scale`` times |normal| and normal draws.
-        """
-        rng = np.random.default_rng(seed)
-        x = np.zeros((num, self.dim))
-        for verts in self.block_vertices():
-            x += rng.dirichlet(np.ones(len(verts)), size=num) @ verts
-        x += scale * np.abs(rng.standard_normal((num, self.rays.shape[0]))) @ self.rays
-        x += scale * rng.standard_normal((num, self.lineality.shape[0])) @ self.lineality
-        return x
-
-    def __repr__(self) -> str:
-        return (
-            f"VRepresentation(n={self.dim}, vertices={self.vertices.shape[0]} in "
-            f"{self.n_blocks} block(s), rays={self.rays.shape[0]}, "
-            f"lineality={self.lineality.shape[0]}, method={self.method!r}, "
-            f"seconds={self.seconds:.4g})"
-        )
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _orthonormal_rows(vectors: np.ndarray, n: int) -> np.ndarray:
-    """Orthonormal basis (k, n) of the row span of ``vectors`` (?, n)."""
-    if vectors.size == 0:
-        return np.zeros((0, n))
-    _, s, vt = np.linalg.svd(vectors, full_matrices=False)
-    rank = int(np.sum(s > _RANK_RTOL * max(1.0, s[0])))
-    basis = vt[:rank]
-    # Sign convention: largest-magnitude entry positive, for determinism.
-    signs = np.sign(basis[np.arange(rank), np.argmax(np.abs(basis), axis=1)])
-    return basis * signs[:, None]
 
 
 def _unique_sorted_rows(rows: np.ndarray) -> np.ndarray:
@@ -290,21 +85,19 @@ def _unique_sorted_rows(rows: np.ndarray) -> np.ndarray:
     return rows[keep]
 
 
-def _canonical(vertices, rays, lineality, n, orthogonal=False):
-    """Orthonormal lineality, rays and vertices reduced modulo it, unit rays.
+def _canonical(vertices, rays, row_space):
+    """Vertices and rays reduced modulo the lineality space, unit rays, sorted.
 
-    ``orthogonal=True`` promises that ``lineality`` is already orthonormal and
-    orthogonal to rays and vertices (the closed form), skipping O(n^3) work.
+    ``row_space`` (k, n) is an orthonormal basis of the complement of the
+    lineality space; reducing keeps the component inside it (O(n k) a row).
     """
-    basis = lineality if orthogonal else _orthonormal_rows(lineality, n)
-    if basis.size and not orthogonal:
-        vertices = vertices - (vertices @ basis.T) @ basis
-        rays = rays - (rays @ basis.T) @ basis
+    vertices = (vertices @ row_space.T) @ row_space
+    rays = (rays @ row_space.T) @ row_space
     norms = np.linalg.norm(rays, axis=1)
     scale = max(1.0, float(norms.max())) if norms.size else 1.0
     rays = rays[norms > 1e-12 * scale]
     rays = rays / np.linalg.norm(rays, axis=1, keepdims=True)
-    return _unique_sorted_rows(vertices), _unique_sorted_rows(rays), basis
+    return _unique_sorted_rows(vertices), _unique_sorted_rows(rays)
 
 
 def _exact_entries(values: np.ndarray) -> Optional[list]:
@@ -403,22 +196,24 @@ def _full_row_rank(A: np.ndarray) -> bool:
     if A.shape[0] > A.shape[1]:
         return False
     s = np.linalg.svd(A, compute_uv=False)
-    return bool(s[-1] > _RANK_RTOL * max(1.0, s[0]))
+    return bool(s[-1] > RANK_RTOL * s[0])
 
 
 def _closed_form_generators(A: np.ndarray, b: np.ndarray):
-    """``{A x <= b}`` for full-row-rank A: apex A^+ b, rays -(A^+)^T, null(A)."""
+    """``{A x <= b}`` for full-row-rank A: apex A^+ b, rays -(A^+)^T.
+
+    Returns (apex (1, n), rays (m, n), row_space (m, n)). One thin QR of A^T,
+    O(n m^2): A^T = Q R, A^+ = Q R^{-T}; Q^T spans the row space, the
+    complement of the lineality space null(A).
+    """
     m, n = A.shape
     if m == 0:
-        return np.zeros((1, n)), np.zeros((0, n)), np.eye(n)
-    # One Householder QR of A^T gives both parts in O(n^2 m): A^T = Q R with
-    # Q = [Q1 Q2]; Q2 spans null(A), and A^+ = Q1 R1^{-T}.
-    q, r = scipy.linalg.qr(A.T, mode="full")
-    pinv = scipy.linalg.solve_triangular(r[:m], q[:, :m].T).T  # (n, m) = Q1 R1^{-T}
+        return np.zeros((1, n)), np.zeros((0, n)), np.zeros((0, n))
+    q, r = scipy.linalg.qr(A.T, mode="economic")
+    pinv = scipy.linalg.solve_triangular(r, q.T).T  # (n, m)
     apex = (pinv @ b)[None, :]
-    rays = -pinv.T  # A r_i = -e_i; rays lie in the row space, orthogonal to null(A)
-    lineality = q[:, m:].T
-    return apex, rays, lineality
+    rays = -pinv.T  # A r_i = -e_i; rays lie in the row space
+    return apex, rays, q.T
 
 
 def _components(system: ConstraintSystem):
@@ -459,11 +254,19 @@ def _check_empty_rows(system: ConstraintSystem) -> None:
         )
 
 
-def _solve(system: ConstraintSystem, use_closed_form: bool, max_generators: int):
-    """Generators of one (sub)system; closed form where it applies."""
-    if use_closed_form and system.C.shape[0] == 0 and _full_row_rank(system.A):
-        return _closed_form_generators(system.A, system.b), "closed_form"
-    return _cdd_generators(system, max_generators), "cdd"
+def _solve(unit_rows: ConstraintSystem, original: ConstraintSystem, use_closed_form: bool,
+           max_generators: int):
+    """Generators of one (sub)system: ((vertices, rays, row_space), method).
+
+    The closed form works on ``unit_rows`` (rows scaled to unit norm); double
+    description gets the ``original`` rows, whose exact values it can use.
+    """
+    if use_closed_form and unit_rows.C.shape[0] == 0 and _full_row_rank(unit_rows.A):
+        return _closed_form_generators(unit_rows.A, unit_rows.b), "closed_form"
+    vertices, rays, _ = _cdd_generators(original, max_generators)
+    # The lineality space of a non-empty set is null([A; C]): its complement is
+    # the row space, whatever basis cdd returned for it.
+    return (vertices, rays, orthonormal_rows(np.vstack([unit_rows.A, unit_rows.C]), unit_rows.dim)), "cdd"
 
 
 def _subsystem(system: ConstraintSystem, var_idx, a_rows, c_rows) -> ConstraintSystem:
@@ -473,56 +276,6 @@ def _subsystem(system: ConstraintSystem, var_idx, a_rows, c_rows) -> ConstraintS
         system.C[np.ix_(c_rows, var_idx)],
         system.d[c_rows],
     )
-
-
-def check_representation(
-    rep: VRepresentation, system: ConstraintSystem, tol: float = CHECK_TOLERANCE
-) -> None:
-    """Raises RepresentationCheckError unless every generator satisfies ``system``.
-
-    Vertices must satisfy ``A v <= b`` and ``C v = d``; rays ``A r <= 0`` and
-    ``C r = 0``; lineality vectors ``A l = 0`` and ``C l = 0``; all relative to
-    ``|b_i| + ||a_i|| ||.||`` with tolerance ``tol``. For a representation with
-    several vertex blocks, each vertex is checked after adding the other
-    blocks' first vertices (a point of the Minkowski sum).
-    """
-    A, b, C, d = system.A, system.b, system.C, system.d
-    blocks = rep.block_vertices()
-    base = sum(v[0] for v in blocks)
-    points = np.vstack([base - blk[0] + blk for blk in blocks])
-    row_norm_a = np.linalg.norm(A, axis=1)
-    row_norm_c = np.linalg.norm(C, axis=1)
-
-    def worst(residual, rhs, row_norm, vecs, two_sided):
-        if residual.size == 0:
-            return -np.inf
-        scale = np.abs(rhs)[None, :] + row_norm[None, :] * np.linalg.norm(vecs, axis=1)[:, None]
-        value = np.abs(residual) if two_sided else residual
-        return float(np.max(value / np.maximum(scale, 1e-300)))
-
-    checks = {
-        "vertex": max(
-            worst(points @ A.T - b, b, row_norm_a, points, False),
-            worst(points @ C.T - d, d, row_norm_c, points, True),
-        ),
-        "ray": max(
-            worst(rep.rays @ A.T, 0 * b, row_norm_a, rep.rays, False),
-            worst(rep.rays @ C.T, 0 * d, row_norm_c, rep.rays, True),
-        ),
-        "lineality": max(
-            worst(rep.lineality @ A.T, 0 * b, row_norm_a, rep.lineality, True),
-            worst(rep.lineality @ C.T, 0 * d, row_norm_c, rep.lineality, True),
-        ),
-    }
-    failed = {k: v for k, v in checks.items() if v > tol}
-    if failed:
-        raise RepresentationCheckError(
-            f"the computed generators violate the constraints (worst relative "
-            f"violation by kind: {failed}, tolerance {tol:g}). The system is "
-            "numerically ill-conditioned: rescale rows of A to similar norms, "
-            "give integer or rational coefficients (exact arithmetic), or use "
-            "method='cdd'."
-        )
 
 
 def h_to_v(
@@ -573,47 +326,41 @@ def h_to_v(
     system = as_constraint_system(A, b, C, d)
     n = system.dim
     _check_empty_rows(system)
+    # Scaling a row does not change the set; unit rows keep ranks and closed
+    # forms independent of how the user scaled them.
+    work = normalized_rows(system)
 
-    if method == "cdd":
-        (vertices, rays, lineality), used = _cdd_generators(system, max_generators), "cdd"
-        vertices, rays, lineality = _canonical(vertices, rays, lineality, n)
-        blocks = [vertices]
-    elif method == "closed_form":
-        if system.C.shape[0] or not _full_row_rank(system.A):
-            raise LinconError(
-                "method='closed_form' needs no equalities and A with full row "
-                f"rank; A has shape {system.A.shape} and rank "
-                f"{np.linalg.matrix_rank(system.A)}. Use method='auto'."
-            )
-        vertices, rays, lineality = _canonical(
-            *_closed_form_generators(system.A, system.b), n, orthogonal=True
+    if method == "closed_form" and (work.C.shape[0] or not _full_row_rank(work.A)):
+        raise LinconError(
+            "method='closed_form' needs no equalities and A with full row "
+            f"rank; A has shape {system.A.shape} and rank "
+            f"{np.linalg.matrix_rank(work.A)}. Use method='auto'."
         )
-        blocks, used = [vertices], "closed_form"
+    if method in ("cdd", "closed_form"):
+        everything = np.arange(n)
+        components = [(everything, np.arange(work.A.shape[0]), np.arange(work.C.shape[0]))]
     else:
-        blocks, ray_parts, line_parts, used_parts = [], [], [], set()
-        components = _components(system)
-        touched = np.zeros(n, dtype=bool)
-        for var_idx, a_rows, c_rows in components:
-            if a_rows.size == 0 and c_rows.size == 0:
-                continue
-            touched[var_idx] = True
-            sub = _subsystem(system, var_idx, a_rows, c_rows)
-            (v, r, l), how = _solve(sub, method == "auto", max_generators)
-            used_parts.add(how)
-            v, r, l = _canonical(v, r, l, len(var_idx), orthogonal=how == "closed_form")
-            embed = lambda rows: _embed(rows, var_idx, n)  # noqa: E731
-            blocks.append(embed(v))
-            ray_parts.append(embed(r))
-            line_parts.append(embed(l))
-        free = np.flatnonzero(~touched)
-        line_parts.append(np.eye(n)[free])
-        rays = _unique_sorted_rows(np.vstack(ray_parts)) if ray_parts else np.zeros((0, n))
-        lineality = np.vstack(line_parts)
-        used = "+".join(sorted(used_parts)) or "free"
-        if method == "blocks" or len(components) > 1:
-            used = f"blocks({used})"
-        if not blocks:
-            blocks = [np.zeros((1, n))]
+        components = _components(work)
+    blocks, ray_parts, row_parts, used_parts = [], [], [], set()
+    for var_idx, a_rows, c_rows in components:
+        if a_rows.size == 0 and c_rows.size == 0:
+            continue
+        (v, r, q), how = _solve(
+            _subsystem(work, var_idx, a_rows, c_rows), _subsystem(system, var_idx, a_rows, c_rows),
+            method in ("auto", "closed_form"), max_generators,
+        )
+        used_parts.add(how)
+        v, r = _canonical(v, r, q)
+        blocks.append(_embed(v, var_idx, n))
+        ray_parts.append(_embed(r, var_idx, n))
+        row_parts.append(_embed(q, var_idx, n))
+    rays = _unique_sorted_rows(np.vstack(ray_parts)) if ray_parts else np.zeros((0, n))
+    row_space = np.vstack(row_parts) if row_parts else np.zeros((0, n))
+    used = "+".join(sorted(used_parts)) or "free"
+    if method in ("auto", "blocks") and (method == "blocks" or len(components) > 1):
+        used = f"blocks({used})"
+    if not blocks:
+        blocks = [np.zeros((1, n))]
 
     # Single-vertex blocks are constants: fold them into one offset point.
     points = [blk for blk in blocks if len(blk) == 1]
@@ -622,7 +369,8 @@ def h_to_v(
     vertex_list = ([offset] if np.any(offset) or not polytopes else []) + polytopes
     vertex_blocks = np.concatenate([np.full(len(v), j) for j, v in enumerate(vertex_list)])
 
-    if len(vertex_list) == 1 and len(vertex_list[0]) == 1 and rays.shape[0] == 0 and lineality.shape[0] == 0:
+    if (len(vertex_list) == 1 and len(vertex_list[0]) == 1 and rays.shape[0] == 0
+            and row_space.shape[0] == n):
         what = "{0}" if not np.any(vertex_list[0]) else f"the single point {np.round(vertex_list[0][0], 6).tolist()[:8]}"
         raise DegenerateSetError(
             f"the constraints leave only {what}: every output would be that "
@@ -630,20 +378,20 @@ def h_to_v(
             "rows (a_i x <= 0 and -a_i x <= 0) that pin variables, or drop "
             "constraints."
         )
-    total = sum(len(v) for v in vertex_list) + rays.shape[0] + lineality.shape[0]
+    total = sum(len(v) for v in vertex_list) + rays.shape[0]
     if total > max_generators:
         raise TooManyGeneratorsError(
-            f"the representation has {total} generators, more than "
-            f"max_generators={max_generators}. Use fewer constraints, a box on a "
-            "cone (box=...), or raise max_generators."
+            f"the representation has {total} vertices and rays, more than "
+            f"max_generators={max_generators}. Use fewer coupled constraints, a box "
+            "(box=...) instead of bound rows, or raise max_generators."
         )
     rep = VRepresentation(
         vertices=np.vstack(vertex_list),
         rays=rays,
-        lineality=lineality,
         vertex_blocks=vertex_blocks,
         method=used,
         seconds=time.perf_counter() - start,
+        row_space=row_space,
     )
     check_representation(rep, system, tol)
     logger.debug("h_to_v: %r", rep)
@@ -654,133 +402,6 @@ def _embed(rows: np.ndarray, var_idx: np.ndarray, n: int) -> np.ndarray:
     out = np.zeros((rows.shape[0], n))
     out[:, var_idx] = rows
     return out
-
-
-def as_box(box, n: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """Validates ``box = (lower, upper)`` (scalars, (n,) arrays, None or inf for a
-    missing side) and returns two (n,) float64 arrays, or None for no box."""
-    if box is None:
-        return None
-    try:
-        lower, upper = box
-    except (TypeError, ValueError):
-        raise ConstraintShapeError(
-            f"box must be a pair (lower, upper) of scalars or length-{n} arrays; got {box!r}."
-        ) from None
-    lo = np.broadcast_to(np.asarray(lower if lower is not None else -np.inf, dtype=np.float64), (n,)).copy()
-    hi = np.broadcast_to(np.asarray(upper if upper is not None else np.inf, dtype=np.float64), (n,)).copy()
-    if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
-        raise ConstraintShapeError("box bounds contain NaN; use -inf/inf for a missing side.")
-    if np.any(lo >= hi):
-        raise ConstraintShapeError(
-            f"box lower bounds must be strictly below upper bounds; coordinate(s) "
-            f"{np.flatnonzero(lo >= hi)[:8].tolist()} are not."
-        )
-    return lo, hi
-
-
-def with_box(A, b=None, lower=None, upper=None) -> tuple[np.ndarray, np.ndarray]:
-    """``A x <= b`` plus the rows ``x_i <= upper_i`` and ``-x_i <= -lower_i``.
-
-    Bounds are scalars or (n,) arrays; infinite or None sides add no row.
-    Returns (A', b') float64.
-    """
-    system = as_constraint_system(A, b)
-    n = system.dim
-    rows, rhs = [system.A], [system.b]
-    eye = np.eye(n)
-    if upper is not None:
-        hi = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n,))
-        rows.append(eye[np.isfinite(hi)])
-        rhs.append(hi[np.isfinite(hi)])
-    if lower is not None:
-        lo = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n,))
-        rows.append(-eye[np.isfinite(lo)])
-        rhs.append(-lo[np.isfinite(lo)])
-    return np.vstack(rows), np.concatenate(rhs)
-
-
-def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.ndarray:
-    """Worst constraint violation of each point.
-
-    Args:
-        x: (..., n) points.
-        A, b, C, d: the constraints, as in :func:`h_to_v`.
-        relative: divide each residual by ``|b_i| + ||a_i|| ||x||`` (the scale
-            at which floating point can resolve it).
-
-    Returns:
-        (num_points,) float64: ``max(max_i a_i.x - b_i, max_j |c_j.x - d_j|)``
-        per point (``-inf`` for a point when there are no constraints);
-        ``<= 0`` means feasible.
-    """
-    system = as_constraint_system(A, b, C, d)
-    points = np.asarray(x, dtype=np.float64)
-    if points.shape[-1:] != (system.dim,):
-        raise ConstraintShapeError(
-            f"x must have last dimension {system.dim} (the columns of A); got shape {points.shape}."
-        )
-    points = points.reshape(-1, system.dim)
-    ineq = points @ system.A.T - system.b
-    eq = np.abs(points @ system.C.T - system.d)
-    if relative:
-        norms = np.linalg.norm(points, axis=1, keepdims=True)
-        ineq = ineq / np.maximum(np.abs(system.b) + np.linalg.norm(system.A, axis=1) * norms, 1e-30)
-        eq = eq / np.maximum(np.abs(system.d) + np.linalg.norm(system.C, axis=1) * norms, 1e-30)
-    both = np.hstack([ineq, eq])
-    return both.max(axis=1) if both.shape[1] else np.full(points.shape[0], -math.inf)
-
-
-def max_violation(x, A, b=None, C=None, d=None, *, relative: bool = False) -> float:
-    """Largest constraint violation over a batch of points.
-
-    Same arguments as :func:`violations`. Returns a float; ``<= 0`` means
-    every point is feasible (``-inf`` for no points or no constraints).
-    """
-    per_point = violations(x, A, b, C, d, relative=relative)
-    return float(per_point.max()) if per_point.size else -math.inf
-
-
-def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndarray:
-    """A point of ``P`` as deep inside the box ``[lower, upper]`` as possible.
-
-    Solves the LP ``max t s.t. A c <= b, C c = d, lower + t w <= c <= upper - t w``
-    with ``w = upper - lower`` (finite sides only). Used as the centre of the
-    box rescaling. Returns (n,) float64.
-
-    Raises:
-        InfeasibleError: ``P`` misses the interior of the box.
-    """
-    system = as_constraint_system(A, b, C, d)
-    n = system.dim
-    lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n,))
-    upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n,))
-    width = np.where(np.isfinite(upper - lower), upper - lower, 1.0)
-    cost = np.zeros(n + 1)
-    cost[-1] = -1.0
-    rows, rhs = [np.column_stack([system.A, np.zeros(system.A.shape[0])])], [system.b]
-    fin_hi, fin_lo = np.isfinite(upper), np.isfinite(lower)
-    eye = np.eye(n)
-    rows.append(np.column_stack([eye[fin_hi], width[fin_hi]]))
-    rhs.append(upper[fin_hi])
-    rows.append(np.column_stack([-eye[fin_lo], width[fin_lo]]))
-    rhs.append(-lower[fin_lo])
-    result = scipy.optimize.linprog(
-        cost,
-        A_ub=np.vstack(rows),
-        b_ub=np.concatenate(rhs),
-        A_eq=np.column_stack([system.C, np.zeros(system.C.shape[0])]) if system.C.size else None,
-        b_eq=system.d if system.C.size else None,
-        bounds=[(None, None)] * n + [(None, 0.5)],
-        method="highs",
-    )
-    if result.status != 0 or result.x[-1] <= 1e-9:
-        raise InfeasibleError(
-            "the box and the constraints share no point strictly inside the box "
-            "(every feasible point touches a box face or the intersection is "
-            "empty). Widen the box or relax the constraints."
-        )
-    return result.x[:n]
 
 
 # ------------------------------------------------------- constraint builders

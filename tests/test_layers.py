@@ -29,7 +29,7 @@ class LayerContractTest(testing.TestCase):
             expected_output_shape=(3, 64),
             expected_num_trainable_weights=4,  # projected mode: kernel, bias, ray kernel, ray bias
             expected_num_non_trainable_weights=3,  # complement basis, ray coordinates, offset
-            supports_masking=False,
+            supports_masking=True,
         )
 
     def test_run_layer_test_polytope_box_equality(self):
@@ -40,7 +40,7 @@ class LayerContractTest(testing.TestCase):
                          "box": (-0.5, 0.5), "nonneg": "softplus"},
             input_shape=(2, 5, 7),
             expected_output_shape=(2, 5, 4),
-            supports_masking=False,
+            supports_masking=True,
         )
 
 
@@ -60,11 +60,12 @@ def test_config_is_small_json_and_reload_skips_double_description(monkeypatch):
     np.testing.assert_array_equal(clone(x), layer(x))
 
 
-def test_clone_without_weights_is_nan_not_silently_wrong():
+def test_clone_without_weights_raises_until_weights_are_copied():
     layer = klc.LinearInequalityConstraint(SMALL_CHECKER)
     model = keras.Sequential([keras.Input((5,)), layer])
     clone = keras.models.clone_model(model)
-    assert np.all(np.isnan(clone(np.ones((1, 5), "float32"))))
+    with pytest.raises(klc.GeneratorMismatchError, match="clone_model"):
+        clone(np.ones((1, 5), "float32"))
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(clone(np.ones((1, 5), "float32")), model(np.ones((1, 5), "float32")))
 

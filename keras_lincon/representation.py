@@ -1,0 +1,245 @@
+"""Generators of a polyhedron (its V-representation), in numpy.
+
+This module knows nothing of Keras. A polyhedron is held as
+
+    P = sum_j conv(vertices of block j) + cone(rays) + span(lineality)
+
+where the lineality space is kept implicit: only an orthonormal basis of its
+orthogonal complement (``row_space``, at most one row per constraint) is
+stored, so free coordinates and large null spaces cost no ``n x n`` matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import scipy.linalg
+
+from keras_lincon.errors import ConstraintShapeError, NonFiniteError, RepresentationCheckError
+from keras_lincon.system import CHECK_TOLERANCE, ConstraintSystem, violations
+
+# Relative singular-value cut-off for ranks and null spaces.
+RANK_RTOL = 1e-10
+
+
+def orthonormal_rows(vectors: np.ndarray, n: int) -> np.ndarray:
+    """Orthonormal basis (k, n) of the row span of ``vectors`` (?, n).
+
+    Deterministic: the largest-magnitude entry of each basis row is positive.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64).reshape(-1, n)
+    if vectors.size == 0:
+        return np.zeros((0, n))
+    _, s, vt = np.linalg.svd(vectors, full_matrices=False)
+    rank = int(np.sum(s > RANK_RTOL * s[0])) if s.size and s[0] > 0 else 0
+    basis = vt[:rank]
+    signs = np.sign(basis[np.arange(rank), np.argmax(np.abs(basis), axis=1)])
+    return basis * signs[:, None]
+
+
+def orthogonal_complement(basis: np.ndarray, n: int) -> np.ndarray:
+    """Orthonormal basis (n - k, n) of the complement of an orthonormal (k, n) basis.
+
+    Coordinates that ``basis`` does not touch get unit vectors; only the
+    touched coordinates need a (small) complete QR.
+    """
+    touched = np.flatnonzero(np.any(basis != 0, axis=0))
+    free = np.setdiff1d(np.arange(n), touched)
+    parts = [np.eye(n)[free]] if free.size else []
+    if touched.size:
+        q, _ = scipy.linalg.qr(basis[:, touched].T, mode="full")
+        local = q[:, basis.shape[0]:].T
+        full = np.zeros((local.shape[0], n))
+        full[:, touched] = local
+        parts.append(full)
+    return np.vstack(parts) if parts else np.zeros((0, n))
+
+
+class VRepresentation:
+    """Generators of a polyhedron, ``P = sum_j conv(V_j) + cone(R) + span(L)``.
+
+    Args:
+        vertices: (p, n) points; ``vertex_blocks[i]`` says which block row
+            ``i`` belongs to. One block is plain Minkowski-Weyl; several blocks
+            mean a Minkowski sum (a product when their supports are disjoint,
+            as :func:`~keras_lincon.h_to_v` makes them).
+        rays: (r, n) extreme rays.
+        lineality: (l, n) basis of the lineality space, or None when
+            ``row_space`` is given instead.
+        vertex_blocks: (p,) int block index of each vertex, 0..n_blocks-1
+            (default: one block).
+        method: how it was computed (``closed_form``, ``cdd``, ``blocks`` ...).
+        seconds: wall time of the computation.
+        row_space: (k, n) orthonormal basis of the orthogonal complement of the
+            lineality space (the row space of the constraints). Either this or
+            ``lineality`` is needed; the other is derived on first access.
+
+    ``lineality`` of a set with many free directions is large (``n x n`` for
+    a set with no rows); the layer only uses ``row_space``.
+    """
+
+    def __init__(
+        self,
+        vertices,
+        rays,
+        lineality=None,
+        vertex_blocks=None,
+        method: str = "given",
+        seconds: float = 0.0,
+        *,
+        row_space=None,
+    ):
+        vertices = np.asarray(vertices, dtype=np.float64)
+        if vertices.ndim != 2 or vertices.shape[0] == 0:
+            raise ConstraintShapeError(
+                "vertices must be a 2-D array with at least one row (a cone has "
+                f"the single vertex 0); got shape {vertices.shape}."
+            )
+        n = vertices.shape[1]
+        rays = np.asarray(rays, dtype=np.float64).reshape(-1, n)
+        if vertex_blocks is None:
+            vertex_blocks = np.zeros(vertices.shape[0])
+        blocks = np.asarray(vertex_blocks, dtype=np.int64).reshape(-1)
+        if blocks.shape[0] != vertices.shape[0]:
+            raise ConstraintShapeError(
+                f"vertex_blocks has {blocks.shape[0]} entries for "
+                f"{vertices.shape[0]} vertices; give one block index per vertex."
+            )
+        if blocks.size and (blocks.min() != 0 or set(np.unique(blocks)) != set(range(blocks.max() + 1))):
+            raise ConstraintShapeError("vertex_blocks must use every index 0..n_blocks-1.")
+        if lineality is None and row_space is None:
+            raise ConstraintShapeError("give the lineality basis or its complement row_space (or both).")
+        arrays = {"vertices": vertices, "rays": rays, "vertex_blocks": blocks}
+        if lineality is not None:
+            arrays["lineality"] = np.asarray(lineality, dtype=np.float64).reshape(-1, n)
+        if row_space is not None:
+            arrays["row_space"] = np.asarray(row_space, dtype=np.float64).reshape(-1, n)
+        for name, arr in arrays.items():
+            if not np.all(np.isfinite(arr)):
+                raise NonFiniteError(f"{name} contains NaN or infinity.")
+            arr.setflags(write=False)
+        self.vertices, self.rays, self.vertex_blocks = vertices, rays, blocks
+        self._lineality = arrays.get("lineality")
+        self._row_space = arrays.get("row_space")
+        self.method, self.seconds = method, float(seconds)
+
+    @property
+    def lineality(self) -> np.ndarray:
+        """(l, n) orthonormal basis of the lineality space (computed on first use)."""
+        if self._lineality is None:
+            lineality = orthogonal_complement(self._row_space, self.dim)
+            lineality.setflags(write=False)
+            self._lineality = lineality
+        return self._lineality
+
+    @property
+    def row_space(self) -> np.ndarray:
+        """(k, n) orthonormal basis of the complement of the lineality space."""
+        if self._row_space is None:
+            row_space = orthogonal_complement(orthonormal_rows(self._lineality, self.dim), self.dim)
+            row_space.setflags(write=False)
+            self._row_space = row_space
+        return self._row_space
+
+    @property
+    def dim(self) -> int:
+        """Ambient dimension n."""
+        return self.vertices.shape[1]
+
+    @property
+    def lineality_dim(self) -> int:
+        """Dimension of the lineality space, without forming its basis."""
+        if self._lineality is not None and self._row_space is None:
+            return orthonormal_rows(self._lineality, self.dim).shape[0]
+        return self.dim - self.row_space.shape[0]
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.vertex_blocks.max()) + 1
+
+    @property
+    def n_generators(self) -> int:
+        """Vertices + rays + the lineality dimension."""
+        return self.vertices.shape[0] + self.rays.shape[0] + self.lineality_dim
+
+    @property
+    def is_cone(self) -> bool:
+        """True when the only vertex is the origin (``P = cone(R) + span(L)``)."""
+        return self.vertices.shape[0] == 1 and not np.any(self.vertices)
+
+    def block_vertices(self) -> list[np.ndarray]:
+        """Vertices of each block, in block order: list of (p_j, n) arrays."""
+        return [self.vertices[self.vertex_blocks == j] for j in range(self.n_blocks)]
+
+    def sample(self, num: int, seed: Optional[int] = None, scale: float = 1.0) -> np.ndarray:
+        """Random points of ``P``: (num, n) float64, for tests and demos.
+
+        Convex weights are Dirichlet(1) per block; ray coefficients are
+        ``scale`` times |normal| and normal draws (this forms the lineality
+        basis: ``n x n`` for a set without rows).
+        """
+        rng = np.random.default_rng(seed)
+        x = np.zeros((num, self.dim))
+        for verts in self.block_vertices():
+            x += rng.dirichlet(np.ones(len(verts)), size=num) @ verts
+        x += scale * np.abs(rng.standard_normal((num, self.rays.shape[0]))) @ self.rays
+        lineality = self.lineality
+        x += scale * rng.standard_normal((num, lineality.shape[0])) @ lineality
+        return x
+
+    def __repr__(self) -> str:
+        return (
+            f"VRepresentation(n={self.dim}, vertices={self.vertices.shape[0]} in "
+            f"{self.n_blocks} block(s), rays={self.rays.shape[0]}, "
+            f"lineality={self.lineality_dim}, method={self.method!r}, "
+            f"seconds={self.seconds:.4g})"
+        )
+
+
+def check_representation(
+    rep: VRepresentation, system: ConstraintSystem, tol: float = CHECK_TOLERANCE
+) -> None:
+    """Raises RepresentationCheckError unless every generator satisfies ``system``.
+
+    Vertices must satisfy ``A v <= b`` and ``C v = d``; rays ``A r <= 0`` and
+    ``C r = 0``; the lineality space must lie in ``A l = 0, C l = 0`` (checked
+    on an explicit basis, or as: every row of ``A`` and ``C`` lies in
+    ``row_space``). All relative, as in :func:`keras_lincon.system.violations`,
+    with tolerance ``tol``. For several vertex blocks, each vertex is checked
+    after adding the other blocks' first vertices (a point of the Minkowski sum).
+    """
+    A, b, C, d = system.A, system.b, system.C, system.d
+    zero_b, zero_d = np.zeros_like(b), np.zeros_like(d)
+    blocks = rep.block_vertices()
+    base = sum(v[0] for v in blocks)
+    points = np.vstack([base - blk[0] + blk for blk in blocks])
+
+    def worst(vectors, rhs_b, rhs_d):
+        if vectors.shape[0] == 0:
+            return -np.inf
+        return float(np.max(violations(vectors, A, rhs_b, C, rhs_d, relative=True)))
+
+    if rep._lineality is not None:
+        lin = rep._lineality
+        lineality = worst(np.vstack([lin, -lin]), zero_b, zero_d)
+    else:
+        rows = np.vstack([A, C])
+        basis = rep.row_space
+        outside = rows - (rows @ basis.T) @ basis
+        norms = np.maximum(np.linalg.norm(rows, axis=1), 1e-300)
+        lineality = float(np.max(np.linalg.norm(outside, axis=1) / norms)) if rows.size else -np.inf
+    checks = {
+        "vertex": worst(points, b, d),
+        "ray": worst(rep.rays, zero_b, zero_d),
+        "lineality": lineality,
+    }
+    failed = {k: v for k, v in checks.items() if not v <= tol}
+    if failed:
+        raise RepresentationCheckError(failed,
+            f"the computed generators violate the constraints (worst relative "
+            f"violation by kind: {failed}, tolerance {tol:g}). The system is "
+            "numerically ill-conditioned: rescale rows of A to similar norms, "
+            "give integer or rational coefficients (exact arithmetic), or use "
+            "method='cdd'."
+        )

@@ -1,0 +1,319 @@
+"""Constraint systems, boxes and the one residual formula, in numpy.
+
+This module knows nothing of Keras. A feasible set is
+
+    P = {x in R^n : A x <= b,  C x = d}   (optionally intersected with a box)
+
+and every check in the package measures a point against it with
+:func:`violations`, the single place where residuals are computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import numpy as np
+import scipy.optimize
+
+from keras_lincon.errors import ConstraintShapeError, InfeasibleError, NonFiniteError
+
+#: Relative tolerance of checks on float64 generators and centres:
+#: ``a_i.v - b_i <= CHECK_TOLERANCE * (|b_i| + ||a_i|| ||v||)``.
+CHECK_TOLERANCE = 1e-9
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ConstraintSystem:
+    """Validated float64 constraint arrays: ``A x <= b`` and ``C x = d``.
+
+    Shapes: ``A`` (m, n), ``b`` (m,), ``C`` (p, n), ``d`` (p,); ``m`` or ``p``
+    may be zero.
+    """
+
+    A: np.ndarray
+    b: np.ndarray
+    C: np.ndarray
+    d: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return self.A.shape[1]
+
+    @property
+    def is_homogeneous(self) -> bool:
+        return not np.any(self.b) and not np.any(self.d)
+
+
+def _as_matrix(value, name: str, n: Optional[int]) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConstraintShapeError(
+            f"{name} must be a numeric 2-D array of shape (rows, n); could not "
+            f"convert it to float: {exc}"
+        ) from None
+    if arr.ndim == 1 and n is not None and arr.size == n:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ConstraintShapeError(
+            f"{name} must be a 2-D array of shape (rows, n); got shape "
+            f"{arr.shape}. Pass one row per constraint."
+        )
+    if n is not None and arr.shape[1] != n:
+        raise ConstraintShapeError(
+            f"{name} has {arr.shape[1]} columns but A has {n}: every constraint "
+            "matrix needs one column per output variable."
+        )
+    if not np.all(np.isfinite(arr)):
+        raise NonFiniteError(
+            f"{name} contains NaN or infinity at {int(np.sum(~np.isfinite(arr)))} "
+            "entries; constraint coefficients must be finite numbers."
+        )
+    return arr
+
+
+def _as_vector(value, name: str, rows: int, matrix_name: str) -> np.ndarray:
+    if value is None:
+        return np.zeros(rows)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConstraintShapeError(
+            f"{name} must be numeric; could not convert it to float: {exc}"
+        ) from None
+    if arr.ndim == 0:
+        arr = np.full(rows, float(arr))
+    arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
+    if arr.shape != (rows,):
+        raise ConstraintShapeError(
+            f"{name} must have shape ({rows},), one entry per row of "
+            f"{matrix_name}; got shape {arr.shape}."
+        )
+    if not np.all(np.isfinite(arr)):
+        raise NonFiniteError(
+            f"{name} contains NaN or infinity; right-hand sides must be finite "
+            "(drop a constraint instead of giving it an infinite bound)."
+        )
+    return arr
+
+
+def as_constraint_system(A, b=None, C=None, d=None) -> ConstraintSystem:
+    """Validates and converts constraints to a :class:`ConstraintSystem`.
+
+    Args:
+        A: (m, n) inequality matrix; a 1-D array is one row.
+        b: (m,) right-hand side, scalar, or None for zeros (a cone).
+        C: (p, n) equality matrix or None.
+        d: (p,) equality right-hand side, scalar, or None for zeros.
+
+    Raises:
+        ConstraintShapeError: shapes disagree. NonFiniteError: NaN or inf.
+    """
+    if A is None:
+        raise ConstraintShapeError("A is required: give the (m, n) matrix of A x <= b.")
+    A_ = _as_matrix(A, "A", None)
+    n = A_.shape[1]
+    if n == 0:
+        raise ConstraintShapeError("A has zero columns: the output dimension n must be >= 1.")
+    b_ = _as_vector(b, "b", A_.shape[0], "A")
+    if C is None:
+        if d is not None and np.size(d):
+            raise ConstraintShapeError("d was given without C: pass C as well for C x = d.")
+        C_ = np.zeros((0, n))
+    else:
+        C_ = _as_matrix(C, "C", n)
+    d_ = _as_vector(d, "d", C_.shape[0], "C")
+    return ConstraintSystem(A_, b_, C_, d_)
+
+
+
+def normalized_rows(system: ConstraintSystem) -> ConstraintSystem:
+    """The same set with every row of ``A`` and ``C`` scaled to unit norm.
+
+    Ranks, null spaces and closed forms are computed on these rows, so a row
+    ``1e-12 x_2 <= 1`` counts as much as ``x_1 <= 1e12`` (scaling a row does
+    not change the set). Zero rows are left as they are.
+    """
+
+    def scale(M, v):
+        norms = np.linalg.norm(M, axis=1)
+        norms = np.where(norms > 0, norms, 1.0)
+        return M / norms[:, None], v / norms
+
+    A, b = scale(system.A, system.b)
+    C, d = scale(system.C, system.d)
+    return ConstraintSystem(A, b, C, d)
+
+
+def as_box(box, n: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Validates ``box = (lower, upper)`` (scalars, (n,) arrays, None or inf for a
+    missing side) and returns two (n,) float64 arrays, or None for no box."""
+    if box is None:
+        return None
+    try:
+        lower, upper = box
+    except (TypeError, ValueError):
+        raise ConstraintShapeError(
+            f"box must be a pair (lower, upper) of scalars or length-{n} arrays; got {box!r}."
+        ) from None
+    sides = []
+    for name, value, missing in (("lower", lower, -np.inf), ("upper", upper, np.inf)):
+        try:
+            arr = np.asarray(missing if value is None else value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ConstraintShapeError(f"box {name} bound must be numeric; got {value!r}.") from None
+        if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
+            raise ConstraintShapeError(
+                f"box {name} bound must be a scalar or have length {n} (one entry per output); "
+                f"got shape {arr.shape}."
+            )
+        sides.append(np.broadcast_to(arr, (n,)).copy())
+    lo, hi = sides
+    if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
+        raise ConstraintShapeError("box bounds contain NaN; use -inf/inf for a missing side.")
+    if np.any(lo == np.inf) or np.any(hi == -np.inf):
+        raise ConstraintShapeError("box lower bounds cannot be +inf nor upper bounds -inf.")
+    if np.any(lo >= hi):
+        raise ConstraintShapeError(
+            f"box lower bounds must be strictly below upper bounds; coordinate(s) "
+            f"{np.flatnonzero(lo >= hi)[:8].tolist()} are not."
+        )
+    return lo, hi
+
+
+def with_box(A, b=None, lower=None, upper=None) -> tuple[np.ndarray, np.ndarray]:
+    """``A x <= b`` plus the rows ``x_i <= upper_i`` and ``-x_i <= -lower_i``.
+
+    Bounds are scalars or (n,) arrays; infinite or None sides add no row.
+    Returns (A', b') float64.
+    """
+    system = as_constraint_system(A, b)
+    n = system.dim
+    rows, rhs = [system.A], [system.b]
+    eye = np.eye(n)
+    if upper is not None:
+        hi = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n,))
+        rows.append(eye[np.isfinite(hi)])
+        rhs.append(hi[np.isfinite(hi)])
+    if lower is not None:
+        lo = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n,))
+        rows.append(-eye[np.isfinite(lo)])
+        rhs.append(-lo[np.isfinite(lo)])
+    return np.vstack(rows), np.concatenate(rhs)
+
+
+def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.ndarray:
+    """Worst constraint violation of each point.
+
+    Args:
+        x: (..., n) points.
+        A, b, C, d: the constraints, as in :func:`keras_lincon.h_to_v`.
+        relative: divide each residual by ``|b_i| + ||a_i|| ||x||`` (the scale
+            at which floating point can resolve it).
+
+    Returns:
+        (num_points,) float64: ``max(max_i a_i.x - b_i, max_j |c_j.x - d_j|)``
+        per point (``-inf`` for a point when there are no constraints);
+        ``<= 0`` means feasible. A point with a NaN or infinite coordinate
+        gets ``+inf``: it satisfies nothing.
+    """
+    system = as_constraint_system(A, b, C, d)
+    points = np.asarray(x, dtype=np.float64)
+    if points.shape[-1:] != (system.dim,):
+        raise ConstraintShapeError(
+            f"x must have last dimension {system.dim} (the columns of A); got shape {points.shape}."
+        )
+    points = points.reshape(-1, system.dim)
+    finite = np.all(np.isfinite(points), axis=1)
+    safe = np.where(finite[:, None], points, 0.0)
+    ineq = safe @ system.A.T - system.b
+    eq = np.abs(safe @ system.C.T - system.d)
+    if relative:
+        norms = np.linalg.norm(safe, axis=1, keepdims=True)
+        ineq = ineq / np.maximum(np.abs(system.b) + np.linalg.norm(system.A, axis=1) * norms, 1e-30)
+        eq = eq / np.maximum(np.abs(system.d) + np.linalg.norm(system.C, axis=1) * norms, 1e-30)
+    both = np.hstack([ineq, eq])
+    worst = both.max(axis=1) if both.shape[1] else np.full(points.shape[0], -math.inf)
+    return np.where(finite, worst, math.inf)
+
+
+def max_violation(x, A, b=None, C=None, d=None, *, relative: bool = False) -> float:
+    """Largest constraint violation over a batch of points.
+
+    Same arguments as :func:`violations`. Returns a float; ``<= 0`` means
+    every point is feasible (``-inf`` for no points or no constraints; ``inf``
+    when a point holds NaN or infinity).
+    """
+    per_point = violations(x, A, b, C, d, relative=relative)
+    return float(per_point.max()) if per_point.size else -math.inf
+
+
+def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndarray:
+    """A point of ``P`` as deep inside the box ``[lower, upper]`` as possible.
+
+    With no rows at all the box midpoint (or 0 / a bound -+ 1 for half-open
+    sides) is used. Otherwise the LP ``max t s.t. A c <= b, C c = d,
+    lower + t w <= c <= upper - t w`` (``w = upper - lower`` on finite sides)
+    is solved in coordinates scaled by ``w``, so narrow boxes are as well
+    conditioned as wide ones. The result is checked: strictly inside the box
+    and in ``P`` to :data:`CHECK_TOLERANCE`. Returns (n,) float64.
+
+    Raises:
+        InfeasibleError: ``P`` misses the interior of the box, or the LP
+            result fails the check.
+    """
+    system = as_constraint_system(A, b, C, d)
+    n = system.dim
+    lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n,))
+    upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n,))
+    fin_lo, fin_hi = np.isfinite(lower), np.isfinite(upper)
+    if system.A.shape[0] == 0 and system.C.shape[0] == 0:
+        center = np.where(fin_lo & fin_hi, lower / 2 + upper / 2,
+                          np.where(fin_lo, lower + np.maximum(1.0, np.abs(lower)),
+                                   np.where(fin_hi, upper - np.maximum(1.0, np.abs(upper)), 0.0)))
+    else:
+        center = _box_lp_center(system, lower, upper, fin_lo, fin_hi)
+    inside = (center > lower) & (center < upper)
+    worst = max_violation(center[None], system.A, system.b, system.C, system.d, relative=True)
+    if not np.all(inside) or not worst <= CHECK_TOLERANCE:
+        raise InfeasibleError(
+            "could not find a centre for the box rescaling: the computed point is "
+            f"{'outside the box' if not np.all(inside) else 'not in the feasible set'} "
+            f"(worst relative violation {worst:.3g}). The box may be too narrow for the "
+            "constraints' scale; pass box_center=... (a feasible point strictly inside the box)."
+        )
+    return center
+
+
+def _box_lp_center(system: ConstraintSystem, lower, upper, fin_lo, fin_hi) -> np.ndarray:
+    n = system.dim
+    # Substitute c = offset + w * u so that the box has width 1 in u.
+    both = fin_lo & fin_hi
+    width = np.where(both, upper - lower, 1.0)
+    offset = np.where(fin_lo, lower, np.where(fin_hi, upper, 0.0))
+    A_u, C_u = system.A * width, system.C * width
+    b_u, d_u = system.b - system.A @ offset, system.d - system.C @ offset
+    u_lo = np.where(fin_lo, 0.0, -np.inf)
+    u_hi = np.where(both, 1.0, np.where(fin_hi, 0.0, np.inf))
+    eye = np.eye(n)
+    rows = [np.column_stack([A_u, np.zeros(A_u.shape[0])]),
+            np.column_stack([eye[np.isfinite(u_hi)], np.ones(np.isfinite(u_hi).sum())]),
+            np.column_stack([-eye[np.isfinite(u_lo)], np.ones(np.isfinite(u_lo).sum())])]
+    rhs = [b_u, u_hi[np.isfinite(u_hi)], -u_lo[np.isfinite(u_lo)]]
+    cost = np.zeros(n + 1)
+    cost[-1] = -1.0
+    result = scipy.optimize.linprog(
+        cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs),
+        A_eq=np.column_stack([C_u, np.zeros(C_u.shape[0])]) if C_u.size else None,
+        b_eq=d_u if C_u.size else None,
+        bounds=[(None, None)] * n + [(None, 0.5)], method="highs",
+    )
+    if result.status != 0 or result.x[-1] <= 1e-9:
+        raise InfeasibleError(
+            "the box and the constraints share no point strictly inside the box "
+            "(every feasible point touches a box face or the intersection is "
+            "empty). Widen the box or relax the constraints."
+        )
+    return offset + width * result.x[:n]
