@@ -497,3 +497,18 @@ def split_rows(system: polyhedra.ConstraintSystem, scaled=(), max_generators: in
     scaled_all = sorted(scaled_set | set(moved))
     generator = [i for i in range(m) if i not in set(scaled_all)]
     return RowSplit(tuple(generator), tuple(scaled_all), tuple(sorted(moved)), tuple(bounds))
+
+
+def box_segments(system: polyhedra.ConstraintSystem) -> tuple[np.ndarray, int]:
+    """Segments of the per-block box rescaling: (n,) int ids and their count.
+
+    Coordinates of one block of ``(A, C)`` share an id (one factor per block);
+    every coordinate no row couples gets an id of its own, for which the
+    rescaling equals clipping to the box.
+    """
+    coord, _ = blocks(system.dim, system.A, system.C)
+    k = int(coord.max()) + 1 if coord.size else 0
+    free = coord < 0
+    seg = coord.copy()
+    seg[free] = k + np.arange(int(free.sum()))
+    return seg.astype(np.int32), k + int(free.sum())

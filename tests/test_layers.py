@@ -389,3 +389,47 @@ def test_box_center_is_used_and_validated():
         klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), box_center=np.ones(64))
     with pytest.raises(klc.ConstraintShapeError, match="needs a box"):
         klc.LinearInequalityConstraint(SMALL_CHECKER, box_center=np.zeros(64))
+
+
+# ------------------------------------------------------------ box scaling (issue 11)
+
+
+def test_config_without_scaling_key_means_global_and_predicts_as_before():
+    layer = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), scaling="global")
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32") * 10
+    expected = keras.ops.convert_to_numpy(layer(x))
+    old = layer.get_config()
+    del old["scaling"]  # as written by the previous release
+    clone = klc.LinearInequalityConstraint.from_config(json.loads(json.dumps(old)))
+    clone.build((None, 8))
+    clone.set_weights(layer.get_weights())
+    assert clone.scaling == "global"
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(clone(x)), expected)
+    assert klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0)).scaling == "per_block"
+
+
+def test_per_block_box_scaling_is_feasible_and_only_shrinks_the_offending_block():
+    layer = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), kernel_initializer="ones")
+    glob = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), scaling="global",
+                                          kernel_initializer="ones")
+    x = np.random.default_rng(1).normal(size=(32, 8)).astype("float32") * 1e3
+    y_pb, y_gl = layer(x), glob(x)
+    layer.assert_constraints(y_pb)
+    glob.assert_constraints(y_gl)
+    # per block never shrinks more than the global factor: |y_pb| >= |y_gl| towards the apex 0
+    assert np.all(np.abs(keras.ops.convert_to_numpy(y_pb)) >= np.abs(keras.ops.convert_to_numpy(y_gl)) - 1e-5)
+    assert not np.allclose(y_pb, y_gl)
+
+
+def test_per_block_equals_global_on_a_single_block_and_clips_free_coordinates():
+    kw = dict(box=(-1.0, 1.0), kernel_initializer="ones")
+    A = klc.monotone_chain(5)  # one block
+    x = np.random.default_rng(2).normal(size=(16, 4)).astype("float32") * 50
+    np.testing.assert_allclose(klc.LinearInequalityConstraint(A, **kw)(x),
+                               klc.LinearInequalityConstraint(A, scaling="global", **kw)(x), rtol=1e-6, atol=1e-6)
+    free = klc.LinearInequalityConstraint(None, units=6, **kw)
+    y = keras.ops.convert_to_numpy(free(x))
+    np.testing.assert_allclose(y, np.clip(y, -1, 1))
+    assert np.any(np.abs(y) == 1.0) and np.any(np.abs(y) < 1.0)  # clipped, not all shrunk together
+    with pytest.raises(klc.LinconError, match="scaling must be one of"):
+        klc.LinearInequalityConstraint(A, scaling="nearest", **kw)
