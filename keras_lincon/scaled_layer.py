@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from keras_lincon import polyhedra, scaling_lib
-from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError, LinconError
+from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError, LinconError, TooManyGeneratorsError
 from keras_lincon.layers import FLOAT32_TOLERANCE, LinearInequalityConstraint
 
 _FAR = 1e30  # "no limit" for a row the clipped point does not push against
@@ -129,7 +129,8 @@ class ScaledRowsConstraint(keras.layers.Layer):
     Input-dependent right-hand sides: with ``rhs_input=True`` the layer is
     called as ``layer([features, b_s])`` with ``b_s`` of shape
     ``(batch, len(scaled_rows))`` (in the order of the sorted row indices) and
-    ``b`` of those rows is the declared *floor*. **Exactness condition:**
+    ``b`` of those rows is the declared *floor*; rows the fallback moves keep
+    their fixed ``b``. **Exactness condition:**
     every output is feasible for its own ``b_s`` whenever ``b_s >= floor``
     elementwise (the centre is computed for the floor). Samples below the
     floor are not guaranteed; :meth:`max_violation` (given ``rhs=``) and
@@ -157,6 +158,9 @@ class ScaledRowsConstraint(keras.layers.Layer):
         center: optional (n,) centre (checked).
         scaling: see above.
         fallback: move exploding blocks to the scaled stage (default True).
+        generator_layer, moved_rows: written by ``get_config`` (the built
+            generator sublayer and the rows the fallback moved), so loading
+            runs no double description.
 
     Example:
         >>> import keras, numpy as np, keras_lincon as klc
@@ -188,6 +192,7 @@ class ScaledRowsConstraint(keras.layers.Layer):
         max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
         force_float32: bool = True,
         generator_layer=None,
+        moved_rows=(),
         **kwargs,
     ):
         if force_float32:
@@ -205,9 +210,13 @@ class ScaledRowsConstraint(keras.layers.Layer):
         self.rhs_input = bool(rhs_input)
         self.fallback = bool(fallback)
         self.max_generators = int(max_generators)
-        self.split = scaling_lib.split_rows(s, self._row_indices(scaled_rows), self.max_generators,
-                                            fallback=self.fallback and generator_layer is None)
-        if self.split.moved:
+        self.input_rows = tuple(sorted(set(self._row_indices(scaled_rows))))  # the user's scaled rows
+        self.split = scaling_lib.split_rows(s, sorted(set(self.input_rows) | set(int(i) for i in moved_rows)),
+                                            self.max_generators, fallback=self.fallback and generator_layer is None)
+        if moved_rows:  # from a saved config
+            self.split = scaling_lib.RowSplit(self.split.generator, self.split.scaled,
+                                              tuple(sorted(int(i) for i in moved_rows)), ())
+        if self.split.moved and not moved_rows:
             rows = list(self.split.moved)
             warnings.warn(
                 f"rows {rows[:20]}{' ...' if len(rows) > 20 else ''} of A ({len(rows)} rows) are enforced by "
@@ -217,7 +226,7 @@ class ScaledRowsConstraint(keras.layers.Layer):
                 "targets near them less well. Pass fallback=False to refuse instead, or scaled_rows= to choose.",
                 ScaledRowsWarning, stacklevel=2,
             )
-        if self.rhs_input and not self.split.scaled:
+        if self.rhs_input and not self.input_rows:
             raise ConstraintShapeError("rhs_input=True needs scaled_rows: the rows whose right-hand side is an input.")
         gen = np.array(self.split.generator, dtype=int)
         sc = np.array(self.split.scaled, dtype=int)
@@ -229,12 +238,32 @@ class ScaledRowsConstraint(keras.layers.Layer):
             strict_generator_rows=(scaling == "clip_scale"),
         )
         if generator_layer is None:
-            generator_layer = LinearInequalityConstraint(
-                self.stage.gen_rows, self.stage.gen_rhs, C=s.C if s.C.size else None, d=s.d if s.C.size else None,
-                nonneg=nonneg, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+            gen_kwargs = dict(
+                C=s.C if s.C.size else None, d=s.d if s.C.size else None, nonneg=nonneg,
+                kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
                 kernel_regularizer=kernel_regularizer, method=method, max_generators=max_generators,
                 force_float32=force_float32, dtype=self.dtype_policy,
             )
+            try:
+                generator_layer = LinearInequalityConstraint(self.stage.gen_rows, self.stage.gen_rhs, **gen_kwargs)
+            except TooManyGeneratorsError as exc:
+                if not self.fallback or not len(self.split.generator):
+                    raise
+                # The bound did not predict it (e.g. an unbounded set): scale every inequality row.
+                rows = list(self.split.generator)
+                warnings.warn(
+                    f"rows {rows[:20]}{' ...' if len(rows) > 20 else ''} of A ({len(rows)} rows) are enforced by "
+                    f"scaling, not generators: their double description was refused ({exc}). Outputs stay exactly "
+                    "feasible but fit targets near those rows less well.", ScaledRowsWarning, stacklevel=2,
+                )
+                self.split = scaling_lib.RowSplit((), tuple(range(s.A.shape[0])),
+                                                  tuple(sorted(set(self.split.moved) | set(rows))), self.split.bounds)
+                self.stage = scaling_lib.plan(
+                    np.zeros((0, n)), None, gen_kwargs["C"], gen_kwargs["d"], scaled_rows=s.A,
+                    scaled_rhs=s.b, box=box, center=center, input_dependent=self.rhs_input,
+                    strict_generator_rows=(scaling == "clip_scale"),
+                )
+                generator_layer = LinearInequalityConstraint(np.zeros((0, n)), None, **gen_kwargs)
         elif isinstance(generator_layer, dict):  # from a saved config: no double description
             generator_layer = keras.saving.deserialize_keras_object(generator_layer)
         if not isinstance(generator_layer, LinearInequalityConstraint) or generator_layer.units != n:
@@ -267,9 +296,9 @@ class ScaledRowsConstraint(keras.layers.Layer):
                     and isinstance(input_shape[0], (list, tuple))):
                 raise ConstraintShapeError("with rhs_input=True call the layer on [features, b_s].")
             features_shape, rhs_shape = input_shape
-            if rhs_shape[-1] != len(self.split.scaled):
+            if rhs_shape[-1] != len(self.input_rows):
                 raise ConstraintShapeError(
-                    f"b_s must have last dimension {len(self.split.scaled)} (one per scaled row); "
+                    f"b_s must have last dimension {len(self.input_rows)} (one per row in scaled_rows); "
                     f"got {tuple(rhs_shape)}."
                 )
         else:
@@ -285,7 +314,7 @@ class ScaledRowsConstraint(keras.layers.Layer):
         if self.rhs_input:
             features, rhs = inputs
             y = self.generator_layer(features)
-            rhs = ops.cast(rhs, y.dtype)
+            rhs = self._full_rhs(ops.cast(rhs, y.dtype))
         else:
             features = inputs
             y, rhs = self.generator_layer(inputs), None
@@ -309,7 +338,7 @@ class ScaledRowsConstraint(keras.layers.Layer):
             A=s.A.tolist(), b=s.b.tolist(), C=s.C.tolist() if s.C.size else None,
             d=s.d.tolist() if s.C.size else None,
             box=[self.box[0].tolist(), self.box[1].tolist()] if self.box is not None else None,
-            scaled_rows=list(self.split.scaled), rhs_input=self.rhs_input,
+            scaled_rows=list(self.input_rows), moved_rows=list(self.split.moved), rhs_input=self.rhs_input,
             center=self.stage.center.tolist(), scaling=self.scaling, fallback=self.fallback,
             max_generators=self.max_generators, force_float32=self.force_float32,
             generator_layer=keras.saving.serialize_keras_object(self.generator_layer),
@@ -319,21 +348,41 @@ class ScaledRowsConstraint(keras.layers.Layer):
     # --------------------------------------------------------------- checks
 
     @property
+    def _input_columns(self) -> np.ndarray:
+        """Positions of the input rows among the stage's scaled rows."""
+        return np.searchsorted(np.array(self.split.scaled), np.array(self.input_rows, dtype=int))
+
+    def _full_rhs(self, rhs):
+        """(B, m_in) input right-hand sides -> (B, m) for every scaled row (moved rows keep ``b``)."""
+        cols = self._input_columns
+        select = np.zeros((cols.size, self.stage.rhs.size), dtype=np.float32)
+        select[np.arange(cols.size), cols] = 1.0
+        base = self.stage.rhs.astype(np.float32)
+        return ops.convert_to_tensor(base, rhs.dtype) + ops.matmul(
+            rhs - ops.convert_to_tensor(base[cols], rhs.dtype), ops.convert_to_tensor(select, rhs.dtype))
+
+    def _full_rhs_numpy(self, rhs) -> np.ndarray:
+        r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self.input_rows))
+        full = np.repeat(self.stage.rhs[None], r.shape[0], axis=0)
+        full[:, self._input_columns] = r
+        return full
+
+    @property
     def floor(self) -> np.ndarray:
-        """(m_s,) right-hand side (floor, with ``rhs_input``) of the scaled rows."""
-        return self.stage.rhs
+        """(m_in,) declared floor of the input right-hand sides (``b`` of ``scaled_rows``)."""
+        return self.system.b[np.array(self.input_rows, dtype=int)]
 
     def below_floor(self, rhs) -> np.ndarray:
         """Indices of the samples whose ``b_s`` is below the floor somewhere (not guaranteed)."""
-        r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, self.stage.rhs.size)
-        return np.flatnonzero(np.any(r < self.stage.rhs, axis=1))
+        r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self.input_rows))
+        return np.flatnonzero(np.any(r < self.floor, axis=1))
 
     def violations(self, outputs, rhs=None, relative: bool = False) -> np.ndarray:
         """(B,) worst violation of each output (``<= 0`` feasible).
 
         Args:
-            outputs: (B, n) layer outputs; rhs: (B, m_s) the ``b_s`` they were
-                computed for (``rhs_input``), else None for the stored ``b``.
+            outputs: (B, n) layer outputs; rhs: (B, len(scaled_rows)) the ``b_s``
+                they were computed for (``rhs_input``), else None for ``b``.
             relative: the relative measure of the tolerance statement.
         """
         y = np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64).reshape(-1, self.units)
@@ -342,7 +391,7 @@ class ScaledRowsConstraint(keras.layers.Layer):
         G, h = polyhedra.with_box(st.gen_rows, st.gen_rhs, lower, upper)
         worst = polyhedra.violations(y, G, h, self.system.C, self.system.d, relative=relative)
         if st.rows.shape[0]:
-            r = st.rhs if rhs is None else np.asarray(keras.ops.convert_to_numpy(rhs), np.float64)
+            r = st.rhs if rhs is None else self._full_rhs_numpy(rhs)
             r = np.broadcast_to(r, (y.shape[0], st.rows.shape[0]))
             res = y @ st.rows.T - r
             if relative:

@@ -168,3 +168,19 @@ def test_budget_allocation_tutorial_quick(tmp_path):
     worst, below = out.split("RESULT")[-1].split()
     assert float(worst) <= TOL and int(below) == 0
     assert (tmp_path / "metrics.json").is_file()
+
+
+def test_fallback_rows_keep_fixed_rhs_while_input_rows_take_b_s():
+    rng = np.random.default_rng(7)
+    A, b = coupled_system(rng, 20, 80)  # explodes: moved to the scaled stage
+    A = np.vstack([A, np.ones((1, 20))])
+    b = np.append(b, 1.0)  # budget row, floor 1.0, right-hand side from the input
+    with pytest.warns(ScaledRowsWarning):
+        layer = ScaledRowsConstraint(A, b, box=(-2.0, 2.0), scaled_rows=[80], rhs_input=True)
+    assert layer.input_rows == (80,) and len(layer.split.moved) == 80
+    h = rng.standard_normal((32, 6)).astype("float32") * 100
+    rhs = (1.0 + rng.exponential(2.0, (32, 1))).astype("float32")
+    y = layer([h, rhs])
+    assert layer.assert_constraints(y, rhs) <= TOL
+    clone = ScaledRowsConstraint.from_config(layer.get_config())
+    assert clone.split.scaled == layer.split.scaled and clone.split.moved == layer.split.moved
