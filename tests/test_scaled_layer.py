@@ -184,3 +184,23 @@ def test_fallback_rows_keep_fixed_rhs_while_input_rows_take_b_s():
     assert layer.assert_constraints(y, rhs) <= TOL
     clone = ScaledRowsConstraint.from_config(layer.get_config())
     assert clone.split.scaled == layer.split.scaled and clone.split.moved == layer.split.moved
+
+
+def test_jit_compiled_fit_and_mixed_precision_stay_feasible():
+    rng = np.random.default_rng(8)
+    layer, groups = budget_layer(rng, scaling="mix")
+    features, budget = keras.Input((5,)), keras.Input((groups,))
+    model = keras.Model([features, budget], layer([features, budget]))
+    model.compile("adam", "mse", jit_compile=True)
+    h = rng.standard_normal((64, 5)).astype("float32")
+    rhs = (0.5 + rng.exponential(2.0, (64, groups))).astype("float32")
+    model.fit([h, rhs], rng.random((64, 10)).astype("float32") * 3, epochs=1, batch_size=32, verbose=0)
+    assert layer.assert_constraints(model.predict([h, rhs], verbose=0), rhs) <= TOL
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        mixed = ScaledRowsConstraint(CHECKER, box=(-1.0, 1.0), scaling="clip_blend")
+        y = mixed(h * 100)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert mixed.compute_dtype == "float32" and keras.backend.standardize_dtype(y.dtype) == "float32"
+    mixed.assert_constraints(y)
