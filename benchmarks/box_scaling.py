@@ -16,6 +16,12 @@ Variants (all exactly feasible except the Dense baseline):
   of the ``per_block`` and ``clip_blend`` results, ``a = sigmoid(h W + w0)``
   from the layer's input ``h``: two feasible points, so exact too, and the
   network picks per sample and block which treatment fits;
+* ``project``: for blocks with one row that covers the block plus the box
+  (the checkerboard), the exact Euclidean projection of the generator output
+  onto row and box, ``clip(y - mu a)`` with ``mu >= 0`` per block found by
+  bisection that keeps the feasible end of the bracket (so the output is
+  feasible whatever the number of steps); ``mu`` is held constant in the
+  gradient. Structure-specific, benchmark only;
 * ``dense+osqp``: unconstrained Dense, projected by OSQP at test time.
 
 Reported: test MSE to the input over the MSE of the optimal (OSQP)
@@ -43,7 +49,8 @@ from keras_lincon import datasets, polyhedra, scaling_lib  # noqa: E402
 from keras_lincon.projection import OSQPProjector  # noqa: E402
 from keras_lincon.scaled_layer import scaled_stage  # noqa: E402
 
-VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "dense+osqp")
+VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "project", "dense+osqp")
+_BISECTIONS = 40
 
 
 class ScaledBoxConstraint(keras.layers.Layer):
@@ -62,8 +69,41 @@ class ScaledBoxConstraint(keras.layers.Layer):
             self.mix_kernel = self.add_weight(name="mix_kernel", shape=(input_shape[-1], k), initializer="zeros")
             self.mix_bias = self.add_weight(name="mix_bias", shape=(k,), initializer="zeros")
 
+    def _project(self, y):
+        st = self.stage
+        k = st.n_blocks
+        if st.rows.shape[0] or np.any(np.bincount(st.gen_block, minlength=k) != 1):
+            raise ValueError("project needs exactly one generator row per block (the checkerboard)")
+        seg = np.maximum(st.coord_block, 0).astype(np.int32)
+        a = np.zeros(st.dim)
+        for i, row in enumerate(st.gen_rows):
+            a[row != 0] = row[row != 0]
+        rhs = np.zeros(k)
+        rhs[st.gen_block] = st.gen_rhs
+        a_t = ops.convert_to_tensor(a.astype(np.float32))
+        lo, hi = st.lower.astype(np.float32), st.upper.astype(np.float32)
+
+        def excess(mu):  # (B, k): a.clip(y - mu a) - b per block
+            x = ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)
+            return ops.transpose(ops.segment_sum(ops.transpose(x * a_t), seg, num_segments=k)) - rhs.astype(np.float32)
+
+        y_sg = ops.stop_gradient(y)
+        bound = float(np.max(np.abs(np.concatenate([lo, hi]))))
+        mu_hi = (ops.max(ops.abs(y_sg), axis=-1, keepdims=True) + bound) / float(np.min(np.abs(a[a != 0]))) + 1.0
+        mu_hi = mu_hi * ops.ones((1, k))
+        mu_lo = ops.zeros_like(mu_hi)
+        for _ in range(_BISECTIONS):
+            mid = 0.5 * (mu_lo + mu_hi)
+            ok = ops.stop_gradient(excess(mid)) <= 0
+            mu_hi = ops.where(ok, mid, mu_hi)
+            mu_lo = ops.where(ok, mu_lo, mid)
+        mu = ops.where(ops.stop_gradient(excess(ops.zeros_like(mu_hi))) <= 0, 0.0, mu_hi)
+        return ops.clip(y - ops.take(ops.stop_gradient(mu), seg, axis=1) * a_t, lo, hi)
+
     def call(self, inputs):
         y = self.inner(inputs)
+        if self.mode == "project":
+            return self._project(y)
         if self.mode != "mix":
             return scaled_stage(y, self.stage, self.mode)
         per_block, clip_blend = scaled_stage(y, self.stage, "both")
