@@ -204,3 +204,27 @@ def test_jit_compiled_fit_and_mixed_precision_stay_feasible():
         keras.config.set_dtype_policy("float32")
     assert mixed.compute_dtype == "float32" and keras.backend.standardize_dtype(y.dtype) == "float32"
     mixed.assert_constraints(y)
+
+
+def test_export_with_input_rhs_runs_without_keras_lincon(tmp_path):
+    from tests.conftest import BLOCK_KERAS_LINCON, run_python
+
+    rng = np.random.default_rng(9)
+    layer, groups = budget_layer(rng, scaling="mix")
+    features, budget = keras.Input((5,), name="features"), keras.Input((groups,), name="budget")
+    model = keras.Model([features, budget], layer([features, budget]))
+    h = rng.standard_normal((16, 5)).astype("float32") * 10
+    rhs = (0.5 + rng.exponential(2.0, (16, groups))).astype("float32")
+    expected = keras.ops.convert_to_numpy(model([h, rhs]))
+    model.export(str(tmp_path / "export"), verbose=False)
+    np.save(tmp_path / "h.npy", h)
+    np.save(tmp_path / "rhs.npy", rhs)
+    run_python(BLOCK_KERAS_LINCON + f"""
+import numpy as np, tensorflow as tf
+loaded = tf.saved_model.load("{tmp_path}/export")
+y = loaded.serve([tf.constant(np.load("{tmp_path}/h.npy")), tf.constant(np.load("{tmp_path}/rhs.npy"))])
+np.save("{tmp_path}/y.npy", y.numpy())
+""")
+    y = np.load(tmp_path / "y.npy")
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert layer.assert_constraints(y, rhs) <= TOL
