@@ -10,11 +10,14 @@ __version__ = "0.1.0"
 
 from keras_lincon.errors import (
     ConstraintShapeError,
+    ConstructionTimeoutError,
     ConstraintViolationError,
     DegenerateSetError,
+    GeneratorExplosionError,
     GeneratorMismatchError,
     InfeasibleError,
     LinconError,
+    MissingDependencyError,
     NonFiniteError,
     ProjectionError,
     RepresentationCheckError,

@@ -57,5 +57,23 @@ class GeneratorMismatchError(LinconError):
     """Stored generator weights do not generate points of the layer's constraints."""
 
 
+class GeneratorExplosionError(TooManyGeneratorsError):
+    """Refused before double description: the generator bound is far above the cap.
+
+    Raised up front (in milliseconds) when McMullen's upper bound on the
+    number of generators exceeds ``max_generators`` by a large factor; a
+    caller may catch it to fall back to another construction (for example
+    scaled rows) without waiting for an enumeration that would be refused.
+    """
+
+
+class ConstructionTimeoutError(LinconError):
+    """Building the generators took longer than the allowed time budget."""
+
+
+class MissingDependencyError(LinconError, ImportError):
+    """An optional dependency (e.g. pycddlib for double description) is not installed."""
+
+
 class NoStrictInteriorError(InfeasibleError):
     """No centre lies strictly inside the scaled rows and the box (scaled stage)."""

@@ -15,9 +15,10 @@ Three ways to get there, chosen per independent block of variables:
 
 * ``closed_form``: for ``A`` with full row rank and no equalities,
   ``P = {A^+ b} + cone(-(A^+)^T e_i) + null(A)``. O(n m^2), milliseconds.
-* ``cdd``: double description (pycddlib 3); exact rational arithmetic
-  (``cdd.gmp``) when every entry is integer- or small-rational-valued,
-  floating point otherwise.
+* ``cdd``: double description (pycddlib 3, see
+  :mod:`keras_lincon.double_description`): exact rational arithmetic whenever
+  the set is small enough, floating point with completeness checks above,
+  refused up front when it would explode, bounded in time and interruptible.
 * ``blocks``: the constraint graph (variables linked by a shared row) is split
   into connected components; ``P`` is the product of the components' sets, so
   a box in ``n`` dimensions costs ``2 n`` vertices instead of ``2^n``.
@@ -27,9 +28,7 @@ Three ways to get there, chosen per independent block of variables:
 from __future__ import annotations
 
 import logging
-import math
 import time
-from fractions import Fraction
 from typing import Optional, Sequence
 
 import numpy as np
@@ -37,6 +36,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.csgraph
 
+from keras_lincon import double_description
 from keras_lincon.errors import (
     ConstraintShapeError,
     DegenerateSetError,
@@ -68,8 +68,6 @@ logger = logging.getLogger("keras_lincon")
 #: space is implicit and costs nothing).
 DEFAULT_MAX_GENERATORS = 20_000
 METHODS = ("auto", "cdd", "closed_form", "blocks")
-# Largest denominator accepted when reading a float as an exact rational.
-_MAX_DENOMINATOR = 10**6
 
 
 # ---------------------------------------------------------------- helpers
@@ -98,96 +96,6 @@ def _canonical(vertices, rays, row_space):
     rays = rays[norms > 1e-12 * scale]
     rays = rays / np.linalg.norm(rays, axis=1, keepdims=True)
     return _unique_sorted_rows(vertices), _unique_sorted_rows(rays)
-
-
-def _exact_entries(values: np.ndarray) -> Optional[list]:
-    """Entries as ints/Fractions when all are integer or small-rational valued."""
-    flat = values.reshape(-1)
-    if np.all(flat == np.round(flat)) and np.all(np.abs(flat) < 2**53):
-        return [int(v) for v in flat]
-    out = []
-    for v in flat:
-        frac = Fraction(float(v)).limit_denominator(_MAX_DENOMINATOR)
-        if float(frac) != v:
-            return None
-        out.append(frac)
-    return out
-
-
-def _vertex_upper_bound(num_constraints: int, dim: int) -> float:
-    """McMullen's upper bound on the vertices of a polytope (m facets, dim d)."""
-    if dim <= 1:
-        return 2.0
-    m, d = num_constraints, dim
-    if m <= d:
-        return 1.0
-
-    def comb(a, k):
-        return math.comb(a, k) if 0 <= k <= a else 0
-
-    return float(comb(m - (d + 1) // 2, d // 2) + comb(m - d // 2 - 1, (d + 1) // 2 - 1))
-
-
-def _cdd_generators(system: ConstraintSystem, max_generators: int):
-    """Double description with pycddlib. Returns (vertices, rays, lineality)."""
-    try:
-        import cdd
-        import cdd.gmp
-    except ImportError as exc:  # pragma: no cover - install problem
-        raise ImportError(
-            "pycddlib>=3 is needed for double description: install the system "
-            "packages libcdd-dev and libgmp-dev, then `pip install 'pycddlib>=3,<4'`."
-        ) from exc
-    A, b, C, d = system.A, system.b, system.C, system.d
-    m, n = A.shape
-    table = np.vstack([np.column_stack([b, -A]), np.column_stack([d, -C])])
-    bound = _vertex_upper_bound(m, n)
-    if bound > max_generators:
-        # cddlib cannot be interrupted: say so before a possibly long run.
-        logger.warning(
-            "keras_lincon: double description on %d constraints in %d dimensions: up to %.3g "
-            "vertices are possible (max_generators=%d), this may take a while. Independent "
-            "blocks, fewer constraints or box=... on a cone avoid it.", m, n, bound, max_generators,
-        )
-    exact = _exact_entries(table)
-    if exact is not None:
-        module = cdd.gmp
-        rows = np.array(exact, dtype=object).reshape(table.shape).tolist()
-    else:
-        module = cdd
-        rows = table.tolist()
-    matrix = module.matrix_from_array(
-        rows, lin_set=range(m, m + C.shape[0]), rep_type=cdd.RepType.INEQUALITY
-    )
-    generators = module.copy_generators(module.polyhedron_from_matrix(matrix))
-    array = np.array(generators.array, dtype=np.float64).reshape(-1, n + 1)
-    if len(array) > max_generators:
-        raise TooManyGeneratorsError(
-            f"double description produced {len(array)} generators for {m} "
-            f"constraints in {n} dimensions, more than max_generators="
-            f"{max_generators}. Split the constraints into independent blocks "
-            "(method='auto' does this), use fewer constraints, or put a box on a "
-            "cone (box=...) instead of listing bounds as rows of A; raise "
-            "max_generators only if the layer can afford that many."
-        )
-    if len(array) == 0:
-        if system.is_homogeneous:
-            return np.zeros((1, n)), np.zeros((0, n)), np.zeros((0, n))
-        raise InfeasibleError(
-            f"the constraints A x <= b, C x = d have no solution (double "
-            f"description found an empty set for a group of {m} inequalities "
-            f"and {C.shape[0]} equalities on {n} variables). Check the signs of "
-            "A and b: the layer needs a non-empty set."
-        )
-    is_line = np.zeros(len(array), dtype=bool)
-    is_line[sorted(generators.lin_set)] = True
-    is_point = (array[:, 0] != 0) & ~is_line
-    vertices = array[is_point, 1:] / array[is_point, :1]
-    rays = array[~is_point & ~is_line, 1:]
-    lineality = array[is_line, 1:]
-    if vertices.shape[0] == 0:  # cdd leaves out the apex of a pointed cone
-        vertices = np.zeros((1, n))
-    return vertices, rays, lineality
 
 
 def _full_row_rank(A: np.ndarray) -> bool:
@@ -255,7 +163,7 @@ def _check_empty_rows(system: ConstraintSystem) -> None:
 
 
 def _solve(unit_rows: ConstraintSystem, original: ConstraintSystem, use_closed_form: bool,
-           max_generators: int):
+           dd_options: dict):
     """Generators of one (sub)system: ((vertices, rays, row_space), method).
 
     The closed form works on ``unit_rows`` (rows scaled to unit norm); double
@@ -263,7 +171,9 @@ def _solve(unit_rows: ConstraintSystem, original: ConstraintSystem, use_closed_f
     """
     if use_closed_form and unit_rows.C.shape[0] == 0 and _full_row_rank(unit_rows.A):
         return _closed_form_generators(unit_rows.A, unit_rows.b), "closed_form"
-    vertices, rays, _ = _cdd_generators(original, max_generators)
+    vertices, rays, _ = double_description.enumerate_generators(
+        original.A, original.b, original.C, original.d, **dd_options
+    )
     # The lineality space of a non-empty set is null([A; C]): its complement is
     # the row space, whatever basis cdd returned for it.
     return (vertices, rays, orthonormal_rows(np.vstack([unit_rows.A, unit_rows.C]), unit_rows.dim)), "cdd"
@@ -287,6 +197,8 @@ def h_to_v(
     method: str = "auto",
     max_generators: int = DEFAULT_MAX_GENERATORS,
     tol: float = CHECK_TOLERANCE,
+    time_budget: Optional[float] = double_description.DEFAULT_TIME_BUDGET,
+    allow_large: bool = False,
 ) -> VRepresentation:
     """Computes generators of ``P = {x : A x <= b, C x = d}``.
 
@@ -299,9 +211,15 @@ def h_to_v(
             ``"blocks"`` (blocks, double description in each), ``"cdd"`` (one
             double description of the whole system) or ``"closed_form"``
             (whole system; needs full row rank and no equalities).
-        max_generators: refuse representations with more generators than this.
+        max_generators: refuse representations with more vertices + rays than
+            this (double description is refused up front when its bound is
+            far above it; see :mod:`keras_lincon.double_description`).
         tol: relative tolerance of the self-check (see
             :func:`check_representation`).
+        time_budget: seconds a long double description may run (in a worker
+            process, so Ctrl-C also stops it); None for no limit.
+        allow_large: run double description even when its generator bound is
+            far above ``max_generators``.
 
     Returns:
         A :class:`VRepresentation` with unit-norm rays, orthonormal lineality
@@ -310,7 +228,10 @@ def h_to_v(
     Raises:
         ConstraintShapeError, NonFiniteError: bad input.
         InfeasibleError: ``P`` is empty. DegenerateSetError: ``P`` is a point.
-        TooManyGeneratorsError: more than ``max_generators`` generators.
+        TooManyGeneratorsError: more than ``max_generators`` generators
+            (GeneratorExplosionError: refused up front, before any enumeration).
+        ConstructionTimeoutError: double description exceeded ``time_budget``.
+        MissingDependencyError: the set needs pycddlib, which is not installed.
         RepresentationCheckError: numerical failure of the self-check.
 
     Example:
@@ -347,7 +268,8 @@ def h_to_v(
             continue
         (v, r, q), how = _solve(
             _subsystem(work, var_idx, a_rows, c_rows), _subsystem(system, var_idx, a_rows, c_rows),
-            method in ("auto", "closed_form"), max_generators,
+            method in ("auto", "closed_form"),
+            dict(max_generators=max_generators, time_budget=time_budget, allow_large=allow_large),
         )
         used_parts.add(how)
         v, r = _canonical(v, r, q)

@@ -1,13 +1,20 @@
 """Tests of keras_lincon.models.ConstrainedVAE."""
 
+import importlib.util
+import io
+import zipfile
+
+import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 import keras_lincon as klc
 from keras_lincon import datasets
-from keras_lincon.models import ConstrainedVAE
+from keras_lincon.distribute import fit_distributed
+from keras_lincon.models import ConstrainedVAE, LatentPrior
 from tests.conftest import run_python
 
 tfd = tfp.distributions
@@ -35,11 +42,13 @@ def output_layer_check(vae, y):
 def test_fit_trains_and_every_output_is_feasible(digits):
     vae = make_vae()
     assert vae.built
+    # plain fit: Keras's own steps, the ELBO in compute_loss
+    assert type(vae).train_step is keras.Model.train_step and type(vae).test_step is keras.Model.test_step
     vae.compile(optimizer=keras.optimizers.Adam(3e-3))
     history = vae.fit(digits.x_train, epochs=4, batch_size=64, verbose=0, validation_data=(digits.x_test,))
     h = history.history
     assert h["loss"][-1] < h["loss"][0]
-    assert {"reconstruction", "kl", "max_violation", "val_loss"} <= set(h)
+    assert {"reconstruction", "kl", "max_violation", "val_loss", "val_kl", "val_max_violation"} <= set(h)
     assert max(h["max_violation"]) <= TOL
     recon = vae.predict(digits.x_test, verbose=0)
     assert recon.shape == (128, 8, 8)
@@ -181,3 +190,83 @@ def test_xla_compiled_training(digits):
     history = vae.fit(digits.x_train[:256], epochs=2, batch_size=64, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert max(history.history["max_violation"]) <= TOL
+
+
+def test_loss_is_reconstruction_plus_weighted_kl_plus_regularizers(digits):
+    encoder = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
+                                keras.layers.Dense(32, activation="relu", kernel_regularizer=keras.regularizers.L2(0.1))])
+    vae = ConstrainedVAE(encoder, keras.Sequential([keras.layers.Dense(32, activation="relu")]), A8, latent_dim=3,
+                         box=(-1.0, 1.0), output_shape=(8, 8), kl_weight=0.5)
+    vae.compile(optimizer="adam")
+    x = digits.x_test
+    logs = vae.evaluate(x, batch_size=len(x), verbose=0, return_dict=True)  # one batch: one sampled pass
+    penalty = 0.1 * float(np.sum(np.square(encoder.layers[-1].kernel.numpy())))
+    assert penalty > 1.0
+    np.testing.assert_allclose(logs["loss"], logs["reconstruction"] + 0.5 * logs["kl"] + penalty, rtol=1e-5)
+    assert logs["max_violation"] <= TOL
+    # the posterior is sampled in evaluation (an ELBO estimate), not in predict
+    again = vae.evaluate(x, batch_size=len(x), verbose=0, return_dict=True)
+    assert again["reconstruction"] != logs["reconstruction"]
+    np.testing.assert_array_equal(vae.predict(x, verbose=0), vae.predict(x, verbose=0))
+
+
+def test_sample_weight_and_compiled_loss_are_refused(digits):
+    vae = make_vae()
+    vae.compile(optimizer="adam")
+    x = digits.x_train[:64]
+    with pytest.raises(klc.LinconError, match="sample_weight"):
+        vae.fit(x, x, sample_weight=np.ones(len(x)), verbose=0)
+    vae.compile(optimizer="adam", loss="mse")
+    with pytest.raises(klc.LinconError, match="without loss="):
+        vae.fit(x, x, verbose=0)
+
+
+def test_fit_distributed_runs_the_keras_train_step(digits):
+    vae = make_vae(prior="mixture", prior_components=2)
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    dataset = tf.data.Dataset.from_tensor_slices(digits.x_train).batch(128)
+    history = fit_distributed(vae, dataset, epochs=3, verbose=0)
+    assert {"loss", "reconstruction", "kl", "max_violation"} <= set(history)
+    assert history["loss"][-1] < history["loss"][0]
+    assert max(history["max_violation"]) <= TOL
+    output_layer_check(vae, vae.sample(200, seed=0))
+
+
+def test_saved_weights_keep_the_0_1_0_layout(tmp_path):
+    """Prior parameters stay among the model's own variables, where 0.1.0 files have them."""
+    vae = make_vae(prior="mixture", prior_components=3, latent_dim=2, likelihood_scale="learned")
+    vae.save(tmp_path / "vae.keras")
+    with zipfile.ZipFile(tmp_path / "vae.keras") as archive:
+        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        own = weights["vars"]
+        assert [own[str(i)].shape for i in range(len(own))] == [(), (3, 2), (3, 2), (3,)]
+        assert len(weights.get("latent_prior/vars", {})) == 0
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    for name in ("prior_locs", "prior_log_scales", "prior_logits"):
+        np.testing.assert_array_equal(getattr(loaded.latent_prior, name).numpy(), getattr(vae.latent_prior, name).numpy())
+    bad = make_vae(prior="normal", latent_dim=2)
+    with pytest.raises(ValueError, match="prior, prior_components and likelihood_scale"):
+        bad.load_weights(tmp_path / "vae.keras")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch", "numpy"])
+def test_unsupported_backend_fails_at_construction(monkeypatch, backend):
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    with pytest.raises(klc.LinconError, match=f"\\['tensorflow'\\].*runs on '{backend}'.*KERAS_BACKEND=tensorflow"):
+        make_vae()
+    with pytest.raises(klc.LinconError, match="tensorflow"):
+        LatentPrior(2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
+def test_jax_backend_error_in_a_fresh_process():
+    out = run_python("""
+        import keras, keras_lincon as klc
+        assert keras.backend.backend() == "jax"
+        enc = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(8)])
+        try:
+            klc.ConstrainedVAE(enc, keras.layers.Dense(8), klc.checkerboard((8, 8), (2, 2)), latent_dim=2)
+        except klc.LinconError as exc:
+            print("refused:", exc)
+    """, env={"KERAS_BACKEND": "jax"})
+    assert "refused:" in out and "KERAS_BACKEND=tensorflow" in out

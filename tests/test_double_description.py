@@ -1,0 +1,306 @@
+"""Tests of keras_lincon.double_description: exact-first, bounded, interruptible DD."""
+
+import multiprocessing
+import os
+import time
+from fractions import Fraction
+
+import cdd
+import cdd.gmp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keras_lincon import double_description as dd
+from keras_lincon.errors import (
+    ConstructionTimeoutError,
+    GeneratorExplosionError,
+    InfeasibleError,
+    LinconError,
+    RepresentationCheckError,
+    TooManyGeneratorsError,
+)
+from tests.conftest import run_python
+
+
+def exact_reference(A, b):
+    """Vertices, rays, lineality count of {A x <= b} by cdd.gmp on the exact rationals of A, b."""
+    n = A.shape[1]
+    rows = [[Fraction(float(x)) for x in row] for row in np.column_stack([b, -A])]
+    mat = cdd.gmp.matrix_from_array(rows, rep_type=cdd.RepType.INEQUALITY)
+    gen = cdd.gmp.copy_generators(cdd.gmp.polyhedron_from_matrix(mat))
+    lines = set(gen.lin_set)
+    verts = [[float(x / r[0]) for x in r[1:]] for i, r in enumerate(gen.array) if r[0] != 0 and i not in lines]
+    rays = [[float(x) for x in r[1:]] for i, r in enumerate(gen.array) if r[0] == 0 and i not in lines]
+    verts = np.array(verts, dtype=float).reshape(-1, n)
+    if len(verts) == 0 and len(gen.array):
+        verts = np.zeros((1, n))  # cdd leaves out a cone's apex
+    return verts, np.array(rays, dtype=float).reshape(-1, n), len(lines)
+
+
+def same_rows(X, Y, *, unit=False, rtol=1e-7):
+    """Row sets equal up to order (rays: up to positive scale) by nearest matching."""
+    if X.shape != Y.shape:
+        return False
+    if len(X) == 0:
+        return True
+    if unit and len(X):
+        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+        Y = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+    scale = max(1.0, float(np.abs(Y).max(initial=0.0)))
+    dist = np.linalg.norm(X[:, None, :] - Y[None, :, :], axis=2)
+    return bool(np.all(dist.min(axis=1) <= rtol * scale) and np.all(dist.min(axis=0) <= rtol * scale))
+
+
+def naive_float_cdd(A, b):
+    """The former classification: float cdd, vertex iff first column != 0."""
+    mat = cdd.matrix_from_array(np.column_stack([b, -A]).tolist(), rep_type=cdd.RepType.INEQUALITY)
+    arr = np.array(cdd.copy_generators(cdd.polyhedron_from_matrix(mat)).array)
+    return arr[arr[:, 0] != 0, 1:] / arr[arr[:, 0] != 0, :1], arr[arr[:, 0] == 0, 1:]
+
+
+def seed_10122():
+    rng = np.random.default_rng(10122)
+    A = rng.standard_normal((8, 3))
+    return A, abs(rng.standard_normal(8)) + 0.1
+
+
+@pytest.mark.parametrize("arithmetic", ["auto", "exact", "float"])
+def test_seed_10122_rays_not_vertices(arithmetic):
+    A, b = seed_10122()
+    naive_vertices, _ = naive_float_cdd(A, b)
+    assert np.abs(naive_vertices).max() > 1e12  # the defect: a ray read as a vertex
+    ref_v, ref_r, _ = exact_reference(A, b)
+    v, r, l = dd.enumerate_generators(A, b, max_generators=1000, arithmetic=arithmetic)
+    assert (len(v), len(r), len(l)) == (len(ref_v), len(ref_r), 0)
+    assert same_rows(v, ref_v) and same_rows(r, ref_r, unit=True)
+    assert np.abs(v).max() < 1e3
+
+
+def random_system(data, rows, dims):
+    m, n = data.draw(rows), data.draw(dims)
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, n))
+    b = np.abs(rng.standard_normal(m)) + 0.1
+    scale = 10.0 ** rng.uniform(-6, 6, m)  # rows of wildly different norms
+    return A * scale[:, None], b * scale
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_auto_matches_exact_reference(data):
+    A, b = random_system(data, st.integers(6, 10), st.integers(2, 4))
+    ref_v, ref_r, ref_l = exact_reference(A, b)
+    v, r, l = dd.enumerate_generators(A, b, max_generators=10_000)
+    assert (len(v), len(r), len(l)) == (len(ref_v), len(ref_r), ref_l)
+    assert same_rows(v, ref_v) and same_rows(r, ref_r, unit=True)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_float_path_is_right_or_raises(data):
+    """Floating point with checks: the exact generators, or a RepresentationCheckError."""
+    A, b = random_system(data, st.integers(6, 10), st.integers(2, 4))
+    ref_v, ref_r, ref_l = exact_reference(A, b)
+    try:
+        v, r, l = dd.enumerate_generators(A, b, max_generators=10_000, arithmetic="float")
+    except RepresentationCheckError:
+        return
+    assert (len(v), len(r), len(l)) == (len(ref_v), len(ref_r), ref_l)
+    assert same_rows(v, ref_v, rtol=1e-6) and same_rows(r, ref_r, unit=True, rtol=1e-6)
+
+
+def test_check_catches_dropped_vertex_and_misread_ray():
+    A, b = seed_10122()
+    table = dd.normalised_table(A, b, np.zeros((0, 3)), np.zeros(0))
+    v, r, l = dd.enumerate_generators(A, b, max_generators=1000, arithmetic="exact")
+    dd.check_generators(table, len(A), v, r, l)  # the right answer passes
+    for i in range(len(v)):  # every single missing vertex is found by the edge walk
+        with pytest.raises(RepresentationCheckError, match="missed a vertex|incomplete"):
+            dd.check_generators(table, len(A), np.delete(v, i, axis=0), r, l)
+    misread = np.vstack([v, 1e16 * r[:1]])  # what `first column != 0` produced
+    with pytest.raises(RepresentationCheckError):
+        dd.check_generators(table, len(A), misread, r[1:], l)
+
+
+def test_cone_equalities_lineality_and_empty():
+    v, r, l = dd.enumerate_generators(-np.eye(3), None, max_generators=10)
+    assert np.array_equal(v, np.zeros((1, 3))) and len(r) == 3 and len(l) == 0
+    # x0 + x1 <= 0 with x2 = 1: apex on the plane, one ray, one line
+    v, r, l = dd.enumerate_generators([[1.0, 1.0, 0.0]], None, C=[[0.0, 0.0, 1.0]], d=[1.0], max_generators=10)
+    assert len(r) == 1 and len(l) == 1 and np.allclose(v @ [0, 0, 1], 1.0)
+    assert np.allclose(l @ [1, 1, 0], 0) and np.allclose(r @ [0, 0, 1], 0)
+    for arithmetic in ("exact", "float"):
+        with pytest.raises(InfeasibleError, match="no solution"):
+            dd.enumerate_generators([[1.0, 0.0], [-1.0, 0.0]], [-1.0, -1.0], max_generators=10,
+                                    arithmetic=arithmetic)
+
+
+def test_refuses_20d_80_rows_within_a_second():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((80, 20))
+    start = time.perf_counter()
+    with pytest.raises(GeneratorExplosionError, match=r"80 inequalities .* 20 dimensions.*allow_large") as info:
+        dd.enumerate_generators(A, np.ones(80), max_generators=20_000)
+    assert time.perf_counter() - start < 1.0
+    assert isinstance(info.value, TooManyGeneratorsError) and isinstance(info.value, ValueError)
+
+
+def test_allow_large_runs_then_counts():
+    cube = np.vstack([np.eye(6), -np.eye(6)])  # 64 vertices; bound 112 > 100 x 1
+    with pytest.raises(GeneratorExplosionError):
+        dd.enumerate_generators(cube, np.ones(12), max_generators=1)
+    with pytest.raises(TooManyGeneratorsError, match="produced 64 generators") as info:
+        dd.enumerate_generators(cube, np.ones(12), max_generators=1, allow_large=True)
+    assert not isinstance(info.value, GeneratorExplosionError)
+
+
+def test_worker_gives_same_result(monkeypatch):
+    A, b = seed_10122()
+    here = dd.enumerate_generators(A, b, max_generators=1000)
+    calls = []
+    real = dd._run_in_worker
+    monkeypatch.setattr(dd, "WORKER_MIN_BOUND", 0)
+    monkeypatch.setattr(dd, "_run_in_worker", lambda *a: calls.append(1) or real(*a))
+    there = dd.enumerate_generators(A, b, max_generators=1000)
+    assert calls and all(np.array_equal(x, y) for x, y in zip(here, there))
+
+
+def test_time_budget_stops_worker():
+    rng = np.random.default_rng(1)  # exact arithmetic: about a minute
+    A, b = rng.standard_normal((30, 10)), abs(rng.standard_normal(30)) + 0.1
+    start = time.perf_counter()
+    with pytest.raises(ConstructionTimeoutError, match=r"30 inequalities .* time_budget=0.3 s"):
+        dd.enumerate_generators(A, b, max_generators=20_000, arithmetic="exact", time_budget=0.3)
+    assert time.perf_counter() - start < 5.0
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("where", ["here", "worker"])
+def test_cddlib_error_becomes_library_error(monkeypatch, where):
+    def boom(*args, **kwargs):
+        raise RuntimeError("Numerical inconsistency is found.  Use the GMP exact arithmetic.")
+
+    monkeypatch.setattr(cdd, "polyhedron_from_matrix", boom)
+    monkeypatch.setattr(cdd.gmp, "polyhedron_from_matrix", boom)
+    if where == "worker":  # fork: the child sees the patched functions too
+        monkeypatch.setattr(dd, "WORKER_MIN_BOUND", 0)
+    A, b = seed_10122()
+    for arithmetic in ("exact", "float"):
+        with pytest.raises(RepresentationCheckError, match="Numerical inconsistency.*Rescale"):
+            dd.enumerate_generators(A, b, max_generators=1000, arithmetic=arithmetic)
+
+
+def test_bad_arguments():
+    with pytest.raises(LinconError, match="arithmetic"):
+        dd.enumerate_generators(np.eye(2), max_generators=10, arithmetic="fast")
+    with pytest.raises(LinconError, match="time_budget"):
+        dd.enumerate_generators(np.eye(2), max_generators=10, time_budget=0)
+    with pytest.raises(LinconError, match="max_generators"):
+        dd.enumerate_generators(np.eye(2), max_generators=0)
+
+
+def test_normalised_table_is_exact_power_of_two_scaling():
+    table = np.array([[3e6, 1e6, -2.5e5], [1e-7, 0.0, 3e-7], [0.0, 0.0, 0.0]])
+    scaled = dd.normalised_table(-table[:, 1:], table[:, 0], np.zeros((0, 2)), np.zeros(0))
+    nonzero = table[:2] != 0
+    ratio = scaled[:2][nonzero] / table[:2][nonzero]
+    assert np.all(np.log2(ratio) % 1 == 0) and np.array_equal(scaled[:2] == 0, ~nonzero)
+    assert np.all((np.abs(scaled[:2]).max(axis=1) >= 0.5) & (np.abs(scaled[:2]).max(axis=1) < 1))
+    assert not np.any(scaled[2])
+
+
+CTRL_C = """
+import os, signal, sys, threading, time, types, multiprocessing
+import numpy as np
+# import the numpy-only module without the package (which loads Keras)
+pkg = types.ModuleType("keras_lincon"); pkg.__path__ = [PACKAGE_DIR]
+sys.modules["keras_lincon"] = pkg
+from keras_lincon import double_description as dd
+rng = np.random.default_rng(1)
+A, b = rng.standard_normal((30, 10)), abs(rng.standard_normal(30)) + 0.1
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+start = time.perf_counter()
+try:
+    dd.enumerate_generators(A, b, max_generators=20000, arithmetic="exact", time_budget=None)
+    print("finished")
+except KeyboardInterrupt:
+    print("interrupted", round(time.perf_counter() - start, 2), len(multiprocessing.active_children()))
+"""
+
+
+def test_ctrl_c_stops_worker_promptly():
+    code = CTRL_C.replace("PACKAGE_DIR", repr(os.path.dirname(dd.__file__)))
+    out = run_python(code, timeout=60).split()
+    assert out[0] == "interrupted", out
+    assert float(out[1]) < 4.0 and out[2] == "0"  # the signal came at 1 s; no child left
+
+
+@pytest.mark.slow
+def test_worker_fork_with_tensorflow_imported():
+    out = run_python(
+        """
+        import tensorflow as tf, numpy as np
+        tf.constant(1.0) + 1.0  # TF's thread pools are running
+        from keras_lincon import double_description as dd
+        dd.WORKER_MIN_BOUND = 0
+        rng = np.random.default_rng(1)
+        A, b = rng.standard_normal((20, 6)), abs(rng.standard_normal(20)) + 0.1
+        v, r, l = dd.enumerate_generators(A, b, max_generators=10000)
+        print(len(v), len(r), dd._start_method())
+        """,
+        timeout=300,
+    ).split()
+    assert int(out[0]) > 1 and out[2] == "fork"
+
+
+def test_possibly_long_run_is_announced(caplog):
+    cube = np.vstack([np.eye(6), -np.eye(6)])  # bound 112 > max_generators: may be refused late
+    with caplog.at_level("WARNING", logger="keras_lincon"):
+        with pytest.raises(TooManyGeneratorsError, match="produced 64"):
+            dd.enumerate_generators(cube, np.ones(12), max_generators=20)
+    assert "may take a while" in caplog.text and "12 inequalities" in caplog.text
+
+
+def test_daemonic_process_runs_in_process(monkeypatch, caplog):
+    monkeypatch.setattr(dd, "WORKER_MIN_BOUND", 0)
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
+    A, b = seed_10122()
+    with caplog.at_level("WARNING", logger="keras_lincon"):
+        v, r, l = dd.enumerate_generators(A, b, max_generators=1000)
+    assert "daemonic" in caplog.text and len(v) == len(exact_reference(A, b)[0])
+
+
+def scaled_system(seed, axis):
+    """Random system with rows (axis=0) or columns (axis=1) scaled by 10^-8..10^8."""
+    rng = np.random.default_rng(seed)
+    m, n = rng.integers(6, 16), rng.integers(2, 6)
+    A, b = rng.standard_normal((m, n)), np.abs(rng.standard_normal(m)) + 0.1
+    scale = 10.0 ** rng.uniform(-8, 8, A.shape[axis])
+    if axis == 0:
+        return A * scale[:, None], b * scale
+    return A * scale[None, :], b
+
+
+def test_row_scaling_fixes_numerical_inconsistency():
+    A, b = scaled_system(0, axis=0)  # 14 x 4
+    with pytest.raises(RuntimeError, match="Numerical inconsistency"):  # plain float cddlib
+        naive_float_cdd(A, b)
+    ref_v, ref_r, _ = exact_reference(A, b)
+    for arithmetic in ("auto", "float"):
+        v, r, _ = dd.enumerate_generators(A, b, max_generators=10_000, arithmetic=arithmetic)
+        assert same_rows(v, ref_v, rtol=1e-6) and same_rows(r, ref_r, unit=True, rtol=1e-6)
+
+
+def test_natural_cddlib_error_is_wrapped_and_auto_retries_exactly(monkeypatch, caplog):
+    A, b = scaled_system(77, axis=1)  # 6 x 5, columns 10^+-8 apart: float cddlib fails
+    with pytest.raises(RepresentationCheckError, match="cddlib failed.*Numerical inconsistency"):
+        dd.enumerate_generators(A, b, max_generators=10_000, arithmetic="float")
+    ref_v, ref_r, _ = exact_reference(A, b)
+    monkeypatch.setattr(dd, "EXACT_MAX_BOUND", 0)  # auto picks floating point first
+    with caplog.at_level("WARNING", logger="keras_lincon"):
+        v, r, _ = dd.enumerate_generators(A, b, max_generators=10_000)
+    assert "Retrying in exact arithmetic" in caplog.text
+    assert same_rows(v, ref_v) and same_rows(r, ref_r, unit=True)
