@@ -42,7 +42,7 @@ import scipy.optimize
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from keras_lincon import polyhedra
+from keras_lincon import double_description, polyhedra
 from keras_lincon.errors import ConstraintShapeError, InfeasibleError, LinconError, NoStrictInteriorError
 
 #: Treatments of the scaled stage (see the module docstring).
@@ -450,7 +450,7 @@ class RowSplit:
 
     ``generator`` / ``scaled``: sorted row indices of ``A``; ``moved``: rows the
     automatic fallback moved to the scaled stage (a subset of ``scaled``), with
-    ``bounds`` the McMullen vertex bound of each moved block.
+    ``bounds`` the generator bound of each moved block.
     """
 
     generator: tuple
@@ -465,7 +465,8 @@ def split_rows(system: polyhedra.ConstraintSystem, scaled=(), max_generators: in
 
     Rows in ``scaled`` always go to the scaled stage. With ``fallback``, every
     independent block of the remaining rows whose double description could
-    exceed ``max_generators`` (McMullen's upper bound on its vertices, known
+    exceed ``max_generators`` (McMullen's bound on its vertices plus rays,
+    :func:`keras_lincon.double_description.generator_upper_bound`, known
     before any enumeration) moves to the scaled stage as a whole: its output
     is then exact but no longer covers the whole set freely (ray scaling
     towards a centre instead of generators). Blocks with at most as many rows
@@ -490,7 +491,7 @@ def split_rows(system: polyhedra.ConstraintSystem, scaled=(), max_generators: in
             n_vars = int(np.sum(coord == j))
             eq = system.C[eq_blk == j]
             dim = n_vars - (np.linalg.matrix_rank(eq) if eq.size else 0)
-            bound = polyhedra._vertex_upper_bound(rows.size, dim) if rows.size > dim else 0.0
+            bound = double_description.generator_upper_bound(rows.size, dim) if rows.size > dim else 0.0
             if bound > max_generators:
                 moved.extend(rows.tolist())
                 bounds.append(bound)
