@@ -18,12 +18,14 @@ from keras_lincon.errors import (
     InfeasibleError,
     LinconError,
     MissingDependencyError,
+    NoStrictInteriorError,
     NonFiniteError,
     ProjectionError,
     RepresentationCheckError,
     TooManyGeneratorsError,
 )
 from keras_lincon.layers import LinearInequalityConstraint, verify_generators
+from keras_lincon.scaled_layer import ScaledRowsConstraint, ScaledRowsWarning  # registers it for load_model
 from keras_lincon.polyhedra import (
     VRepresentation,
     checkerboard,

@@ -228,3 +228,17 @@ np.save("{tmp_path}/y.npy", y.numpy())
     y = np.load(tmp_path / "y.npy")
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
     assert layer.assert_constraints(y, rhs) <= TOL
+
+
+def test_load_model_needs_only_import_keras_lincon(tmp_path):
+    from tests.conftest import run_python
+
+    layer = ScaledRowsConstraint(CHECKER, box=(-1.0, 1.0), scaling="mix")
+    model = keras.Sequential([keras.Input((4,)), layer])
+    model.save(tmp_path / "m.keras")
+    out = run_python(f"""
+        import keras, keras_lincon
+        model = keras.saving.load_model("{tmp_path}/m.keras")
+        print(type(model.layers[-1]).__name__, keras_lincon.ScaledRowsConstraint is type(model.layers[-1]))
+    """)
+    assert "ScaledRowsConstraint True" in out
