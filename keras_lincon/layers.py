@@ -191,6 +191,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
             # Rebuilt from a config: the weights are loaded (and checked) next.
             self._representation = None
             self._layout = layer_lib.GeneratorLayout.from_config(layout)
+            self._center = None  # the loaded box_center weight holds it
         self._generators_ready = layout is None
         if scaling is None:  # a config saved before `scaling` existed means the paper's global factor
             scaling = "global" if layout is not None else "per_block"
