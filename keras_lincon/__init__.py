@@ -32,6 +32,7 @@ from keras_lincon.errors import (  # noqa: E402  (pure Python, cheap)
     InfeasibleError,
     LinconError,
     MissingDependencyError,
+    NoStrictInteriorError,
     NonFiniteError,
     ProjectionError,
     RepresentationCheckError,
@@ -41,6 +42,8 @@ from keras_lincon.errors import (  # noqa: E402  (pure Python, cheap)
 # public name -> the submodule that defines it (imported on first access)
 _LAZY = {
     "LinearInequalityConstraint": "layers",
+    "ScaledRowsConstraint": "scaled_layer",
+    "ScaledRowsWarning": "scaled_layer",
     "verify_generators": "layers",
     "ConstrainedVAE": "models",
     "VRepresentation": "polyhedra",
@@ -51,7 +54,7 @@ _LAZY = {
 }
 _SUBMODULES = ("deploy", "distribute", "double_description", "errors", "experiments", "generator_check",
                "layer_lib", "layers", "models", "polyhedra", "precision", "projection", "representation",
-               "serving", "system")
+               "scaled_layer", "scaling_lib", "serving", "system")
 
 __all__ = [
     "ConstrainedVAE",
@@ -65,9 +68,12 @@ __all__ = [
     "LinconError",
     "LinearInequalityConstraint",
     "MissingDependencyError",
+    "NoStrictInteriorError",
     "NonFiniteError",
     "ProjectionError",
     "RepresentationCheckError",
+    "ScaledRowsConstraint",
+    "ScaledRowsWarning",
     "TooManyGeneratorsError",
     "VRepresentation",
     "checkerboard",
@@ -123,10 +129,12 @@ def _initializing(name: str) -> bool:
 
 
 def _register_models() -> None:
-    """Imports the VAE module, only on the TensorFlow backend (the only one it runs on)."""
+    """Imports the modules that build on the layers module: the scaled-rows layer, and the VAE
+    module only on the TensorFlow backend (the only one it runs on)."""
     try:
         import keras
 
+        importlib.import_module(f"{__name__}.scaled_layer")
         if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
             importlib.import_module(f"{__name__}.models")
     except Exception as exc:  # noqa: BLE001  (must not break the user's import)

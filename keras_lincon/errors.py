@@ -73,3 +73,7 @@ class ConstructionTimeoutError(LinconError):
 
 class MissingDependencyError(LinconError, ImportError):
     """An optional dependency (e.g. pycddlib for double description) is not installed."""
+
+
+class NoStrictInteriorError(InfeasibleError):
+    """No centre lies strictly inside the scaled rows and the box (scaled stage)."""

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lincon import layer_lib, polyhedra, precision
+from keras_lincon import layer_lib, polyhedra, precision, scaling_lib
 from keras_lincon.errors import (
     ConstraintShapeError,
     ConstraintViolationError,
@@ -30,8 +30,17 @@ NONNEG_FUNCTIONS = {
     "relu": ops.relu,
     "square": ops.square,
 }
+#: Box rescalings of the layer (see the class docstring).
+BOX_SCALINGS = ("per_block", "global")
 #: Relative float32 tolerance stated by the layer (see the class docstring).
 FLOAT32_TOLERANCE = 1e-5
+
+
+def _per_block_scale(ratio, segments: np.ndarray, num_segments: int):
+    """(..., n) factor ``max(1, max of ratio over the coordinate's segment)``."""
+    flat = ops.reshape(ratio, (-1, ratio.shape[-1]))
+    block = ops.transpose(ops.segment_max(ops.transpose(flat), segments, num_segments=num_segments))
+    return ops.reshape(ops.take(ops.maximum(block, 1.0), segments, axis=1), ops.shape(ratio))
 
 
 class _Fixed(keras.initializers.Initializer):
@@ -61,13 +70,20 @@ class LinearInequalityConstraint(keras.layers.Layer):
     and at inference, with no projection (Frerix et al., CVPR-W 2020). With
     ``b = None`` this is the paper's homogeneous cone ``A x <= 0``.
 
-    ``box=(lower, upper)`` adds bounds by the paper's rescaling towards a point
-    ``c`` of ``P`` inside the box: ``x <- c + (x - c) / max(1, max_i (x_i -
-    c_i) / (bound_i - c_i))``, applied at every step; it keeps ``x`` in ``P``.
-    ``c`` is ``box_center`` if given (checked: in ``P``, strictly inside the
-    box), else ``0`` for a cone with ``lower < 0 < upper`` (the paper), else
-    the point of ``P`` deepest inside the box (an LP). A centre near typical
-    outputs distorts them less.
+    ``box=(lower, upper)`` adds bounds by rescaling towards a point ``c`` of
+    ``P`` inside the box: ``x <- c + (x - c) / max(1, max_i (x_i - c_i) /
+    (bound_i - c_i))``, applied at every step; it keeps ``x`` in ``P``. With
+    ``scaling="per_block"`` (the default) the max runs over each independent
+    block of the rows of ``A`` and ``C`` separately, so one block's outlier no
+    longer shrinks the others, and a coordinate no row couples is clipped;
+    ``scaling="global"`` is the paper's single factor for the whole output
+    (and what configs saved before this option mean). ``c`` is
+    ``box_center`` if given (checked: in ``P``, strictly inside the box), else
+    ``0`` for a cone with ``lower < 0 < upper`` (the paper), else the point of
+    ``P`` deepest inside the box (an LP). A centre near typical outputs
+    distorts them less. Rows enforced by scaling instead of generators, and
+    right-hand sides given as an input, are in
+    :class:`keras_lincon.scaled_layer.ScaledRowsConstraint`.
 
     Tolerance: the generators are exact to 1e-9; in float32 every output
     satisfies ``a_i.x - b_i <= 1e-5 (|b_i| + ||a_i|| ||x||)`` (and likewise
@@ -88,6 +104,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
         C: optional (p, n) equality matrix; d: (p,) right-hand side.
         box: optional ``(lower, upper)`` bounds, scalars or (n,) arrays.
         box_center: optional (n,) centre of the box rescaling (see above).
+        scaling: ``"per_block"`` (default) or ``"global"`` box rescaling.
         nonneg: ``"abs"`` (paper), ``"softplus"``, ``"relu"`` or ``"square"``.
         kernel_initializer, bias_initializer, kernel_regularizer: as in Dense.
         representation: a precomputed :class:`~keras_lincon.VRepresentation`
@@ -127,6 +144,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
         max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
         force_float32: bool = True,
         layout: Optional[dict] = None,
+        scaling: Optional[str] = None,
         **kwargs,
     ):
         if force_float32:
@@ -173,7 +191,16 @@ class LinearInequalityConstraint(keras.layers.Layer):
             # Rebuilt from a config: the weights are loaded (and checked) next.
             self._representation = None
             self._layout = layer_lib.GeneratorLayout.from_config(layout)
+            self._center = None  # the loaded box_center weight holds it
         self._generators_ready = layout is None
+        if scaling is None:  # a config saved before `scaling` existed means the paper's global factor
+            scaling = "global" if layout is not None else "per_block"
+        if scaling not in BOX_SCALINGS:
+            raise LinconError(f"scaling must be one of {BOX_SCALINGS}; got {scaling!r}.")
+        self.scaling = scaling
+        self._box_segments = None
+        if self.box is not None and scaling == "per_block":
+            self._box_segments = scaling_lib.box_segments(self.system)
         self.input_spec = keras.layers.InputSpec(min_ndim=1)
 
     @staticmethod
@@ -424,7 +451,10 @@ class LinearInequalityConstraint(keras.layers.Layer):
             center = const(self.box_center_weight)
             centered = out - center
             ratio = ops.maximum(centered * const(self.box_inv_upper), centered * const(self.box_inv_lower))
-            scale = ops.max(ratio, axis=-1, keepdims=True, initial=1.0)  # initial: empty batches
+            if self._box_segments is None:
+                scale = ops.max(ratio, axis=-1, keepdims=True, initial=1.0)  # initial: empty batches
+            else:
+                scale = _per_block_scale(ratio, *self._box_segments)
             out = center + centered / scale
         return out
 
@@ -450,6 +480,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
             max_generators=self.max_generators,
             force_float32=self.force_float32,
             layout=self.layout,
+            scaling=self.scaling,
         )
         return config
 

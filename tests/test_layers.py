@@ -389,3 +389,54 @@ def test_box_center_is_used_and_validated():
         klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), box_center=np.ones(64))
     with pytest.raises(klc.ConstraintShapeError, match="needs a box"):
         klc.LinearInequalityConstraint(SMALL_CHECKER, box_center=np.zeros(64))
+
+
+# ------------------------------------------------------------ box scaling (issue 11)
+
+
+def test_config_without_scaling_key_means_global_and_predicts_as_before():
+    layer = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), scaling="global")
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32") * 10
+    expected = keras.ops.convert_to_numpy(layer(x))
+    old = layer.get_config()
+    del old["scaling"]  # as written by the previous release
+    clone = klc.LinearInequalityConstraint.from_config(json.loads(json.dumps(old)))
+    clone.build((None, 8))
+    clone.set_weights(layer.get_weights())
+    assert clone.scaling == "global"
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(clone(x)), expected)
+    assert klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0)).scaling == "per_block"
+
+
+def test_per_block_box_scaling_is_feasible_and_only_shrinks_the_offending_block():
+    layer = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0))
+    glob = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), scaling="global")
+    x = np.random.default_rng(1).normal(size=(32, 8)).astype("float32") * 2
+    y_pb = keras.ops.convert_to_numpy(layer(x))
+    glob.build((None, 8))
+    glob.set_weights(layer.get_weights())
+    y_gl = keras.ops.convert_to_numpy(glob(x))
+    layer.assert_constraints(y_pb)
+    glob.assert_constraints(y_gl)
+    # both scale towards the apex 0; per block never shrinks more than the global factor
+    assert np.all(np.abs(y_pb) >= np.abs(y_gl) - 1e-5)
+    assert np.abs(y_pb).sum() > np.abs(y_gl).sum() * 1.01
+
+
+def test_per_block_equals_global_on_a_single_block_and_clips_free_coordinates():
+    A = klc.monotone_chain(5)  # one block
+    x = np.random.default_rng(2).normal(size=(16, 4)).astype("float32") * 3
+    one = klc.LinearInequalityConstraint(A, box=(-1.0, 1.0))
+    glob = klc.LinearInequalityConstraint(A, box=(-1.0, 1.0), scaling="global")
+    y = keras.ops.convert_to_numpy(one(x))
+    glob.build((None, 4))
+    glob.set_weights(one.get_weights())
+    np.testing.assert_allclose(y, glob(x), rtol=1e-6, atol=1e-6)
+    free = klc.LinearInequalityConstraint(None, units=6, box=(-1.0, 1.0))
+    y = keras.ops.convert_to_numpy(free(x))
+    raw = x @ keras.ops.convert_to_numpy(free.kernel) + keras.ops.convert_to_numpy(free.bias)
+    if free.kernel.shape[-1] == 6:  # a plain affine map: the per-coordinate rescaling is clipping
+        np.testing.assert_allclose(y, np.clip(raw, -1, 1), rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(y) <= 1.0) and np.any(np.abs(y) == 1.0) and np.any(np.abs(y) < 1.0)
+    with pytest.raises(klc.LinconError, match="scaling must be one of"):
+        klc.LinearInequalityConstraint(A, box=(-1.0, 1.0), scaling="nearest")

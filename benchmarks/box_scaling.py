@@ -1,0 +1,195 @@
+"""Box treatments of the scaled stage on the paper's toy experiment (issue 11).
+
+Fashion-MNIST (or the fallback data set), 28x28 checkerboard cone + box
+(-1, 1), loss ``||f(x) - x||^2``, Adam 1e-3, batch 256; two architectures:
+
+* ``mlp``: 784 -> Dense(256, relu) -> constrained 784;
+* ``skip``: the tutorial's [image, Dense(256, relu)(image)] -> constrained 784.
+
+Variants (all exactly feasible except the Dense baseline):
+
+* ``global``: today's ``LinearInequalityConstraint(A, box=(-1, 1))`` (one factor);
+* ``per_block``, ``clip_scale``, ``clip_blend``: the generator stage without
+  box, then :mod:`keras_lincon.scaling_lib`'s treatment written in
+  ``keras.ops`` (:func:`keras_lincon.scaled_layer.scaled_stage`);
+* ``mix``: per block, a learned convex combination ``x_pb + a (x_cb - x_pb)``
+  of the ``per_block`` and ``clip_blend`` results, ``a = sigmoid(h W + w0)``
+  from the layer's input ``h``: two feasible points, so exact too, and the
+  network picks per sample and block which treatment fits;
+* ``project``: for blocks with one row that covers the block plus the box
+  (the checkerboard), the exact Euclidean projection of the generator output
+  onto row and box, ``clip(y - mu a)`` with ``mu >= 0`` per block found by
+  bisection that keeps the feasible end of the bracket (so the output is
+  feasible whatever the number of steps); ``mu`` is held constant in the
+  gradient. Structure-specific, benchmark only;
+* ``dense+osqp``: unconstrained Dense, projected by OSQP at test time.
+
+Reported: test MSE to the input over the MSE of the optimal (OSQP)
+projection of the test images, after ``--epochs-early`` and ``--epochs``.
+Run: ``python benchmarks/box_scaling.py [--quick] [--variants ...]``; writes
+``benchmarks/results/box_scaling.txt`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+import keras_lincon as klc  # noqa: E402
+from keras_lincon import datasets, polyhedra, scaling_lib  # noqa: E402
+from keras_lincon.projection import OSQPProjector  # noqa: E402
+from keras_lincon.scaled_layer import scaled_stage  # noqa: E402
+
+VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "project", "dense+osqp")
+_BISECTIONS = 40
+
+
+class ScaledBoxConstraint(keras.layers.Layer):
+    """Benchmark-only: the generator layer without box, then a scaled-stage treatment."""
+
+    def __init__(self, A, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = klc.LinearInequalityConstraint(A)
+        self.mode = mode
+        self.stage = scaling_lib.plan(A, box=(-1.0, 1.0), strict_generator_rows=(mode == "clip_scale"))
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+        if self.mode == "mix":
+            k = self.stage.n_blocks
+            self.mix_kernel = self.add_weight(name="mix_kernel", shape=(input_shape[-1], k), initializer="zeros")
+            self.mix_bias = self.add_weight(name="mix_bias", shape=(k,), initializer="zeros")
+
+    def _project(self, y):
+        st = self.stage
+        k = st.n_blocks
+        if st.rows.shape[0] or np.any(np.bincount(st.gen_block, minlength=k) != 1):
+            raise ValueError("project needs exactly one generator row per block (the checkerboard)")
+        seg = np.maximum(st.coord_block, 0).astype(np.int32)
+        a = np.zeros(st.dim)
+        for i, row in enumerate(st.gen_rows):
+            a[row != 0] = row[row != 0]
+        rhs = np.zeros(k)
+        rhs[st.gen_block] = st.gen_rhs
+        a_t = ops.convert_to_tensor(a.astype(np.float32))
+        lo, hi = st.lower.astype(np.float32), st.upper.astype(np.float32)
+
+        def excess(mu):  # (B, k): a.clip(y - mu a) - b per block
+            x = ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)
+            return ops.transpose(ops.segment_sum(ops.transpose(x * a_t), seg, num_segments=k)) - rhs.astype(np.float32)
+
+        y_sg = ops.stop_gradient(y)
+        bound = float(np.max(np.abs(np.concatenate([lo, hi]))))
+        mu_hi = (ops.max(ops.abs(y_sg), axis=-1, keepdims=True) + bound) / float(np.min(np.abs(a[a != 0]))) + 1.0
+        mu_hi = mu_hi * ops.ones((1, k))
+        mu_lo = ops.zeros_like(mu_hi)
+        for _ in range(_BISECTIONS):
+            mid = 0.5 * (mu_lo + mu_hi)
+            ok = ops.stop_gradient(excess(mid)) <= 0
+            mu_hi = ops.where(ok, mid, mu_hi)
+            mu_lo = ops.where(ok, mu_lo, mid)
+        mu = ops.where(ops.stop_gradient(excess(ops.zeros_like(mu_hi))) <= 0, 0.0, mu_hi)
+        return ops.clip(y - ops.take(ops.stop_gradient(mu), seg, axis=1) * a_t, lo, hi)
+
+    def call(self, inputs):
+        y = self.inner(inputs)
+        if self.mode == "project":
+            return self._project(y)
+        if self.mode != "mix":
+            return scaled_stage(y, self.stage, self.mode)
+        per_block, clip_blend = scaled_stage(y, self.stage, "both")
+        alpha = ops.sigmoid(ops.matmul(inputs, self.mix_kernel) + self.mix_bias)  # (B, k) in [0, 1]
+        seg = np.maximum(self.stage.coord_block, 0).astype(np.int32)  # free coordinates: both equal the clip
+        return per_block + ops.take(alpha, seg, axis=1) * (clip_blend - per_block)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.inner.units,)
+
+
+def build_model(arch: str, n: int, hidden: int, head: keras.layers.Layer) -> keras.Model:
+    image = keras.Input((n,), name="image")
+    features = keras.layers.Dense(hidden, activation="relu")(image)
+    if arch == "skip":
+        features = keras.layers.Concatenate()([image, features])
+    return keras.Model(image, head(features))
+
+
+def head_for(variant: str, A: np.ndarray) -> keras.layers.Layer:
+    if variant == "global":
+        return klc.LinearInequalityConstraint(A, box=(-1.0, 1.0))
+    if variant == "dense+osqp":
+        return keras.layers.Dense(A.shape[1])
+    return ScaledBoxConstraint(A, variant)
+
+
+def main(argv=None) -> list:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (seconds)")
+    parser.add_argument("--data", default="auto", choices=["auto", *datasets.NAMES])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs-early", type=int, default=10)
+    parser.add_argument("--train-size", type=int, default=20_000)
+    parser.add_argument("--test-size", type=int, default=1_000)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--archs", nargs="+", default=["mlp", "skip"], choices=["mlp", "skip"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "box_scaling.txt"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.epochs_early, args.train_size, args.test_size, args.hidden = 2, 1, 512, 64, 32
+    data = datasets.load(args.data, max_train=args.train_size, max_test=args.test_size)
+    shape = data.image_shape
+    A = klc.checkerboard(shape, datasets.checkerboard_grid(shape))
+    n = A.shape[1]
+    x_train = data.x_train.reshape(len(data.x_train), n)
+    x_test = data.x_test.reshape(len(data.x_test), n)
+    G, h = polyhedra.with_box(A, None, -1.0, 1.0)
+    osqp = OSQPProjector(A, box=(-1.0, 1.0))
+    optimal_mse = float(np.mean((osqp.project(x_test) - x_test) ** 2))
+    header = (f"# box_scaling: {data.name}, {len(x_train)} train / {len(x_test)} test, hidden {args.hidden}, "
+              f"batch {args.batch}, Adam 1e-3, epochs {args.epochs_early}/{args.epochs}; keras "
+              f"{keras.__version__} ({keras.backend.backend()}); optimal projection test MSE {optimal_mse:.5f}")
+    print(header, flush=True)
+    lines = [header, "arch  variant      mse/opt@early  mse/opt@final  max_rel_violation  train_s"]
+    results = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for arch in args.archs:
+        for variant in args.variants:
+            keras.utils.set_random_seed(0)
+            model = build_model(arch, n, args.hidden, head_for(variant, A))
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+            ratios, worst = [], -np.inf
+            start = time.perf_counter()
+            done = 0
+            for stop in (args.epochs_early, args.epochs):
+                model.fit(x_train, x_train, epochs=stop - done, batch_size=args.batch, verbose=0)
+                done = stop
+                y = model.predict(x_test, batch_size=256, verbose=0)
+                if variant == "dense+osqp":
+                    y = osqp.project(y)
+                worst = max(worst, polyhedra.max_violation(y, G, h, relative=True))
+                ratios.append(float(np.mean((np.asarray(y, np.float64) - x_test) ** 2)) / optimal_mse)
+            seconds = time.perf_counter() - start
+            line = f"{arch:5s} {variant:12s} {ratios[0]:13.4f}  {ratios[1]:13.4f}  {worst:17.2e}  {seconds:7.0f}"
+            print(line, flush=True)
+            lines.append(line)
+            out.write_text("\n".join(lines) + "\n")  # partial results survive an interrupted run
+            results.append({"arch": arch, "variant": variant, "early": ratios[0], "final": ratios[1],
+                             "max_violation": worst, "seconds": seconds})
+    print(f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,515 @@
+"""The second (scaled) stage of the layer: ray scaling of rows without generators.
+
+Numpy/scipy only (no Keras). See "Two stages" in the design notes: the
+generator stage yields ``y`` in ``P_gen = {A_g y <= b_g, C y = d}``; the
+scaled rows ``A_s x <= b_s`` (the box is one kind of them) are then enforced by
+
+    x = c + (y - c) / max(1, max_i a_i.(y - c) / (b_i - a_i.c))
+
+with a centre ``c`` in ``P_gen`` strictly inside the scaled rows: ``x`` is a
+convex combination of ``y`` and ``c``, so it stays in ``P_gen`` and satisfies
+the scaled rows. Independent blocks of the row/variable graph (over *all*
+rows) share no variable, so each block gets its own factor, and a coordinate
+that no row couples is simply clipped to its box (the exact projection).
+
+This module plans the stage (blocks, centre, validation, the arrays a layer
+needs) and holds the numpy reference of every treatment:
+
+* ``"global"``: one factor for the whole output (the paper; old configs).
+* ``"per_block"``: one factor per block (free coordinates: clipping).
+* ``"clip_scale"``: clip to the box, then scale each block towards a centre
+  strictly inside its generator rows, only as far as those rows need.
+* ``"clip_blend"``: clip to the box, then move back towards the per-block
+  result ``x_pb`` (a feasible point of the same sample) only as far as the
+  block's rows need: ``x = x_pb + lam (clip(y) - x_pb)``, ``lam`` in [0, 1]
+  per block. Exact for the same reason (a convex combination of a box point
+  and a feasible point), and needs no centre strictly inside the generator
+  rows, so it also works for cones with the apex as centre.
+
+Input-dependent right-hand sides: ``b_s`` may change per sample when the
+centre is computed for a declared floor ``b_floor``. The map is exact for
+every sample with ``b_s >= b_floor`` (elementwise), because then
+``b_s,i - a_i.c >= b_floor,i - a_i.c > 0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse
+import scipy.sparse.csgraph
+
+from keras_lincon import double_description, polyhedra
+from keras_lincon.errors import ConstraintShapeError, InfeasibleError, LinconError, NoStrictInteriorError
+
+#: Treatments of the scaled stage (see the module docstring).
+MODES = ("global", "per_block", "clip_scale", "clip_blend")
+#: Smallest relative slack ``(b_i - a_i.c) / (|b_i| + ||a_i|| ||c||)`` accepted
+#: for a centre: a smaller one makes ``1 / slack`` amplify float32 round-off.
+MIN_RELATIVE_SLACK = 1e-6
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ScaledStage:
+    """Everything a layer needs for the scaled stage; float64 numpy arrays.
+
+    Shapes (``n`` outputs, ``m`` scaled rows besides the box, ``g`` generator
+    inequality rows, ``k`` blocks):
+
+    * ``center`` (n,): the centre ``c`` (in ``P_gen``, strictly inside the
+      scaled rows; for input-dependent rows, inside the floor).
+    * ``lower``, ``upper`` (n,): the box (``-inf``/``inf`` where absent).
+    * ``inv_upper``, ``inv_lower`` (n,): ``1 / (upper - c)``, ``1 / (lower - c)``
+      (0 where the side is absent).
+    * ``rows`` (m, n), ``rhs`` (m,): scaled rows; ``rhs`` is ``b_floor`` when
+      the right-hand side is an input. ``row_center`` (m,) is ``rows @ c``.
+    * ``coord_block`` (n,) int: block of each coordinate, -1 for a coordinate
+      no row couples (clipped). ``row_block`` (m,), ``gen_block`` (g,): block
+      of each scaled / generator row.
+    * ``gen_rows`` (g, n), ``gen_rhs`` (g,): the generator stage's inequality
+      rows (used by the clip variants); ``block_has_equality`` (k,) bool.
+    """
+
+    center: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    rows: np.ndarray
+    rhs: np.ndarray
+    coord_block: np.ndarray
+    row_block: np.ndarray
+    gen_rows: np.ndarray
+    gen_rhs: np.ndarray
+    gen_block: np.ndarray
+    block_has_equality: np.ndarray
+    input_dependent: bool = False
+
+    @property
+    def dim(self) -> int:
+        return self.center.shape[0]
+
+    @property
+    def n_blocks(self) -> int:
+        return self.block_has_equality.shape[0]
+
+    @property
+    def row_center(self) -> np.ndarray:
+        return self.rows @ self.center
+
+    @property
+    def inv_upper(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.where(np.isfinite(self.upper), 1.0 / (self.upper - self.center), 0.0)
+
+    @property
+    def inv_lower(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.where(np.isfinite(self.lower), 1.0 / (self.lower - self.center), 0.0)
+
+    @property
+    def inv_slack(self) -> np.ndarray:
+        """(m,) ``1 / (rhs - a_i.c)`` for the stored right-hand side (or floor)."""
+        return 1.0 / (self.rhs - self.row_center)
+
+
+# ----------------------------------------------------------------- blocks
+
+
+def blocks(n: int, *row_matrices: np.ndarray) -> tuple[np.ndarray, list]:
+    """Connected components of the variable/row graph over all given rows.
+
+    Args:
+        n: number of variables.
+        *row_matrices: (m_j, n) matrices; a variable and a row are linked when
+            the coefficient is non-zero. Single-variable rows (the box) need
+            not be passed: they couple nothing.
+
+    Returns:
+        ``(coord_block, row_blocks)``: (n,) int block per variable, ``-1`` for a
+        variable that no given row touches; blocks are numbered 0..k-1 in order
+        of their first variable. ``row_blocks[j]`` is (m_j,) int (-1 for an
+        all-zero row).
+    """
+    mats = [np.asarray(m, dtype=np.float64).reshape(-1, n) for m in row_matrices]
+    stacked = np.vstack(mats) if mats else np.zeros((0, n))
+    incidence = scipy.sparse.csr_matrix(stacked != 0)
+    num_rows = stacked.shape[0]
+    graph = scipy.sparse.bmat([[None, incidence], [incidence.T, None]], format="csr") if num_rows else None
+    coord_block = np.full(n, -1)
+    row_block = np.full(num_rows, -1)
+    if num_rows:
+        _, labels = scipy.sparse.csgraph.connected_components(graph, directed=False)
+        row_labels, var_labels = labels[:num_rows], labels[num_rows:]
+        touched = np.asarray(incidence.sum(axis=0)).ravel() > 0
+        mapping: dict = {}
+        for j in np.flatnonzero(touched):
+            coord_block[j] = mapping.setdefault(var_labels[j], len(mapping))
+        nonzero_rows = np.asarray(incidence.sum(axis=1)).ravel() > 0
+        for i in np.flatnonzero(nonzero_rows):
+            row_block[i] = mapping[row_labels[i]]
+    splits = np.cumsum([m.shape[0] for m in mats])[:-1]
+    return coord_block, list(np.split(row_block, splits))
+
+
+# ----------------------------------------------------------------- centres
+
+
+def _relative_slack(A: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    scale = np.abs(b) + np.linalg.norm(A, axis=1) * np.linalg.norm(c)
+    return (b - A @ c) / np.maximum(scale, 1e-300)
+
+
+def deepest_center(
+    system: polyhedra.ConstraintSystem,
+    rows: np.ndarray,
+    rhs: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    strict_generator_rows: bool = False,
+) -> tuple[np.ndarray, float]:
+    """A point of ``P_gen`` deepest inside the scaled rows and the box (an LP).
+
+    Solves ``max t`` s.t. ``A_g c <= b_g`` (``+ t ||a_i||`` if
+    ``strict_generator_rows``), ``C c = d``, ``a_i.c + t ||a_i|| <= b_i`` for the
+    scaled rows, ``lower + t w <= c <= upper - t w`` with the box width ``w``,
+    and ``t <= cap`` (half the widest finite box width, or the scale of the
+    right-hand sides when there is no finite box) so that the LP is bounded.
+    Independent blocks could be solved apart; one LP gives the same centre
+    for the binding block and a feasible, deep one for the others.
+
+    Args:
+        system: the generator stage ``(A_g, b_g, C, d)`` in ``n`` variables.
+        rows, rhs: (m, n), (m,) scaled rows (floor right-hand side).
+        lower, upper: (n,) box (infinite where absent).
+        strict_generator_rows: also stay strictly inside the generator rows.
+
+    Returns:
+        ``(c, t)``: (n,) centre and its depth (> 0 means strictly inside).
+
+    Raises:
+        NoStrictInteriorError: no point of ``P_gen`` is strictly inside.
+    """
+    n = system.dim
+    width = np.where(np.isfinite(upper - lower), upper - lower, np.nan)
+    finite = np.isfinite(width)
+    g_norm = np.linalg.norm(system.A, axis=1)
+    s_norm = np.linalg.norm(rows, axis=1)
+    if finite.any():
+        cap = 0.5 * float(np.max(width[finite]))
+    else:
+        scales = np.concatenate([np.abs(rhs) / np.maximum(s_norm, 1e-300),
+                                 np.abs(system.b) / np.maximum(g_norm, 1e-300), [1.0]])
+        cap = float(np.max(scales))
+    eye = np.eye(n)
+    blocks_ub = [
+        np.column_stack([system.A, g_norm if strict_generator_rows else np.zeros(system.A.shape[0])]),
+        np.column_stack([rows, s_norm]),
+        np.column_stack([eye[np.isfinite(upper)], np.where(finite, width, 0.0)[np.isfinite(upper)]]),
+        np.column_stack([-eye[np.isfinite(lower)], np.where(finite, width, 0.0)[np.isfinite(lower)]]),
+    ]
+    rhs_ub = np.concatenate([system.b, rhs, upper[np.isfinite(upper)], -lower[np.isfinite(lower)]])
+    cost = np.zeros(n + 1)
+    cost[-1] = -1.0
+    result = scipy.optimize.linprog(
+        cost,
+        A_ub=np.vstack(blocks_ub),
+        b_ub=rhs_ub,
+        A_eq=np.column_stack([system.C, np.zeros(system.C.shape[0])]) if system.C.size else None,
+        b_eq=system.d if system.C.size else None,
+        bounds=[(None, None)] * n + [(None, cap)],
+        method="highs",
+    )
+    if result.status != 0 or result.x[-1] <= 1e-9 * max(cap, 1e-300):
+        raise NoStrictInteriorError(
+            "no point of the generator rows' set lies strictly inside the scaled rows and the box "
+            "(the scaled rows or the box pin some coordinate, or the sets do not meet). Widen the box or "
+            "the right-hand side (floor) of the scaled rows, or make those rows generator rows."
+        )
+    return result.x[:n], float(result.x[-1])
+
+
+def check_center(
+    center,
+    system: polyhedra.ConstraintSystem,
+    rows: np.ndarray,
+    rhs: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    strict_generator_rows: bool = False,
+) -> np.ndarray:
+    """Validates both centre conditions; returns the centre as (n,) float64.
+
+    1. ``c`` is in ``P_gen`` (relative tolerance ``polyhedra.CHECK_TOLERANCE``);
+    2. ``c`` is strictly inside the box and the scaled rows (relative slack at
+       least ``MIN_RELATIVE_SLACK``), and inside the generator rows too when
+       ``strict_generator_rows``.
+
+    Raises:
+        ConstraintShapeError: wrong shape or non-finite centre.
+        InfeasibleError: ``c`` is not in ``P_gen``.
+        NoStrictInteriorError: ``c`` touches a scaled row or the box.
+    """
+    n = system.dim
+    try:
+        c = np.broadcast_to(np.asarray(center, dtype=np.float64), (n,)).copy()
+    except ValueError:
+        raise ConstraintShapeError(
+            f"the centre must be a scalar or a length-{n} array (one value per output); "
+            f"got shape {np.shape(center)}."
+        ) from None
+    if not np.all(np.isfinite(c)):
+        raise ConstraintShapeError("the centre must be finite on every coordinate.")
+    worst = polyhedra.max_violation(c[None], system.A, system.b, system.C, system.d, relative=True)
+    if worst > polyhedra.CHECK_TOLERANCE:
+        raise InfeasibleError(
+            f"the centre violates the generator rows (worst relative violation {worst:.3g}); it must be "
+            "a point of their feasible set (e.g. a feasible output moved inside the box)."
+        )
+    outside = np.flatnonzero(~((c > lower) & (c < upper)))
+    if outside.size:
+        raise NoStrictInteriorError(
+            f"the centre must lie strictly inside the box; coordinate(s) {outside[:8].tolist()} do not. "
+            "Move it inside or widen the box."
+        )
+    tight = np.flatnonzero(_relative_slack(rows, rhs, c) < MIN_RELATIVE_SLACK)
+    if tight.size:
+        raise NoStrictInteriorError(
+            f"the centre must satisfy the scaled rows strictly (relative slack >= {MIN_RELATIVE_SLACK:g}); "
+            f"scaled row(s) {tight[:8].tolist()} are tight or violated. Move the centre inside or raise "
+            "their right-hand side (floor)."
+        )
+    if strict_generator_rows and system.A.shape[0]:
+        tight = np.flatnonzero(_relative_slack(system.A, system.b, c) < MIN_RELATIVE_SLACK)
+        if tight.size:
+            raise NoStrictInteriorError(
+                f"this treatment needs a centre strictly inside the generator rows; row(s) "
+                f"{tight[:8].tolist()} are tight at it."
+            )
+    return c
+
+
+# ----------------------------------------------------------------- plan
+
+
+def plan(
+    A_g,
+    b_g=None,
+    C=None,
+    d=None,
+    *,
+    scaled_rows=None,
+    scaled_rhs=None,
+    box=None,
+    center=None,
+    input_dependent: bool = False,
+    strict_generator_rows: bool = False,
+) -> ScaledStage:
+    """Plans the scaled stage for a generator system and scaled rows.
+
+    Args:
+        A_g, b_g, C, d: the generator stage (as :func:`keras_lincon.h_to_v`).
+        scaled_rows: (m, n) rows ``A_s`` enforced by scaling, or None.
+        scaled_rhs: (m,) ``b_s``; with ``input_dependent`` it is the declared
+            floor ``b_floor``: the map is exact for any ``b_s >= b_floor``.
+        box: ``(lower, upper)`` as for the layer, or None.
+        center: optional (n,) user centre (validated), else the deepest point
+            (:func:`deepest_center`).
+        input_dependent: the right-hand side of the scaled rows is an input.
+        strict_generator_rows: the centre must also be strictly inside the
+            generator rows (the ``clip_scale`` treatment needs it).
+
+    Returns:
+        A :class:`ScaledStage`.
+    """
+    system = polyhedra.as_constraint_system(A_g, b_g, C, d)
+    n = system.dim
+    if scaled_rows is None:
+        if scaled_rhs is not None and np.size(scaled_rhs):
+            raise ConstraintShapeError("scaled_rhs was given without scaled_rows: pass both.")
+        rows, rhs = np.zeros((0, n)), np.zeros(0)
+    else:
+        scaled = polyhedra.as_constraint_system(scaled_rows, scaled_rhs)
+        if scaled.dim != n:
+            raise ConstraintShapeError(
+                f"scaled_rows has {scaled.dim} columns but the generator rows have {n}: one column per output."
+            )
+        rows, rhs = scaled.A, scaled.b
+        zero = np.flatnonzero(~np.any(rows != 0, axis=1))
+        if zero.size:
+            raise ConstraintShapeError(
+                f"scaled row(s) {zero[:8].tolist()} are all zero: drop them (0 <= b needs no enforcing)."
+            )
+    if input_dependent and rows.shape[0] == 0:
+        raise ConstraintShapeError("input_dependent needs scaled_rows (the rows whose right-hand side is an input).")
+    bounds = polyhedra.as_box(box, n)
+    lower, upper = bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf))
+    if center is None:
+        center, _ = deepest_center(system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
+    center = check_center(center, system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
+    coord_block, (gen_block, eq_block, row_block) = blocks(n, system.A, system.C, rows)
+    k = int(coord_block.max()) + 1 if coord_block.size else 0
+    has_eq = np.zeros(k, dtype=bool)
+    has_eq[eq_block[eq_block >= 0]] = True
+    return ScaledStage(
+        center=center, lower=lower, upper=upper, rows=rows, rhs=rhs,
+        coord_block=coord_block, row_block=row_block,
+        gen_rows=system.A, gen_rhs=system.b, gen_block=gen_block,
+        block_has_equality=has_eq, input_dependent=bool(input_dependent),
+    )
+
+
+# ----------------------------------------------------------------- reference maps
+
+
+def _block_max(values: np.ndarray, index: np.ndarray, k: int) -> np.ndarray:
+    """(B, k) max over columns with the same block index (-1 ignored); -inf if none."""
+    out = np.full((values.shape[0], k), -np.inf)
+    for j in range(k):
+        cols = index == j
+        if cols.any():
+            out[:, j] = values[:, cols].max(axis=1)
+    return out
+
+
+def _ratios(stage: ScaledStage, y: np.ndarray, rhs: np.ndarray):
+    """Per coordinate box ratios (B, n) and per scaled row ratios (B, m)."""
+    c = stage.center
+    centered = y - c
+    box_ratio = np.maximum(centered * stage.inv_upper, centered * stage.inv_lower)
+    slack = rhs - stage.row_center  # (B, m) or (m,)
+    row_ratio = (centered @ stage.rows.T) / slack
+    return centered, box_ratio, row_ratio
+
+
+def scale_map(stage: ScaledStage, y, b_s=None, mode: str = "per_block") -> np.ndarray:
+    """Numpy reference of the scaled stage.
+
+    Args:
+        stage: from :func:`plan`.
+        y: (B, n) outputs of the generator stage (points of ``P_gen``).
+        b_s: (B, m) or (m,) right-hand side of the scaled rows when the stage
+            is input dependent (exact where ``b_s >= floor``); else ignored.
+        mode: one of :data:`MODES`.
+
+    Returns:
+        (B, n) float64 points of ``P_gen`` satisfying the box and scaled rows.
+    """
+    if mode not in MODES:
+        raise LinconError(f"mode must be one of {MODES}; got {mode!r}.")
+    y = np.asarray(y, dtype=np.float64).reshape(-1, stage.dim)
+    rhs = stage.rhs if (b_s is None or not stage.input_dependent) else np.asarray(b_s, dtype=np.float64)
+    c = stage.center
+    centered, box_ratio, row_ratio = _ratios(stage, y, rhs)
+    if mode == "global":
+        both = np.hstack([box_ratio, row_ratio, np.ones((y.shape[0], 1))])
+        return c + centered / both.max(axis=1, keepdims=True)
+    k = stage.n_blocks
+    free = stage.coord_block < 0
+    per_block = np.maximum(
+        np.maximum(_block_max(box_ratio, stage.coord_block, k), _block_max(row_ratio, stage.row_block, k)), 1.0
+    )
+    scaled = y.copy()
+    coupled = ~free
+    scaled[:, coupled] = c[coupled] + centered[:, coupled] / per_block[:, stage.coord_block[coupled]]
+    clipped = np.clip(y, stage.lower, stage.upper)
+    scaled[:, free] = clipped[:, free]
+    if mode == "per_block":
+        return scaled
+    # Clip variants: the box is met by clipping; the block's inequality rows
+    # (generator and scaled) by moving back towards an anchor that meets them.
+    rows = np.vstack([stage.gen_rows, stage.rows])
+    row_block = np.concatenate([stage.gen_block, stage.row_block])
+    rhs_all = np.concatenate([np.broadcast_to(stage.gen_rhs, (y.shape[0], stage.gen_rhs.size)),
+                              np.broadcast_to(rhs, (y.shape[0], stage.rows.shape[0]))], axis=1)
+    anchor = np.broadcast_to(c, y.shape) if mode == "clip_scale" else scaled
+    step = (clipped - anchor) @ rows.T  # (B, rows)
+    room = np.maximum(rhs_all - anchor @ rows.T, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limit = np.where(step > 0, room / np.where(step > 0, step, 1.0), np.inf)
+    lam = np.clip(-_block_max(-limit, row_block, k), 0.0, 1.0)  # min over each block's rows
+    lam[:, stage.block_has_equality] = 0.0  # clipping would break the equalities
+    out = clipped.copy()
+    out[:, coupled] = anchor[:, coupled] + lam[:, stage.coord_block[coupled]] * (clipped - anchor)[:, coupled]
+    if mode == "clip_scale":
+        # blocks with equalities fall back to their per-block factor
+        eq_coords = coupled & stage.block_has_equality[np.maximum(stage.coord_block, 0)]
+        out[:, eq_coords] = scaled[:, eq_coords]
+    return out
+
+
+# ----------------------------------------------------------------- row split
+
+
+@dataclasses.dataclass(frozen=True)
+class RowSplit:
+    """Which inequality rows of ``A`` go to which stage.
+
+    ``generator`` / ``scaled``: sorted row indices of ``A``; ``moved``: rows the
+    automatic fallback moved to the scaled stage (a subset of ``scaled``), with
+    ``bounds`` the generator bound of each moved block.
+    """
+
+    generator: tuple
+    scaled: tuple
+    moved: tuple
+    bounds: tuple
+
+
+def split_rows(system: polyhedra.ConstraintSystem, scaled=(), max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
+               fallback: bool = True) -> RowSplit:
+    """Splits the rows of ``system.A`` into generator rows and scaled rows.
+
+    Rows in ``scaled`` always go to the scaled stage. With ``fallback``, every
+    independent block of the remaining rows whose double description could
+    exceed ``max_generators`` (McMullen's bound on its vertices plus rays,
+    :func:`keras_lincon.double_description.generator_upper_bound`, known
+    before any enumeration) moves to the scaled stage as a whole: its output
+    is then exact but no longer covers the whole set freely (ray scaling
+    towards a centre instead of generators). Blocks with at most as many rows
+    as variables never move (closed form or few generators).
+
+    Args:
+        system: all rows ``(A, b, C, d)``; ``scaled``: row indices of ``A``.
+
+    Returns:
+        A :class:`RowSplit`.
+    """
+    m, n = system.A.shape
+    scaled_set = set(int(i) for i in scaled)
+    if any(i < 0 or i >= m for i in scaled_set):
+        raise ConstraintShapeError(f"scaled_rows must be indices of rows of A (0..{m - 1}); got {sorted(scaled_set)}.")
+    keep = np.array([i for i in range(m) if i not in scaled_set], dtype=int)
+    moved, bounds = [], []
+    if fallback and keep.size:
+        coord, (row_blk, eq_blk) = blocks(n, system.A[keep], system.C)
+        for j in range(int(coord.max()) + 1 if coord.size else 0):
+            rows = keep[row_blk == j]
+            n_vars = int(np.sum(coord == j))
+            eq = system.C[eq_blk == j]
+            dim = n_vars - (np.linalg.matrix_rank(eq) if eq.size else 0)
+            bound = double_description.generator_upper_bound(rows.size, dim) if rows.size > dim else 0.0
+            if bound > max_generators:
+                moved.extend(rows.tolist())
+                bounds.append(bound)
+    scaled_all = sorted(scaled_set | set(moved))
+    generator = [i for i in range(m) if i not in set(scaled_all)]
+    return RowSplit(tuple(generator), tuple(scaled_all), tuple(sorted(moved)), tuple(bounds))
+
+
+def box_segments(system: polyhedra.ConstraintSystem) -> tuple[np.ndarray, int]:
+    """Segments of the per-block box rescaling: (n,) int ids and their count.
+
+    Coordinates of one block of ``(A, C)`` share an id (one factor per block);
+    every coordinate no row couples gets an id of its own, for which the
+    rescaling equals clipping to the box.
+    """
+    coord, _ = blocks(system.dim, system.A, system.C)
+    k = int(coord.max()) + 1 if coord.size else 0
+    free = coord < 0
+    seg = coord.copy()
+    seg[free] = k + np.arange(int(free.sum()))
+    return seg.astype(np.int32), k + int(free.sum())
