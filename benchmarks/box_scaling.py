@@ -76,7 +76,7 @@ class ScaledBoxConstraint(keras.layers.Layer):
             raise ValueError("project needs exactly one generator row per block (the checkerboard)")
         seg = np.maximum(st.coord_block, 0).astype(np.int32)
         a = np.zeros(st.dim)
-        for i, row in enumerate(st.gen_rows):
+        for row in st.gen_rows:
             a[row != 0] = row[row != 0]
         rhs = np.zeros(k)
         rhs[st.gen_block] = st.gen_rhs
@@ -156,9 +156,11 @@ def main(argv=None) -> list:
     G, h = polyhedra.with_box(A, None, -1.0, 1.0)
     osqp = OSQPProjector(A, box=(-1.0, 1.0))
     optimal_mse = float(np.mean((osqp.project(x_test) - x_test) ** 2))
-    header = (f"# box_scaling: {data.name}, {len(x_train)} train / {len(x_test)} test, hidden {args.hidden}, "
-              f"batch {args.batch}, Adam 1e-3, epochs {args.epochs_early}/{args.epochs}; keras "
-              f"{keras.__version__} ({keras.backend.backend()}); optimal projection test MSE {optimal_mse:.5f}")
+    header = (
+        f"# box_scaling: {data.name}, {len(x_train)} train / {len(x_test)} test, hidden {args.hidden}, "
+        f"batch {args.batch}, Adam 1e-3, epochs {args.epochs_early}/{args.epochs}; keras "
+        f"{keras.__version__} ({keras.backend.backend()}); optimal projection test MSE {optimal_mse:.5f}"
+    )
     print(header, flush=True)
     lines = [header, "arch  variant      mse/opt@early  mse/opt@final  max_rel_violation  train_s"]
     results = []
@@ -185,8 +187,16 @@ def main(argv=None) -> list:
             print(line, flush=True)
             lines.append(line)
             out.write_text("\n".join(lines) + "\n")  # partial results survive an interrupted run
-            results.append({"arch": arch, "variant": variant, "early": ratios[0], "final": ratios[1],
-                             "max_violation": worst, "seconds": seconds})
+            results.append(
+                {
+                    "arch": arch,
+                    "variant": variant,
+                    "early": ratios[0],
+                    "final": ratios[1],
+                    "max_violation": worst,
+                    "seconds": seconds,
+                }
+            )
     print(f"wrote {out}")
     return results
 

@@ -32,8 +32,8 @@ from keras_lincon.errors import (  # noqa: E402  (pure Python, cheap)
     InfeasibleError,
     LinconError,
     MissingDependencyError,
-    NoStrictInteriorError,
     NonFiniteError,
+    NoStrictInteriorError,
     ProjectionError,
     RepresentationCheckError,
     TooManyGeneratorsError,
@@ -52,9 +52,25 @@ _LAZY = {
     "max_violation": "polyhedra",
     "monotone_chain": "polyhedra",
 }
-_SUBMODULES = ("deploy", "distribute", "double_description", "errors", "experiments", "generator_check",
-               "layer_lib", "layers", "models", "polyhedra", "precision", "projection", "representation",
-               "scaled_layer", "scaling_lib", "serving", "system")
+_SUBMODULES = (
+    "deploy",
+    "distribute",
+    "double_description",
+    "errors",
+    "experiments",
+    "generator_check",
+    "layer_lib",
+    "layers",
+    "models",
+    "polyhedra",
+    "precision",
+    "projection",
+    "representation",
+    "scaled_layer",
+    "scaling_lib",
+    "serving",
+    "system",
+)
 
 __all__ = [
     "ConstrainedVAE",
@@ -118,9 +134,12 @@ _LAYERS = f"{__name__}.layers"
 
 
 def _warn_registration(exc: BaseException) -> None:
-    warnings.warn(f"keras_lincon could not register its Keras classes ({exc!r}); "
-                  "import keras_lincon.layers / keras_lincon.models before loading a saved model.",
-                  RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"keras_lincon could not register its Keras classes ({exc!r}); "
+        "import keras_lincon.layers / keras_lincon.models before loading a saved model.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _initializing(name: str) -> bool:

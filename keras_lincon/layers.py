@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import keras
 import numpy as np
 from keras import ops
@@ -20,8 +18,10 @@ from keras_lincon.errors import (
 try:  # where Keras traces a layer symbolically (model building, loading)
     from keras.src.backend.common.symbolic_scope import in_symbolic_scope as _in_symbolic_scope
 except ImportError:  # pragma: no cover - future Keras layout
+
     def _in_symbolic_scope() -> bool:
         return True
+
 
 #: Non-negative maps for ray coefficients (the paper uses ``abs``).
 NONNEG_FUNCTIONS = {
@@ -134,17 +134,17 @@ class LinearInequalityConstraint(keras.layers.Layer):
         d=None,
         box=None,
         box_center=None,
-        units: Optional[int] = None,
+        units: int | None = None,
         nonneg: str = "abs",
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
-        representation: Optional[polyhedra.VRepresentation] = None,
+        representation: polyhedra.VRepresentation | None = None,
         method: str = "auto",
         max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
         force_float32: bool = True,
-        layout: Optional[dict] = None,
-        scaling: Optional[str] = None,
+        layout: dict | None = None,
+        scaling: str | None = None,
         **kwargs,
     ):
         if force_float32:
@@ -174,8 +174,12 @@ class LinearInequalityConstraint(keras.layers.Layer):
         if layout is None:
             if representation is None:
                 representation = polyhedra.h_to_v(
-                    self.system.A, self.system.b, self.system.C, self.system.d,
-                    method=method, max_generators=max_generators,
+                    self.system.A,
+                    self.system.b,
+                    self.system.C,
+                    self.system.d,
+                    method=method,
+                    max_generators=max_generators,
                 )
             else:
                 if not isinstance(representation, polyhedra.VRepresentation) or representation.dim != n:
@@ -209,7 +213,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
             if int(units) < 1:
                 raise ConstraintShapeError(f"units must be a positive int; got {units!r}.")
             return int(units)
-        for side in (box or (None, None)):
+        for side in box or (None, None):
             if np.ndim(side) == 1:
                 return len(side)
         raise ConstraintShapeError(
@@ -295,12 +299,22 @@ class LinearInequalityConstraint(keras.layers.Layer):
                 # Rebuilt from config: the saved weights fill these (and are
                 # checked). Until then they are NaN and call() refuses to run.
                 init = keras.initializers.Constant(float("nan"))
-            return self.add_weight(name=name, shape=shape, initializer=init, trainable=False,
-                                   dtype=dtype or self.variable_dtype, autocast=False)
+            return self.add_weight(
+                name=name,
+                shape=shape,
+                initializer=init,
+                trainable=False,
+                dtype=dtype or self.variable_dtype,
+                autocast=False,
+            )
 
         def trainable(name, width):
-            kernel = self.add_weight(name=f"{name}kernel", shape=(input_dim, width),
-                                     initializer=self.kernel_initializer, regularizer=self.kernel_regularizer)
+            kernel = self.add_weight(
+                name=f"{name}kernel",
+                shape=(input_dim, width),
+                initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer,
+            )
             bias = self.add_weight(name=f"{name}bias", shape=(width,), initializer=self.bias_initializer)
             return kernel, bias
 
@@ -516,8 +530,7 @@ class LinearInequalityConstraint(keras.layers.Layer):
         worst = self.max_violation(outputs, relative=True)
         if worst > tolerance:
             raise ConstraintViolationError(
-                f"outputs violate the constraints: worst relative violation "
-                f"{worst:.3g} > tolerance {tolerance:g}."
+                f"outputs violate the constraints: worst relative violation {worst:.3g} > tolerance {tolerance:g}."
             )
         return worst
 
@@ -532,9 +545,15 @@ def verify_generators(model: keras.layers.Layer) -> int:
     Raises:
         GeneratorMismatchError: a layer's weights do not match its constraints.
     """
-    layers = [model] if isinstance(model, LinearInequalityConstraint) else [
-        layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, LinearInequalityConstraint)
-    ]
+    layers = (
+        [model]
+        if isinstance(model, LinearInequalityConstraint)
+        else [
+            layer
+            for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, LinearInequalityConstraint)
+        ]
+    )
     for layer in layers:
         layer.verify_generators()
     return len(layers)

@@ -11,6 +11,7 @@ a model input (``layer([features, b_s])``).
 from __future__ import annotations
 
 import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -211,11 +212,16 @@ class ScaledRowsConstraint(keras.layers.Layer):
         self.fallback = bool(fallback)
         self.max_generators = int(max_generators)
         self.input_rows = tuple(sorted(set(self._row_indices(scaled_rows))))  # the user's scaled rows
-        self.split = scaling_lib.split_rows(s, sorted(set(self.input_rows) | set(int(i) for i in moved_rows)),
-                                            self.max_generators, fallback=self.fallback and generator_layer is None)
+        self.split = scaling_lib.split_rows(
+            s,
+            sorted(set(self.input_rows) | set(int(i) for i in moved_rows)),
+            self.max_generators,
+            fallback=self.fallback and generator_layer is None,
+        )
         if moved_rows:  # from a saved config
-            self.split = scaling_lib.RowSplit(self.split.generator, self.split.scaled,
-                                              tuple(sorted(int(i) for i in moved_rows)), ())
+            self.split = scaling_lib.RowSplit(
+                self.split.generator, self.split.scaled, tuple(sorted(int(i) for i in moved_rows)), ()
+            )
         if self.split.moved and not moved_rows:
             rows = list(self.split.moved)
             warnings.warn(
@@ -224,25 +230,37 @@ class ScaledRowsConstraint(keras.layers.Layer):
                 f"{max(self.split.bounds):.3g} vertices (> max_generators={self.max_generators}). Outputs stay "
                 "exactly feasible, but are pulled towards a centre where those rows bind, so the layer fits "
                 "targets near them less well. Pass fallback=False to refuse instead, or scaled_rows= to choose.",
-                ScaledRowsWarning, stacklevel=2,
+                ScaledRowsWarning,
+                stacklevel=2,
             )
         if self.rhs_input and not self.input_rows:
             raise ConstraintShapeError("rhs_input=True needs scaled_rows: the rows whose right-hand side is an input.")
         gen = np.array(self.split.generator, dtype=int)
         sc = np.array(self.split.scaled, dtype=int)
         self.stage = scaling_lib.plan(
-            s.A[gen] if gen.size else np.zeros((0, n)), s.b[gen] if gen.size else None, s.C if s.C.size else None,
+            s.A[gen] if gen.size else np.zeros((0, n)),
+            s.b[gen] if gen.size else None,
+            s.C if s.C.size else None,
             s.d if s.C.size else None,
-            scaled_rows=s.A[sc] if sc.size else None, scaled_rhs=s.b[sc] if sc.size else None,
-            box=box, center=center, input_dependent=self.rhs_input,
+            scaled_rows=s.A[sc] if sc.size else None,
+            scaled_rhs=s.b[sc] if sc.size else None,
+            box=box,
+            center=center,
+            input_dependent=self.rhs_input,
             strict_generator_rows=(scaling == "clip_scale"),
         )
         if generator_layer is None:
             gen_kwargs = dict(
-                C=s.C if s.C.size else None, d=s.d if s.C.size else None, nonneg=nonneg,
-                kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-                kernel_regularizer=kernel_regularizer, method=method, max_generators=max_generators,
-                force_float32=force_float32, dtype=self.dtype_policy,
+                C=s.C if s.C.size else None,
+                d=s.d if s.C.size else None,
+                nonneg=nonneg,
+                kernel_initializer=kernel_initializer,
+                bias_initializer=bias_initializer,
+                kernel_regularizer=kernel_regularizer,
+                method=method,
+                max_generators=max_generators,
+                force_float32=force_float32,
+                dtype=self.dtype_policy,
             )
             try:
                 generator_layer = LinearInequalityConstraint(self.stage.gen_rows, self.stage.gen_rhs, **gen_kwargs)
@@ -254,13 +272,23 @@ class ScaledRowsConstraint(keras.layers.Layer):
                 warnings.warn(
                     f"rows {rows[:20]}{' ...' if len(rows) > 20 else ''} of A ({len(rows)} rows) are enforced by "
                     f"scaling, not generators: their double description was refused ({exc}). Outputs stay exactly "
-                    "feasible but fit targets near those rows less well.", ScaledRowsWarning, stacklevel=2,
+                    "feasible but fit targets near those rows less well.",
+                    ScaledRowsWarning,
+                    stacklevel=2,
                 )
-                self.split = scaling_lib.RowSplit((), tuple(range(s.A.shape[0])),
-                                                  tuple(sorted(set(self.split.moved) | set(rows))), self.split.bounds)
+                self.split = scaling_lib.RowSplit(
+                    (), tuple(range(s.A.shape[0])), tuple(sorted(set(self.split.moved) | set(rows))), self.split.bounds
+                )
                 self.stage = scaling_lib.plan(
-                    np.zeros((0, n)), None, gen_kwargs["C"], gen_kwargs["d"], scaled_rows=s.A,
-                    scaled_rhs=s.b, box=box, center=center, input_dependent=self.rhs_input,
+                    np.zeros((0, n)),
+                    None,
+                    gen_kwargs["C"],
+                    gen_kwargs["d"],
+                    scaled_rows=s.A,
+                    scaled_rhs=s.b,
+                    box=box,
+                    center=center,
+                    input_dependent=self.rhs_input,
                     strict_generator_rows=(scaling == "clip_scale"),
                 )
                 generator_layer = LinearInequalityConstraint(np.zeros((0, n)), None, **gen_kwargs)
@@ -292,8 +320,11 @@ class ScaledRowsConstraint(keras.layers.Layer):
 
     def build(self, input_shape):
         if self.rhs_input:
-            if not (isinstance(input_shape, (list, tuple)) and len(input_shape) == 2
-                    and isinstance(input_shape[0], (list, tuple))):
+            if not (
+                isinstance(input_shape, (list, tuple))
+                and len(input_shape) == 2
+                and isinstance(input_shape[0], (list, tuple))
+            ):
                 raise ConstraintShapeError("with rhs_input=True call the layer on [features, b_s].")
             features_shape, rhs_shape = input_shape
             if rhs_shape[-1] != len(self.input_rows):
@@ -335,12 +366,19 @@ class ScaledRowsConstraint(keras.layers.Layer):
         config = super().get_config()
         s = self.system
         config.update(
-            A=s.A.tolist(), b=s.b.tolist(), C=s.C.tolist() if s.C.size else None,
+            A=s.A.tolist(),
+            b=s.b.tolist(),
+            C=s.C.tolist() if s.C.size else None,
             d=s.d.tolist() if s.C.size else None,
             box=[self.box[0].tolist(), self.box[1].tolist()] if self.box is not None else None,
-            scaled_rows=list(self.input_rows), moved_rows=list(self.split.moved), rhs_input=self.rhs_input,
-            center=self.stage.center.tolist(), scaling=self.scaling, fallback=self.fallback,
-            max_generators=self.max_generators, force_float32=self.force_float32,
+            scaled_rows=list(self.input_rows),
+            moved_rows=list(self.split.moved),
+            rhs_input=self.rhs_input,
+            center=self.stage.center.tolist(),
+            scaling=self.scaling,
+            fallback=self.fallback,
+            max_generators=self.max_generators,
+            force_float32=self.force_float32,
             generator_layer=keras.saving.serialize_keras_object(self.generator_layer),
         )
         return config
@@ -359,7 +397,8 @@ class ScaledRowsConstraint(keras.layers.Layer):
         select[np.arange(cols.size), cols] = 1.0
         base = self.stage.rhs.astype(np.float32)
         return ops.convert_to_tensor(base, rhs.dtype) + ops.matmul(
-            rhs - ops.convert_to_tensor(base[cols], rhs.dtype), ops.convert_to_tensor(select, rhs.dtype))
+            rhs - ops.convert_to_tensor(base[cols], rhs.dtype), ops.convert_to_tensor(select, rhs.dtype)
+        )
 
     def _full_rhs_numpy(self, rhs) -> np.ndarray:
         r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self.input_rows))
@@ -395,8 +434,9 @@ class ScaledRowsConstraint(keras.layers.Layer):
             r = np.broadcast_to(r, (y.shape[0], st.rows.shape[0]))
             res = y @ st.rows.T - r
             if relative:
-                res = res / np.maximum(np.abs(r) + np.linalg.norm(st.rows, axis=1)
-                                       * np.linalg.norm(y, axis=1, keepdims=True), 1e-30)
+                res = res / np.maximum(
+                    np.abs(r) + np.linalg.norm(st.rows, axis=1) * np.linalg.norm(y, axis=1, keepdims=True), 1e-30
+                )
             worst = np.maximum(worst, res.max(axis=1))
         return worst
 
@@ -418,4 +458,3 @@ class ScaledRowsConstraint(keras.layers.Layer):
                 f"{np.nanmax(v) if np.isfinite(v).any() else float('nan'):.3g} > {tolerance:g}).{hint}"
             )
         return float(v.max()) if v.size else -np.inf
-

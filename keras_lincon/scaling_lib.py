@@ -35,7 +35,6 @@ every sample with ``b_s >= b_floor`` (elementwise), because then
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import numpy as np
 import scipy.optimize
@@ -200,8 +199,9 @@ def deepest_center(
     if finite.any():
         cap = 0.5 * float(np.max(width[finite]))
     else:
-        scales = np.concatenate([np.abs(rhs) / np.maximum(s_norm, 1e-300),
-                                 np.abs(system.b) / np.maximum(g_norm, 1e-300), [1.0]])
+        scales = np.concatenate(
+            [np.abs(rhs) / np.maximum(s_norm, 1e-300), np.abs(system.b) / np.maximum(g_norm, 1e-300), [1.0]]
+        )
         cap = float(np.max(scales))
     eye = np.eye(n)
     blocks_ub = [
@@ -258,8 +258,7 @@ def check_center(
         c = np.broadcast_to(np.asarray(center, dtype=np.float64), (n,)).copy()
     except ValueError:
         raise ConstraintShapeError(
-            f"the centre must be a scalar or a length-{n} array (one value per output); "
-            f"got shape {np.shape(center)}."
+            f"the centre must be a scalar or a length-{n} array (one value per output); got shape {np.shape(center)}."
         ) from None
     if not np.all(np.isfinite(c)):
         raise ConstraintShapeError("the centre must be finite on every coordinate.")
@@ -355,10 +354,18 @@ def plan(
     has_eq = np.zeros(k, dtype=bool)
     has_eq[eq_block[eq_block >= 0]] = True
     return ScaledStage(
-        center=center, lower=lower, upper=upper, rows=rows, rhs=rhs,
-        coord_block=coord_block, row_block=row_block,
-        gen_rows=system.A, gen_rhs=system.b, gen_block=gen_block,
-        block_has_equality=has_eq, input_dependent=bool(input_dependent),
+        center=center,
+        lower=lower,
+        upper=upper,
+        rows=rows,
+        rhs=rhs,
+        coord_block=coord_block,
+        row_block=row_block,
+        gen_rows=system.A,
+        gen_rhs=system.b,
+        gen_block=gen_block,
+        block_has_equality=has_eq,
+        input_dependent=bool(input_dependent),
     )
 
 
@@ -423,8 +430,13 @@ def scale_map(stage: ScaledStage, y, b_s=None, mode: str = "per_block") -> np.nd
     # (generator and scaled) by moving back towards an anchor that meets them.
     rows = np.vstack([stage.gen_rows, stage.rows])
     row_block = np.concatenate([stage.gen_block, stage.row_block])
-    rhs_all = np.concatenate([np.broadcast_to(stage.gen_rhs, (y.shape[0], stage.gen_rhs.size)),
-                              np.broadcast_to(rhs, (y.shape[0], stage.rows.shape[0]))], axis=1)
+    rhs_all = np.concatenate(
+        [
+            np.broadcast_to(stage.gen_rhs, (y.shape[0], stage.gen_rhs.size)),
+            np.broadcast_to(rhs, (y.shape[0], stage.rows.shape[0])),
+        ],
+        axis=1,
+    )
     anchor = np.broadcast_to(c, y.shape) if mode == "clip_scale" else scaled
     step = (clipped - anchor) @ rows.T  # (B, rows)
     room = np.maximum(rhs_all - anchor @ rows.T, 0.0)
@@ -459,8 +471,12 @@ class RowSplit:
     bounds: tuple
 
 
-def split_rows(system: polyhedra.ConstraintSystem, scaled=(), max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
-               fallback: bool = True) -> RowSplit:
+def split_rows(
+    system: polyhedra.ConstraintSystem,
+    scaled=(),
+    max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
+    fallback: bool = True,
+) -> RowSplit:
     """Splits the rows of ``system.A`` into generator rows and scaled rows.
 
     Rows in ``scaled`` always go to the scaled stage. With ``fallback``, every

@@ -36,8 +36,13 @@ class LayerContractTest(testing.TestCase):
         A = np.vstack([np.eye(4), -np.eye(4)])
         self.run_layer_test(
             klc.LinearInequalityConstraint,
-            init_kwargs={"A": A.tolist(), "b": np.ones(8).tolist(), "C": [[1.0, 1.0, 0.0, 0.0]],
-                         "box": (-0.5, 0.5), "nonneg": "softplus"},
+            init_kwargs={
+                "A": A.tolist(),
+                "b": np.ones(8).tolist(),
+                "C": [[1.0, 1.0, 0.0, 0.0]],
+                "box": (-0.5, 0.5),
+                "nonneg": "softplus",
+            },
             input_shape=(2, 5, 7),
             expected_output_shape=(2, 5, 4),
             supports_masking=True,
@@ -267,7 +272,9 @@ def test_keras_file_reloads_in_fresh_process_with_identical_predictions(saved_mo
 
 
 def test_saved_model_export_runs_without_keras_lincon(saved_model_dir):
-    out = run_python(BLOCK_KERAS_LINCON + f"""
+    out = run_python(
+        BLOCK_KERAS_LINCON
+        + f"""
 import numpy as np, tensorflow as tf
 try:
     import keras_lincon
@@ -280,13 +287,16 @@ x = np.load("{saved_model_dir}/x.npy")
 (y,) = fn(features=tf.constant(x)).values()
 np.save("{saved_model_dir}/y_export.npy", y.numpy())
 print("ok")
-""")
+"""
+    )
     assert "ok" in out
     y, expected = np.load(saved_model_dir / "y_export.npy"), np.load(saved_model_dir / "y.npy")
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
     A = klc.checkerboard((8, 8), (2, 2))
-    assert klc.max_violation(y, np.vstack([A, np.eye(64), -np.eye(64)]), np.r_[np.zeros(4), np.ones(128)],
-                             relative=True) <= TOL
+    assert (
+        klc.max_violation(y, np.vstack([A, np.eye(64), -np.eye(64)]), np.r_[np.zeros(4), np.ones(128)], relative=True)
+        <= TOL
+    )
 
 
 def test_mirrored_strategy_on_two_logical_cpus():

@@ -30,14 +30,14 @@ def budget_layer(rng, n=10, groups=3, scaling="per_block"):
     G[:, 0] = 1.0  # couple the groups through item 0
     A = np.vstack([-np.eye(n), G])
     b = np.concatenate([np.zeros(n), np.full(groups, 0.5)])  # budget floor 0.5
-    layer = ScaledRowsConstraint(A, b, box=(None, 2.0), scaled_rows=np.arange(n, n + groups), rhs_input=True,
-                                 scaling=scaling)
+    layer = ScaledRowsConstraint(
+        A, b, box=(None, 2.0), scaled_rows=np.arange(n, n + groups), rhs_input=True, scaling=scaling
+    )
     return layer, groups
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31 - 1), n=st.integers(15, 40), m=st.integers(50, 300),
-       scaling=st.sampled_from(SCALINGS))
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(15, 40), m=st.integers(50, 300), scaling=st.sampled_from(SCALINGS))
 def test_exploding_sets_build_fast_by_fallback_and_stay_feasible(seed, n, m, scaling):
     rng = np.random.default_rng(seed)
     A, b = coupled_system(rng, n, m)
@@ -219,12 +219,15 @@ def test_export_with_input_rhs_runs_without_keras_lincon(tmp_path):
     model.export(str(tmp_path / "export"), verbose=False)
     np.save(tmp_path / "h.npy", h)
     np.save(tmp_path / "rhs.npy", rhs)
-    run_python(BLOCK_KERAS_LINCON + f"""
+    run_python(
+        BLOCK_KERAS_LINCON
+        + f"""
 import numpy as np, tensorflow as tf
 loaded = tf.saved_model.load("{tmp_path}/export")
 y = loaded.serve([tf.constant(np.load("{tmp_path}/h.npy")), tf.constant(np.load("{tmp_path}/rhs.npy"))])
 np.save("{tmp_path}/y.npy", y.numpy())
-""")
+"""
+    )
     y = np.load(tmp_path / "y.npy")
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
     assert layer.assert_constraints(y, rhs) <= TOL

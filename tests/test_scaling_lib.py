@@ -30,14 +30,18 @@ def coupled_system(rng, n, m):
 
 
 def assert_feasible(x, stage, A_g, b_g, rhs=None, C=None, d=None):
-    G, h = polyhedra.with_box(np.vstack([A_g, stage.rows]), np.concatenate([b_g, stage.rhs]),
-                              stage.lower, stage.upper)
+    G, h = polyhedra.with_box(np.vstack([A_g, stage.rows]), np.concatenate([b_g, stage.rhs]), stage.lower, stage.upper)
     if rhs is not None:  # per-sample right-hand side of the scaled rows
         m_g = A_g.shape[0]
-        worst = np.max((x @ stage.rows.T - rhs) / (np.abs(rhs) + np.linalg.norm(stage.rows, axis=1)
-                                                  * np.linalg.norm(x, axis=1, keepdims=True)))
+        worst = np.max(
+            (x @ stage.rows.T - rhs)
+            / (np.abs(rhs) + np.linalg.norm(stage.rows, axis=1) * np.linalg.norm(x, axis=1, keepdims=True))
+        )
         assert worst <= TOL
-        G, h = G[np.r_[0:m_g, m_g + stage.rows.shape[0]:G.shape[0]]], h[np.r_[0:m_g, m_g + stage.rows.shape[0]:h.size]]
+        G, h = (
+            G[np.r_[0:m_g, m_g + stage.rows.shape[0] : G.shape[0]]],
+            h[np.r_[0:m_g, m_g + stage.rows.shape[0] : h.size]],
+        )
     assert polyhedra.max_violation(x, G, h, C, d, relative=True) <= TOL
 
 
@@ -156,8 +160,14 @@ def test_random_coupled_systems_all_rows_scaled_are_feasible(seed, n, m, scale_e
     rng = np.random.default_rng(seed)
     A, b, x0 = coupled_system(rng, n, m)
     half = m // 2  # half generator rows (points of them given), half scaled rows
-    stage = sl.plan(A[:half], b[:half], scaled_rows=A[half:], scaled_rhs=b[half:], box=(-3.0, 3.0),
-                    strict_generator_rows=(mode == "clip_scale"))
+    stage = sl.plan(
+        A[:half],
+        b[:half],
+        scaled_rows=A[half:],
+        scaled_rhs=b[half:],
+        box=(-3.0, 3.0),
+        strict_generator_rows=(mode == "clip_scale"),
+    )
     y = points_in(A[:half], b[:half], x0, x0 + rng.standard_normal((16, n)) * 10.0**scale_exp)
     assert_feasible(sl.scale_map(stage, y, mode=mode), stage, A[:half], b[:half])
 
@@ -169,8 +179,15 @@ def test_per_sample_rhs_above_floor_is_feasible(seed, mode):
     n = 12
     budget_rows = np.vstack([np.ones(n), rng.uniform(0.0, 1.0, (3, n))])  # budget-like coupled rows
     floor = rng.uniform(0.5, 2.0, 4)
-    stage = sl.plan(-np.eye(n), np.zeros(n), scaled_rows=budget_rows, scaled_rhs=floor,
-                    input_dependent=True, box=(None, 1.5), strict_generator_rows=(mode == "clip_scale"))
+    stage = sl.plan(
+        -np.eye(n),
+        np.zeros(n),
+        scaled_rows=budget_rows,
+        scaled_rhs=floor,
+        input_dependent=True,
+        box=(None, 1.5),
+        strict_generator_rows=(mode == "clip_scale"),
+    )
     rhs = floor + rng.exponential(3.0, (32, 4))
     y = np.abs(rng.standard_normal((32, n))) * 10.0 ** rng.integers(-6, 7, (32, 1))
     x = sl.scale_map(stage, y, rhs, mode=mode)

@@ -51,7 +51,7 @@ def constraint_rows():
     budget = np.zeros((GROUPS, n))
     for g in range(GROUPS):
         priority[g, g * PER_GROUP + 1], priority[g, g * PER_GROUP] = 1.0, -1.0
-        budget[g, g * PER_GROUP:(g + 1) * PER_GROUP] = 1.0
+        budget[g, g * PER_GROUP : (g + 1) * PER_GROUP] = 1.0
     A = np.vstack([priority, budget])
     b = np.concatenate([np.zeros(GROUPS), np.full(GROUPS, FLOOR)])
     return A, b, np.arange(GROUPS, 2 * GROUPS)
@@ -77,8 +77,18 @@ class BudgetProjector:
         self.upper = np.concatenate([np.ones(n), b])
         self.lower = np.concatenate([np.zeros(n), np.full(len(b), -np.inf)])
         self.solver = osqp.OSQP()
-        self.solver.setup(scipy.sparse.eye(n, format="csc"), np.zeros(n), M, self.lower, self.upper,
-                          eps_abs=1e-6, eps_rel=1e-6, verbose=False, warm_starting=True, polishing=True)
+        self.solver.setup(
+            scipy.sparse.eye(n, format="csc"),
+            np.zeros(n),
+            M,
+            self.lower,
+            self.upper,
+            eps_abs=1e-6,
+            eps_rel=1e-6,
+            verbose=False,
+            warm_starting=True,
+            polishing=True,
+        )
 
     def project(self, demand, budget) -> np.ndarray:
         out = np.empty(demand.shape, dtype=np.float64)
@@ -142,12 +152,15 @@ def main(argv=None) -> dict:
     exact = projector.project(d_test, b_test)
     worst = layer.max_violation(x, rhs=b_test, relative=True)
     results = {
-        "scaling": args.scaling, "epochs": args.epochs, "train_size": args.train_size,
+        "scaling": args.scaling,
+        "epochs": args.epochs,
+        "train_size": args.train_size,
         "test_size": args.test_size,
         "layer_mse_to_demand": float(np.mean((x - d_test) ** 2)),
         "optimal_mse_to_demand": float(np.mean((exact - d_test) ** 2)),
-        "relative_distance_to_projection": float(np.mean(np.linalg.norm(x - exact, axis=1)
-                                                         / np.maximum(np.linalg.norm(exact, axis=1), 1e-12))),
+        "relative_distance_to_projection": float(
+            np.mean(np.linalg.norm(x - exact, axis=1) / np.maximum(np.linalg.norm(exact, axis=1), 1e-12))
+        ),
         "layer_worst_relative_violation": worst,
         "samples_below_floor": int(layer.below_floor(b_test).size),
         "layer_seconds_batch_256": layer_seconds,
@@ -155,12 +168,16 @@ def main(argv=None) -> dict:
     }
     results["layer_mse_over_optimal"] = results["layer_mse_to_demand"] / results["optimal_mse_to_demand"]
     results["speedup"] = osqp_seconds / layer_seconds
-    print(f"test MSE to demand: layer {results['layer_mse_to_demand']:.4f}, exact projection "
-          f"{results['optimal_mse_to_demand']:.4f} (ratio {results['layer_mse_over_optimal']:.3f}); "
-          f"mean relative distance to the projection {results['relative_distance_to_projection']:.3f}")
-    print(f"worst relative violation {worst:.2e} (every output feasible: {worst <= klc.layers.FLOAT32_TOLERANCE}); "
-          f"batch 256: layer {layer_seconds * 1e3:.2f} ms, OSQP per sample {osqp_seconds * 1e3:.1f} ms "
-          f"({results['speedup']:.0f}x)")
+    print(
+        f"test MSE to demand: layer {results['layer_mse_to_demand']:.4f}, exact projection "
+        f"{results['optimal_mse_to_demand']:.4f} (ratio {results['layer_mse_over_optimal']:.3f}); "
+        f"mean relative distance to the projection {results['relative_distance_to_projection']:.3f}"
+    )
+    print(
+        f"worst relative violation {worst:.2e} (every output feasible: {worst <= klc.layers.FLOAT32_TOLERANCE}); "
+        f"batch 256: layer {layer_seconds * 1e3:.2f} ms, OSQP per sample {osqp_seconds * 1e3:.1f} ms "
+        f"({results['speedup']:.0f}x)"
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
