@@ -189,8 +189,8 @@ class LinearInequalityConstraint(keras.layers.Layer):
                 polyhedra.check_representation(representation, self.system)
             self._representation = representation
             self._layout = layer_lib.plan_layout(representation)
-            if self.box is not None:
-                self._center = self._box_center(representation)  # validated up front
+            # validated up front; None without a box
+            self._center = None if self.box is None else self._box_center(representation)
         else:
             # Rebuilt from a config: the weights are loaded (and checked) next.
             self._representation = None
