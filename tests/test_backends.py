@@ -31,8 +31,9 @@ INSTALL_HINT = {
 }
 MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
-# Two constraint sets with closed forms (no pycddlib needed): the paper's cone
-# with a box, and a shifted chain A x <= b (a vertex block plus rays).
+# Constraint sets with closed forms (no pycddlib needed): the paper's cone
+# with a box, a shifted chain A x <= b (a vertex block plus rays), and a
+# ScaledRowsConstraint (a budget row in the scaled stage).
 CONTRACT = textwrap.dedent(
     """
     import json, sys
@@ -48,10 +49,13 @@ CONTRACT = textwrap.dedent(
     cases = {
         "checker_box": dict(A=klc.checkerboard((4, 4), (2, 2)), box=(-1.0, 1.0)),
         "chain_b": dict(A=klc.monotone_chain(5), b=np.ones(4)),
+        # the scaled stage: a simplex-like budget row enforced by scaling
+        "scaled_rows": dict(cls="ScaledRowsConstraint", A=np.vstack([-np.eye(4), np.ones((1, 4))]),
+                            b=np.r_[np.zeros(4), 1.0], scaled_rows=[4], box=(0.0, 0.8)),
     }
     report = {}
     for name, kwargs in cases.items():
-        layer = klc.LinearInequalityConstraint(**kwargs)
+        layer = getattr(klc, kwargs.pop("cls", "LinearInequalityConstraint"))(**kwargs)
         model = keras.Sequential([keras.Input((6,), name="features"),
                                   keras.layers.Dense(16, activation="relu"), layer])
         n = layer.units
@@ -121,7 +125,7 @@ def test_layer_contract_on_backend(backend, tmp_path, saved_under_tensorflow):
     _require(backend)
     args = [str(tmp_path), backend] + ([str(saved_under_tensorflow)] if saved_under_tensorflow else [])
     report = _run(CONTRACT, backend, *args)
-    assert set(report) == {"checker_box", "chain_b"}
+    assert set(report) == {"checker_box", "chain_b", "scaled_rows"}
     for name, case in report.items():
         assert case["reload_diff"] <= 1e-6, (name, case)
         if saved_under_tensorflow:
