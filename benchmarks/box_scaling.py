@@ -45,7 +45,8 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_lincon as klc  # noqa: E402
-from keras_lincon import datasets, polyhedra, scaling_lib  # noqa: E402
+from keras_lincon import polyhedra, scaling_lib  # noqa: E402
+from keras_lincon.experiments import datasets  # noqa: E402
 from keras_lincon.projection import OSQPProjector  # noqa: E402
 from keras_lincon.scaled_layer import scaled_stage  # noqa: E402
 
@@ -147,12 +148,8 @@ def main(argv=None) -> list:
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.epochs_early, args.train_size, args.test_size, args.hidden = 2, 1, 512, 64, 32
-    data = datasets.load(args.data, max_train=args.train_size, max_test=args.test_size)
-    shape = data.image_shape
-    A = klc.checkerboard(shape, datasets.checkerboard_grid(shape))
+    data, A, x_train, x_test = datasets.checkerboard_problem(args.data, args.train_size, args.test_size)
     n = A.shape[1]
-    x_train = data.x_train.reshape(len(data.x_train), n)
-    x_test = data.x_test.reshape(len(data.x_test), n)
     G, h = polyhedra.with_box(A, None, -1.0, 1.0)
     osqp = OSQPProjector(A, box=(-1.0, 1.0))
     optimal_mse = float(np.mean((osqp.project(x_test) - x_test) ** 2))

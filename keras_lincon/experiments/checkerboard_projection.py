@@ -105,12 +105,8 @@ def run(args: argparse.Namespace) -> dict:
     from keras_lincon.projection import OSQPProjector
 
     keras.utils.set_random_seed(0)
-    data = datasets.load(args.data, max_train=args.train_size, max_test=args.test_size)
-    shape = data.image_shape
-    A = klc.checkerboard(shape, datasets.checkerboard_grid(shape))
-    n = A.shape[1]
-    x_train = data.x_train.reshape(len(data.x_train), n)
-    x_test = data.x_test.reshape(len(data.x_test), n)
+    data, A, x_train, x_test = datasets.checkerboard_problem(args.data, args.train_size, args.test_size)
+    shape, n = data.image_shape, A.shape[1]
     print(
         f"data: {data.name}, {len(x_train)} train / {len(x_test)} test images of {shape}; "
         f"{len(A)} checkerboard constraints + box [-1, 1]",

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_lincon.errors import LinconError
+from keras_lincon.polyhedra import checkerboard
 
 FASHION_MNIST_DIRS = (
     Path("/usr/share/datasets/fashion-mnist"),
@@ -213,6 +214,19 @@ def checkerboard_grid(image_shape) -> tuple[int, int]:
     """The paper's block grid for an image size: 4x4 for 28x28, 2x2 for 8x8."""
     h, w = image_shape
     return (4, 4) if (h % 4 == 0 and w % 4 == 0 and h >= 16) else (2, 2)
+
+
+def checkerboard_problem(name: str = "auto", max_train: int | None = None, max_test: int | None = None):
+    """The paper's toy problem on real images: data, its checkerboard ``A`` and flat images.
+
+    Returns:
+        ``(data, A, x_train, x_test)``: the :class:`ImageData`, ``A`` (blocks, n)
+        for its image size, and the images flattened to (num, n).
+    """
+    data = load(name, max_train=max_train, max_test=max_test)
+    A = checkerboard(data.image_shape, checkerboard_grid(data.image_shape))
+    n = A.shape[1]
+    return data, A, data.x_train.reshape(len(data.x_train), n), data.x_test.reshape(len(data.x_test), n)
 
 
 if os.environ.get("KERAS_LINCON_DATA_DIR"):  # extra search place, e.g. for tests
