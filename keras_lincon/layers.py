@@ -414,63 +414,77 @@ class LinearInequalityConstraint(keras.layers.Layer):
         if not self._generators_ready and not _in_symbolic_scope():
             self._verify_before_first_call()
         x = ops.cast(inputs, self.compute_dtype)
-        lay, n = self._layout, self.units
-        n_lin, n_rays = lay.n_lineality, lay.n_rays
-        nonneg = NONNEG_FUNCTIONS[self.nonneg]
-
-        def const(variable):
-            return ops.cast(variable, x.dtype)
-
-        def affine(kernel, bias):
-            return ops.matmul(x, const(kernel)) + const(bias)
-
         if self._call_mode == "direct":
-            coeffs = affine(self.kernel, self.bias)
-            gen_end, logit_end = self._split
-            out = None
-            if gen_end:
-                gen_coeffs = coeffs if gen_end == logit_end else coeffs[..., :gen_end]
-                if n_rays:  # nonneg on the ray coefficients only
-                    is_ray = np.arange(gen_end) >= n_lin
-                    gen_coeffs = ops.where(is_ray, nonneg(gen_coeffs), gen_coeffs)
-                out = ops.matmul(gen_coeffs, const(self.generators))
-            logits = coeffs[..., gen_end:logit_end]
+            out, logits = self._lineality_and_rays_direct(x)
         else:
-            out = affine(self.kernel, self.bias)
-            ray_end, logit_end = self._split
-            small = affine(self.small_kernel, self.small_bias) if logit_end else None
-            if lay.n_basis:
-                basis = const(self.complement_basis)
-                coords = -ops.matmul(out, ops.transpose(basis))
-                if n_rays:
-                    coords = coords + ops.matmul(nonneg(small[..., :ray_end]), const(self.ray_coordinates))
-                out = out + ops.matmul(coords, basis)
-            logits = small[..., ray_end:logit_end] if logit_end else None
-        if lay.vertex_path != "none":
-            nb, smax = lay.n_vertex_blocks, lay.block_size
-            logits = ops.reshape(logits, (-1, nb, smax))
-            weights = ops.softmax(logits + const(self.vertex_mask), axis=-1)
-            if lay.vertex_path == "gather":
-                local = ops.einsum("bjs,jsw->bjw", weights, const(self.vertex_local))
-                flat = ops.reshape(local, (-1, nb * lay.block_width))
-                flat = ops.pad(flat, [[0, 0], [0, 1]])  # the zero slot
-                vertex_part = ops.take(flat, self.vertex_gather, axis=1)
-            else:
-                vertex_part = ops.matmul(ops.reshape(weights, (-1, nb * smax)), const(self.vertex_dense))
-            vertex_part = ops.reshape(vertex_part, ops.shape(x)[:-1] + (n,))
+            out, logits = self._lineality_and_rays_projected(x)
+        if self._layout.vertex_path != "none":
+            vertex_part = self._vertex_part(logits, ops.shape(x)[:-1])
             out = vertex_part if out is None else out + vertex_part
-        if lay.has_offset:
-            out = out + const(self.offset)
+        if self._layout.has_offset:
+            out = out + ops.cast(self.offset, x.dtype)
         if self.box is not None:
-            center = const(self.box_center_weight)
-            centered = out - center
-            ratio = ops.maximum(centered * const(self.box_inv_upper), centered * const(self.box_inv_lower))
-            if self._box_segments is None:
-                scale = ops.max(ratio, axis=-1, keepdims=True, initial=1.0)  # initial: empty batches
-            else:
-                scale = _per_block_scale(ratio, *self._box_segments)
-            out = center + centered / scale
+            out = self._box_rescaling(out)
         return out
+
+    def _affine(self, x, kernel, bias):
+        return ops.matmul(x, ops.cast(kernel, x.dtype)) + ops.cast(bias, x.dtype)
+
+    def _lineality_and_rays_direct(self, x):
+        """Coefficients times ``[L; R]``: (lineality + ray part or None, vertex logits)."""
+        coeffs = self._affine(x, self.kernel, self.bias)
+        gen_end, logit_end = self._split
+        out = None
+        if gen_end:
+            gen_coeffs = coeffs if gen_end == logit_end else coeffs[..., :gen_end]
+            if self._layout.n_rays:  # nonneg on the ray coefficients only
+                is_ray = np.arange(gen_end) >= self._layout.n_lineality
+                gen_coeffs = ops.where(is_ray, NONNEG_FUNCTIONS[self.nonneg](gen_coeffs), gen_coeffs)
+            out = ops.matmul(gen_coeffs, ops.cast(self.generators, x.dtype))
+        return out, coeffs[..., gen_end:logit_end]
+
+    def _lineality_and_rays_projected(self, x):
+        """``z + (nonneg(s) (R Q^T) - z Q^T) Q`` of a full map ``z``: (that, vertex logits)."""
+        out = self._affine(x, self.kernel, self.bias)
+        ray_end, logit_end = self._split
+        small = self._affine(x, self.small_kernel, self.small_bias) if logit_end else None
+        if self._layout.n_basis:
+            basis = ops.cast(self.complement_basis, x.dtype)
+            coords = -ops.matmul(out, ops.transpose(basis))
+            if self._layout.n_rays:
+                rays = NONNEG_FUNCTIONS[self.nonneg](small[..., :ray_end])
+                coords = coords + ops.matmul(rays, ops.cast(self.ray_coordinates, x.dtype))
+            out = out + ops.matmul(coords, basis)
+        return out, small[..., ray_end:logit_end] if logit_end else None
+
+    def _vertex_part(self, logits, batch_shape):
+        """Softmax per block over its vertices (padding slots hold real vertices)."""
+        lay, dtype = self._layout, logits.dtype
+        nb, smax = lay.n_vertex_blocks, lay.block_size
+        logits = ops.reshape(logits, (-1, nb, smax))
+        weights = ops.softmax(logits + ops.cast(self.vertex_mask, dtype), axis=-1)
+        if lay.vertex_path == "gather":
+            local = ops.einsum("bjs,jsw->bjw", weights, ops.cast(self.vertex_local, dtype))
+            flat = ops.reshape(local, (-1, nb * lay.block_width))
+            flat = ops.pad(flat, [[0, 0], [0, 1]])  # the zero slot
+            vertex_part = ops.take(flat, self.vertex_gather, axis=1)
+        else:
+            vertex_part = ops.matmul(ops.reshape(weights, (-1, nb * smax)), ops.cast(self.vertex_dense, dtype))
+        return ops.reshape(vertex_part, batch_shape + (self.units,))
+
+    def _box_rescaling(self, out):
+        """``c + (x - c) / scale``, one scale per block (or one for all: ``scaling="global"``)."""
+        dtype = out.dtype
+        center = ops.cast(self.box_center_weight, dtype)
+        centered = out - center
+        ratio = ops.maximum(
+            centered * ops.cast(self.box_inv_upper, dtype), centered * ops.cast(self.box_inv_lower, dtype)
+        )
+        if self._box_segments is None:
+            scale = ops.max(ratio, axis=-1, keepdims=True, initial=1.0)  # initial: empty batches
+        else:
+            scale = _per_block_scale(ratio, *self._box_segments)
+        return center + centered / scale
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
