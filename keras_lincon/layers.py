@@ -36,10 +36,14 @@ BOX_SCALINGS = ("per_block", "global")
 FLOAT32_TOLERANCE = 1e-5
 
 
+def segment_max(values, segment_ids: np.ndarray, num_segments: int):
+    """(B, k) max of the columns of ``values`` (B, c) that share a segment id."""
+    return ops.transpose(ops.segment_max(ops.transpose(values), segment_ids, num_segments=num_segments))
+
+
 def _per_block_scale(ratio, segments: np.ndarray, num_segments: int):
     """(..., n) factor ``max(1, max of ratio over the coordinate's segment)``."""
-    flat = ops.reshape(ratio, (-1, ratio.shape[-1]))
-    block = ops.transpose(ops.segment_max(ops.transpose(flat), segments, num_segments=num_segments))
+    block = segment_max(ops.reshape(ratio, (-1, ratio.shape[-1])), segments, num_segments)
     return ops.reshape(ops.take(ops.maximum(block, 1.0), segments, axis=1), ops.shape(ratio))
 
 

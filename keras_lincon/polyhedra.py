@@ -33,8 +33,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse
-import scipy.sparse.csgraph
 
 from keras_lincon import double_description
 from keras_lincon.errors import (
@@ -61,6 +59,7 @@ from keras_lincon.system import (  # noqa: F401  (re-exported)
     violations,
     with_box,
 )
+from keras_lincon.system import blocks as coupled_blocks
 
 logger = logging.getLogger("keras_lincon")
 
@@ -126,27 +125,14 @@ def _closed_form_generators(A: np.ndarray, b: np.ndarray):
 
 
 def _components(system: ConstraintSystem):
-    """Connected components of the variable graph: list of (var_idx, A_rows, C_rows)."""
-    rows = np.vstack([system.A, system.C]) != 0
-    num_rows, n = rows.shape
-    if num_rows == 0:
-        return []
-    incidence = scipy.sparse.csr_matrix(rows)
-    graph = scipy.sparse.bmat([[None, incidence], [incidence.T, None]], format="csr")
-    _, labels = scipy.sparse.csgraph.connected_components(graph, directed=False)
-    row_labels, var_labels = labels[:num_rows], labels[num_rows:]
-    components = []
-    for label in np.unique(var_labels):
-        var_idx = np.flatnonzero(var_labels == label)
-        row_idx = np.flatnonzero(row_labels == label)
-        components.append(
-            (
-                var_idx,
-                row_idx[row_idx < system.A.shape[0]],
-                row_idx[row_idx >= system.A.shape[0]] - system.A.shape[0],
-            )
-        )
-    return components
+    """Blocks of coupled variables (see :func:`keras_lincon.system.blocks`):
+    list of (var_idx, A_rows, C_rows), and the number of untouched variables."""
+    coord, (a_block, c_block) = coupled_blocks(system.dim, system.A, system.C)
+    components = [
+        (np.flatnonzero(coord == j), np.flatnonzero(a_block == j), np.flatnonzero(c_block == j))
+        for j in range(int(coord.max()) + 1 if coord.size else 0)
+    ]
+    return components, int(np.sum(coord < 0))
 
 
 def _check_empty_rows(system: ConstraintSystem) -> None:
@@ -259,9 +245,9 @@ def h_to_v(
         )
     if method in ("cdd", "closed_form"):
         everything = np.arange(n)
-        components = [(everything, np.arange(work.A.shape[0]), np.arange(work.C.shape[0]))]
+        components, n_free = [(everything, np.arange(work.A.shape[0]), np.arange(work.C.shape[0]))], 0
     else:
-        components = _components(work)
+        components, n_free = _components(work)
     blocks, ray_parts, row_parts, used_parts = [], [], [], set()
     for var_idx, a_rows, c_rows in components:
         if a_rows.size == 0 and c_rows.size == 0:
@@ -280,7 +266,7 @@ def h_to_v(
     rays = _unique_sorted_rows(np.vstack(ray_parts)) if ray_parts else np.zeros((0, n))
     row_space = np.vstack(row_parts) if row_parts else np.zeros((0, n))
     used = "+".join(sorted(used_parts)) or "free"
-    if method in ("auto", "blocks") and (method == "blocks" or len(components) > 1):
+    if method in ("auto", "blocks") and (method == "blocks" or len(components) + n_free > 1):
         used = f"blocks({used})"
     if not blocks:
         blocks = [np.zeros((1, n))]

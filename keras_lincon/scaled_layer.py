@@ -18,7 +18,7 @@ from keras import ops
 
 from keras_lincon import polyhedra, scaling_lib
 from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError, LinconError, TooManyGeneratorsError
-from keras_lincon.layers import FLOAT32_TOLERANCE, LinearInequalityConstraint
+from keras_lincon.layers import FLOAT32_TOLERANCE, LinearInequalityConstraint, segment_max
 
 _FAR = 1e30  # "no limit" for a row the clipped point does not push against
 _MIN_SLACK = 1e-30  # keeps 1 / slack finite when a right-hand side is below its floor
@@ -28,11 +28,6 @@ SCALINGS = scaling_lib.MODES + ("mix",)
 
 class ScaledRowsWarning(UserWarning):
     """Rows were moved from the generator stage to the scaled stage."""
-
-
-def _segment_max(values, segment_ids: np.ndarray, num_segments: int):
-    """(B, k) max of the columns of ``values`` (B, c) with the same segment id."""
-    return ops.transpose(ops.segment_max(ops.transpose(values), segment_ids, num_segments=num_segments))
 
 
 def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None):
@@ -71,10 +66,10 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None):
         if m:
             worst = ops.maximum(worst, ops.max(row_ratio, axis=-1, keepdims=True))
         return c + centered / ops.maximum(worst, 1.0)
-    block_ratio = _segment_max(ratio, seg, k + 1)
+    block_ratio = segment_max(ratio, seg, k + 1)
     if m:
         row_seg = np.where(stage.row_block < 0, k, stage.row_block).astype(np.int32)
-        block_ratio = ops.maximum(block_ratio, _segment_max(row_ratio, row_seg, k + 1))
+        block_ratio = ops.maximum(block_ratio, segment_max(row_ratio, row_seg, k + 1))
     scale = ops.take(ops.maximum(block_ratio, 1.0), seg, axis=1)
     free = np.asarray(stage.coord_block < 0)
     clipped = ops.clip(y, const(stage.lower), const(stage.upper))
@@ -93,7 +88,7 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None):
     row_seg = np.where(row_seg < 0, k, row_seg).astype(np.int32)
     positive = step > 0
     limit = ops.where(positive, ops.relu(room) / ops.where(positive, step, 1.0), _FAR)
-    lam = ops.clip(-_segment_max(-limit, row_seg, k + 1), 0.0, 1.0)
+    lam = ops.clip(-segment_max(-limit, row_seg, k + 1), 0.0, 1.0)
     keep = np.append(~stage.block_has_equality, False)  # clipping breaks equalities: lam = 0
     lam = ops.take(lam * const(keep), seg, axis=1)
     blended = anchor + lam * (clipped - anchor)

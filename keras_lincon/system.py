@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse
+import scipy.sparse.csgraph
 
 from keras_lincon.errors import ConstraintShapeError, InfeasibleError, NonFiniteError
 
@@ -320,3 +322,39 @@ def _box_lp_center(system: ConstraintSystem, lower, upper, fin_lo, fin_hi) -> np
             "empty). Widen the box or relax the constraints."
         )
     return offset + width * result.x[:n]
+
+
+def blocks(n: int, *row_matrices: np.ndarray) -> tuple[np.ndarray, list]:
+    """Connected components of the variable/row graph over all given rows.
+
+    Args:
+        n: number of variables.
+        *row_matrices: (m_j, n) matrices; a variable and a row are linked when
+            the coefficient is non-zero. Single-variable rows (the box) need
+            not be passed: they couple nothing.
+
+    Returns:
+        ``(coord_block, row_blocks)``: (n,) int block per variable, ``-1`` for a
+        variable that no given row touches; blocks are numbered 0..k-1 in order
+        of their first variable. ``row_blocks[j]`` is (m_j,) int (-1 for an
+        all-zero row).
+    """
+    mats = [np.asarray(m, dtype=np.float64).reshape(-1, n) for m in row_matrices]
+    stacked = np.vstack(mats) if mats else np.zeros((0, n))
+    incidence = scipy.sparse.csr_matrix(stacked != 0)
+    num_rows = stacked.shape[0]
+    graph = scipy.sparse.bmat([[None, incidence], [incidence.T, None]], format="csr") if num_rows else None
+    coord_block = np.full(n, -1)
+    row_block = np.full(num_rows, -1)
+    if num_rows:
+        _, labels = scipy.sparse.csgraph.connected_components(graph, directed=False)
+        row_labels, var_labels = labels[:num_rows], labels[num_rows:]
+        touched = np.asarray(incidence.sum(axis=0)).ravel() > 0
+        mapping: dict = {}
+        for j in np.flatnonzero(touched):
+            coord_block[j] = mapping.setdefault(var_labels[j], len(mapping))
+        nonzero_rows = np.asarray(incidence.sum(axis=1)).ravel() > 0
+        for i in np.flatnonzero(nonzero_rows):
+            row_block[i] = mapping[row_labels[i]]
+    splits = np.cumsum([m.shape[0] for m in mats])[:-1]
+    return coord_block, list(np.split(row_block, splits))
