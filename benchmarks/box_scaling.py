@@ -11,7 +11,7 @@ Variants (all exactly feasible except the Dense baseline):
 * ``global``: today's ``LinearInequalityConstraint(A, box=(-1, 1))`` (one factor);
 * ``per_block``, ``clip_scale``, ``clip_blend``: the generator stage without
   box, then :mod:`keras_lincon.scaling_lib`'s treatment written in
-  ``keras.ops`` (:func:`keras_lincon.scaled_layer.scaled_stage`);
+  ``keras.ops`` (:func:`keras_lincon.layer_ops.scaled_stage`);
 * ``mix``: per block, a learned convex combination ``x_pb + a (x_cb - x_pb)``
   of the ``per_block`` and ``clip_blend`` results, ``a = sigmoid(h W + w0)``
   from the layer's input ``h``: two feasible points, so exact too, and the
@@ -48,7 +48,7 @@ import keras_lincon as klc  # noqa: E402
 from keras_lincon import polyhedra, scaling_lib  # noqa: E402
 from keras_lincon.experiments import datasets  # noqa: E402
 from keras_lincon.projection import OSQPProjector  # noqa: E402
-from keras_lincon.scaled_layer import scaled_stage  # noqa: E402
+from keras_lincon.layer_ops import scaled_stage  # noqa: E402
 
 VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "project", "dense+osqp")
 _BISECTIONS = 40

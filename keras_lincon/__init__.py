@@ -36,6 +36,7 @@ from keras_lincon.errors import (  # noqa: E402  (pure Python, cheap)
     NoStrictInteriorError,
     ProjectionError,
     RepresentationCheckError,
+    ScaledRowsWarning,
     TooManyGeneratorsError,
 )
 
@@ -43,7 +44,6 @@ from keras_lincon.errors import (  # noqa: E402  (pure Python, cheap)
 _LAZY = {
     "LinearInequalityConstraint": "layers",
     "ScaledRowsConstraint": "scaled_layer",
-    "ScaledRowsWarning": "scaled_layer",
     "verify_generators": "layers",
     "ConstrainedVAE": "models",
     "VRepresentation": "polyhedra",
@@ -59,7 +59,9 @@ _SUBMODULES = (
     "errors",
     "experiments",
     "generator_check",
+    "layer_checks",
     "layer_lib",
+    "layer_ops",
     "layers",
     "models",
     "polyhedra",
@@ -148,7 +150,7 @@ def _initializing(name: str) -> bool:
 
 
 def _register_models() -> None:
-    """Imports the modules that build on the layers module: the scaled-rows layer, and the VAE
+    """Imports the modules that build on the layers module: the deprecated scaled-rows alias, and the VAE
     module only on the TensorFlow backend (the only one it runs on)."""
     try:
         import keras

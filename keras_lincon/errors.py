@@ -77,3 +77,7 @@ class MissingDependencyError(LinconError, ImportError):
 
 class NoStrictInteriorError(InfeasibleError):
     """No centre lies strictly inside the scaled rows and the box (scaled stage)."""
+
+
+class ScaledRowsWarning(UserWarning):
+    """Rows were moved from the generator stage to the scaled stage (exact, but lower quality)."""

@@ -5,17 +5,29 @@ arrays the layer stores as non-trainable weights, decides how the layer
 computes (the cost model), and checks stored arrays against the constraints
 (used whenever weights are loaded or set).
 
-Data flow: ``A, b -> h_to_v -> VRepresentation -> plan_layout ->
-GeneratorLayout (saved in the config) -> generator_arrays -> weights``.
+Data flow: ``A, b -> plan_stages`` (which rows get generators, which are
+scaled; ``h_to_v`` of the generator rows; the scaled stage and its centre)
+``-> plan_layout -> GeneratorLayout`` (saved in the config) ``->
+generator_arrays -> weights``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
-from keras_lincon.errors import DegenerateSetError, GeneratorMismatchError, RepresentationCheckError
+from keras_lincon import double_description, polyhedra, scaling_lib
+from keras_lincon.errors import (
+    ConstraintShapeError,
+    ConstructionTimeoutError,
+    DegenerateSetError,
+    GeneratorMismatchError,
+    RepresentationCheckError,
+    ScaledRowsWarning,
+    TooManyGeneratorsError,
+)
 from keras_lincon.representation import VRepresentation, check_representation
 from keras_lincon.system import ConstraintSystem, max_violation
 
@@ -67,6 +79,147 @@ class GeneratorLayout:
 
     def to_config(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePlan:
+    """How a layer enforces its rows (see "Two stages" in the design notes).
+
+    Attributes:
+        generator_system: ``P_gen``: the generator rows of ``A`` and all of ``C, d``.
+        representation: generators of ``P_gen``, or None when loading (the
+            saved weights hold them).
+        split: which rows of ``A`` are generator rows, which are scaled, which
+            the fallback moved (:class:`keras_lincon.scaling_lib.RowSplit`).
+        stage: the scaled stage (box and scaled rows), or None for neither.
+        center_is_weight: the stage's centre and inverse box widths are layer
+            weights (a box and no scaled rows: the layout of the first release).
+    """
+
+    generator_system: ConstraintSystem
+    representation: VRepresentation | None
+    split: scaling_lib.RowSplit
+    stage: scaling_lib.ScaledStage | None
+    center_is_weight: bool
+
+
+def row_indices(scaled_rows, m: int) -> tuple:
+    """Sorted row indices of ``A`` from indices or an (m,) boolean mask."""
+    if scaled_rows is None:
+        return ()
+    arr = np.asarray(scaled_rows)
+    if arr.dtype == bool:
+        if arr.shape != (m,):
+            raise ConstraintShapeError(f"a boolean scaled_rows mask needs shape ({m},) (one per row of A).")
+        return tuple(np.flatnonzero(arr).tolist())
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ConstraintShapeError("scaled_rows must be row indices of A (integers) or a boolean mask.")
+    return tuple(sorted(set(arr.reshape(-1).astype(int).tolist())))
+
+
+def _warn_moved(rows, why: str) -> None:
+    rows = list(rows)
+    warnings.warn(
+        f"rows {rows[:20]}{' ...' if len(rows) > 20 else ''} of A ({len(rows)} rows) are enforced by scaling, "
+        f"not generators: {why}. Outputs stay exactly feasible, but are pulled towards a centre where those "
+        "rows bind, so the layer fits targets near them less well. Pass fallback=False to refuse instead, "
+        "or scaled_rows= to choose.",
+        ScaledRowsWarning,
+        stacklevel=4,
+    )
+
+
+def plan_stages(
+    system: ConstraintSystem,
+    box,
+    center=None,
+    *,
+    scaled_rows=(),
+    moved_rows=(),
+    rhs_input: bool = False,
+    scaling: str = "per_block",
+    fallback: bool = True,
+    method: str = "auto",
+    max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
+    representation: VRepresentation | None = None,
+    loading: bool = False,
+) -> StagePlan:
+    """Decides the two stages of a layer and computes what each needs.
+
+    Args:
+        system: all rows ``(A, b, C, d)``; box: ``(lower, upper)`` or None.
+        center: optional (n,) centre of the scaled stage (checked).
+        scaled_rows: row indices of ``A`` enforced by scaling (their ``b``
+            is the floor when ``rhs_input``); moved_rows: rows a saved config
+            says the fallback moved.
+        scaling: the layer's treatment (``clip_scale`` needs a centre strictly
+            inside the generator rows too).
+        fallback: move blocks whose double description would be refused (or
+            fails) to the scaled stage, with a :class:`ScaledRowsWarning`.
+        method, max_generators: as for :func:`keras_lincon.h_to_v`.
+        representation: precomputed generators of ``P_gen`` (checked).
+        loading: rebuilt from a config: no double description, no LP.
+    """
+    n, m = system.dim, system.A.shape[0]
+    if rhs_input and not scaled_rows:
+        raise ConstraintShapeError("rhs_input=True needs scaled_rows: the rows whose right-hand side is an input.")
+    limit = double_description.REFUSE_FACTOR * max_generators  # h_to_v refuses above this without enumerating
+    split = scaling_lib.split_rows(system, set(scaled_rows) | set(moved_rows), limit, fallback and not loading)
+    if moved_rows:
+        split = scaling_lib.RowSplit(split.generator, split.scaled, tuple(sorted(moved_rows)), ())
+    elif split.moved:
+        _warn_moved(
+            split.moved, f"their block's double description could have up to {max(split.bounds):.3g} generators"
+        )
+    gen_system = _rows(system, split.generator)
+    if loading:
+        representation = None
+    elif representation is not None:
+        if not isinstance(representation, VRepresentation) or representation.dim != n:
+            raise ConstraintShapeError(f"representation must be a VRepresentation with dimension {n} (columns of A).")
+        polyhedra.check_representation(representation, gen_system)
+    else:
+        try:
+            representation = polyhedra.h_to_v(*_arrays(gen_system), method=method, max_generators=max_generators)
+        except (TooManyGeneratorsError, ConstructionTimeoutError) as exc:
+            if not fallback or not split.generator:
+                raise
+            _warn_moved(split.generator, f"their double description was refused ({exc})")
+            split = scaling_lib.RowSplit(
+                (), tuple(range(m)), tuple(sorted(set(split.moved) | set(split.generator))), ()
+            )
+            gen_system = _rows(system, ())
+            representation = polyhedra.h_to_v(*_arrays(gen_system), method=method, max_generators=max_generators)
+    if box is None and not split.scaled:
+        return StagePlan(gen_system, representation, split, None, False)
+    center_is_weight = box is not None and not split.scaled and scaling in ("per_block", "global")
+    if center is None and center_is_weight and representation is not None:
+        lo, hi = box
+        if representation.is_cone and np.all(lo < 0) and np.all(hi > 0):
+            center = np.zeros(n)  # the paper's choice: the apex
+        else:
+            center = polyhedra.interior_point_in_box(*_arrays(gen_system), lower=lo, upper=hi)
+    scaled = np.array(split.scaled, dtype=int)
+    stage = scaling_lib.plan(
+        *_arrays(gen_system),
+        scaled_rows=system.A[scaled] if scaled.size else None,
+        scaled_rhs=system.b[scaled] if scaled.size else None,
+        box=box,
+        center=center,
+        input_dependent=rhs_input,
+        strict_generator_rows=(scaling == "clip_scale"),
+        find_center=not (loading and center_is_weight),
+    )
+    return StagePlan(gen_system, representation, split, stage, center_is_weight)
+
+
+def _rows(system: ConstraintSystem, rows) -> ConstraintSystem:
+    idx = np.array(rows, dtype=int)
+    return ConstraintSystem(system.A[idx].reshape(-1, system.dim), system.b[idx], system.C, system.d)
+
+
+def _arrays(system: ConstraintSystem) -> tuple:
+    return system.A, system.b, (system.C if system.C.size else None), (system.d if system.C.size else None)
 
 
 def plan_layout(rep: VRepresentation) -> GeneratorLayout:

@@ -225,17 +225,17 @@ def check_center(
         ) from None
     if not np.all(np.isfinite(c)):
         raise ConstraintShapeError("the centre must be finite on every coordinate.")
-    worst = polyhedra.max_violation(c[None], system.A, system.b, system.C, system.d, relative=True)
-    if worst > polyhedra.CHECK_TOLERANCE:
-        raise InfeasibleError(
-            f"the centre violates the generator rows (worst relative violation {worst:.3g}); it must be "
-            "a point of their feasible set (e.g. a feasible output moved inside the box)."
-        )
     outside = np.flatnonzero(~((c > lower) & (c < upper)))
     if outside.size:
         raise NoStrictInteriorError(
-            f"the centre must lie strictly inside the box; coordinate(s) {outside[:8].tolist()} do not. "
+            f"the centre (box_center) must lie strictly inside the box; coordinate(s) {outside[:8].tolist()} do not. "
             "Move it inside or widen the box."
+        )
+    worst = polyhedra.max_violation(c[None], system.A, system.b, system.C, system.d, relative=True)
+    if worst > polyhedra.CHECK_TOLERANCE:
+        raise InfeasibleError(
+            f"the centre (box_center) violates the generator rows (worst relative violation {worst:.3g}); it must be "
+            "a point of their feasible set (e.g. a feasible output moved inside the box)."
         )
     tight = np.flatnonzero(_relative_slack(rows, rhs, c) < MIN_RELATIVE_SLACK)
     if tight.size:
@@ -269,6 +269,7 @@ def plan(
     center=None,
     input_dependent: bool = False,
     strict_generator_rows: bool = False,
+    find_center: bool = True,
 ) -> ScaledStage:
     """Plans the scaled stage for a generator system and scaled rows.
 
@@ -283,6 +284,8 @@ def plan(
         input_dependent: the right-hand side of the scaled rows is an input.
         strict_generator_rows: the centre must also be strictly inside the
             generator rows (the ``clip_scale`` treatment needs it).
+        find_center: with ``center=None``, False leaves the centre NaN (a
+            layer that holds it as a weight and has no scaled rows).
 
     Returns:
         A :class:`ScaledStage`.
@@ -309,9 +312,14 @@ def plan(
         raise ConstraintShapeError("input_dependent needs scaled_rows (the rows whose right-hand side is an input).")
     bounds = polyhedra.as_box(box, n)
     lower, upper = bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf))
-    if center is None:
-        center, _ = deepest_center(system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
-    center = check_center(center, system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
+    if center is None and not find_center:
+        if rows.shape[0]:
+            raise ConstraintShapeError("internal: scaled rows need a centre.")
+        center = np.full(n, np.nan)
+    else:
+        if center is None:
+            center, _ = deepest_center(system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
+        center = check_center(center, system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
     coord_block, (gen_block, eq_block, row_block) = blocks(n, system.A, system.C, rows)
     k = int(coord_block.max()) + 1 if coord_block.size else 0
     has_eq = np.zeros(k, dtype=bool)
@@ -437,16 +445,17 @@ class RowSplit:
 def split_rows(
     system: polyhedra.ConstraintSystem,
     scaled=(),
-    max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
+    limit: float = double_description.REFUSE_FACTOR * polyhedra.DEFAULT_MAX_GENERATORS,
     fallback: bool = True,
 ) -> RowSplit:
     """Splits the rows of ``system.A`` into generator rows and scaled rows.
 
     Rows in ``scaled`` always go to the scaled stage. With ``fallback``, every
-    independent block of the remaining rows whose double description could
-    exceed ``max_generators`` (McMullen's bound on its vertices plus rays,
+    independent block of the remaining rows whose generator bound exceeds
+    ``limit`` (McMullen's bound on its vertices plus rays,
     :func:`keras_lincon.double_description.generator_upper_bound`, known
-    before any enumeration) moves to the scaled stage as a whole: its output
+    before any enumeration; the layer uses the bound above which
+    :func:`keras_lincon.h_to_v` refuses up front) moves to the scaled stage as a whole: its output
     is then exact but no longer covers the whole set freely (ray scaling
     towards a centre instead of generators). Blocks with at most as many rows
     as variables never move (closed form or few generators).
@@ -471,24 +480,9 @@ def split_rows(
             eq = system.C[eq_blk == j]
             dim = n_vars - (np.linalg.matrix_rank(eq) if eq.size else 0)
             bound = double_description.generator_upper_bound(rows.size, dim) if rows.size > dim else 0.0
-            if bound > max_generators:
+            if bound > limit:
                 moved.extend(rows.tolist())
                 bounds.append(bound)
     scaled_all = sorted(scaled_set | set(moved))
     generator = [i for i in range(m) if i not in set(scaled_all)]
     return RowSplit(tuple(generator), tuple(scaled_all), tuple(sorted(moved)), tuple(bounds))
-
-
-def box_segments(system: polyhedra.ConstraintSystem) -> tuple[np.ndarray, int]:
-    """Segments of the per-block box rescaling: (n,) int ids and their count.
-
-    Coordinates of one block of ``(A, C)`` share an id (one factor per block);
-    every coordinate no row couples gets an id of its own, for which the
-    rescaling equals clipping to the box.
-    """
-    coord, _ = blocks(system.dim, system.A, system.C)
-    k = int(coord.max()) + 1 if coord.size else 0
-    free = coord < 0
-    seg = coord.copy()
-    seg[free] = k + np.arange(int(free.sum()))
-    return seg.astype(np.int32), k + int(free.sum())

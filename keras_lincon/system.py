@@ -203,7 +203,8 @@ def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.nd
 
     Args:
         x: (..., n) points.
-        A, b, C, d: the constraints, as in :func:`keras_lincon.h_to_v`.
+        A, b, C, d: the constraints, as in :func:`keras_lincon.h_to_v`; ``b``
+            may also be (num_points, m): one right-hand side per point.
         relative: divide each residual by ``|b_i| + ||a_i|| ||x||`` (the scale
             at which floating point can resolve it).
 
@@ -213,7 +214,9 @@ def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.nd
         ``<= 0`` means feasible. A point with a NaN or infinite coordinate
         gets ``+inf``: it satisfies nothing.
     """
-    system = as_constraint_system(A, b, C, d)
+    per_point = b is not None and np.ndim(b) == 2
+    system = as_constraint_system(A, np.asarray(b)[0] if per_point and len(b) else None if per_point else b, C, d)
+    rhs = np.asarray(b, dtype=np.float64) if per_point else system.b
     points = np.asarray(x, dtype=np.float64)
     if points.shape[-1:] != (system.dim,):
         raise ConstraintShapeError(
@@ -222,11 +225,11 @@ def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.nd
     points = points.reshape(-1, system.dim)
     finite = np.all(np.isfinite(points), axis=1)
     safe = np.where(finite[:, None], points, 0.0)
-    ineq = safe @ system.A.T - system.b
+    ineq = safe @ system.A.T - rhs
     eq = np.abs(safe @ system.C.T - system.d)
     if relative:
         norms = np.linalg.norm(safe, axis=1, keepdims=True)
-        ineq = ineq / np.maximum(np.abs(system.b) + np.linalg.norm(system.A, axis=1) * norms, 1e-30)
+        ineq = ineq / np.maximum(np.abs(rhs) + np.linalg.norm(system.A, axis=1) * norms, 1e-30)
         eq = eq / np.maximum(np.abs(system.d) + np.linalg.norm(system.C, axis=1) * norms, 1e-30)
     both = np.hstack([ineq, eq])
     worst = both.max(axis=1) if both.shape[1] else np.full(points.shape[0], -math.inf)

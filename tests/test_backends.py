@@ -33,7 +33,7 @@ MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 # Constraint sets with closed forms (no pycddlib needed): the paper's cone
 # with a box, a shifted chain A x <= b (a vertex block plus rays), and a
-# ScaledRowsConstraint (a budget row in the scaled stage).
+# a budget row in the layer's scaled stage.
 CONTRACT = textwrap.dedent(
     """
     import json, sys
@@ -50,12 +50,12 @@ CONTRACT = textwrap.dedent(
         "checker_box": dict(A=klc.checkerboard((4, 4), (2, 2)), box=(-1.0, 1.0)),
         "chain_b": dict(A=klc.monotone_chain(5), b=np.ones(4)),
         # the scaled stage: a simplex-like budget row enforced by scaling
-        "scaled_rows": dict(cls="ScaledRowsConstraint", A=np.vstack([-np.eye(4), np.ones((1, 4))]),
+        "scaled_rows": dict(A=np.vstack([-np.eye(4), np.ones((1, 4))]),
                             b=np.r_[np.zeros(4), 1.0], scaled_rows=[4], box=(0.0, 0.8)),
     }
     report = {}
     for name, kwargs in cases.items():
-        layer = getattr(klc, kwargs.pop("cls", "LinearInequalityConstraint"))(**kwargs)
+        layer = klc.LinearInequalityConstraint(**kwargs)
         model = keras.Sequential([keras.Input((6,), name="features"),
                                   keras.layers.Dense(16, activation="relu"), layer])
         n = layer.units

@@ -1,4 +1,4 @@
-"""Tests of keras_lincon.scaled_layer.ScaledRowsConstraint (the scaled stage in a layer)."""
+"""Tests of the layer's scaled stage: scaled rows, the fallback, right-hand sides as an input (issue 11)."""
 
 import time
 import warnings
@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import keras_lincon as klc
 from keras_lincon import polyhedra
 from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError, LinconError
-from keras_lincon.scaled_layer import SCALINGS, ScaledRowsConstraint, ScaledRowsWarning
+from keras_lincon.errors import ScaledRowsWarning
+from keras_lincon.layers import SCALINGS, LinearInequalityConstraint
 
 TOL = klc.layers.FLOAT32_TOLERANCE
 CHECKER = klc.checkerboard((8, 8), (2, 2))
@@ -30,7 +31,7 @@ def budget_layer(rng, n=10, groups=3, scaling="per_block"):
     G[:, 0] = 1.0  # couple the groups through item 0
     A = np.vstack([-np.eye(n), G])
     b = np.concatenate([np.zeros(n), np.full(groups, 0.5)])  # budget floor 0.5
-    layer = ScaledRowsConstraint(
+    layer = LinearInequalityConstraint(
         A, b, box=(None, 2.0), scaled_rows=np.arange(n, n + groups), rhs_input=True, scaling=scaling
     )
     return layer, groups
@@ -43,7 +44,7 @@ def test_exploding_sets_build_fast_by_fallback_and_stay_feasible(seed, n, m, sca
     A, b = coupled_system(rng, n, m)
     start = time.perf_counter()
     with pytest.warns(ScaledRowsWarning, match="enforced by scaling"):
-        layer = ScaledRowsConstraint(A, b, box=(-2.0, 2.0), scaling=scaling)
+        layer = LinearInequalityConstraint(A, b, box=(-2.0, 2.0), scaling=scaling)
     assert time.perf_counter() - start < 10.0
     model = keras.Sequential([keras.Input((6,)), layer])
     x = rng.standard_normal((32, 6)).astype("float32")
@@ -85,17 +86,17 @@ def test_per_block_equals_global_on_one_block():
     A, b = coupled_system(rng, 6, 10)
     kw = dict(box=(-1.0, 1.0), scaled_rows=[0, 1, 2], kernel_initializer="ones")
     h = rng.standard_normal((16, 4)).astype("float32") * 5
-    pb = ScaledRowsConstraint(A, b, scaling="per_block", **kw)
-    gl = ScaledRowsConstraint(A, b, scaling="global", **kw)
-    assert pb.stage.n_blocks == 1
+    pb = LinearInequalityConstraint(A, b, scaling="per_block", **kw)
+    gl = LinearInequalityConstraint(A, b, scaling="global", **kw)
+    assert pb._stage.n_blocks == 1
     np.testing.assert_allclose(pb(h), gl(h), rtol=1e-6, atol=1e-6)
 
 
 def test_checkerboard_blocks_and_free_coordinates():
     A = np.zeros((1, 5))
     A[0, :2] = [1.0, -1.0]
-    layer = ScaledRowsConstraint(A, [0.5], box=(-1.0, 1.0), kernel_initializer="ones")
-    assert layer.stage.coord_block.tolist() == [0, 0, -1, -1, -1]
+    layer = LinearInequalityConstraint(A, [0.5], box=(-1.0, 1.0), kernel_initializer="ones")
+    assert layer._stage.coord_block.tolist() == [0, 0, -1, -1, -1]
     y = keras.ops.convert_to_numpy(layer(np.full((2, 3), 4.0, dtype="float32")))
     np.testing.assert_allclose(y[:, 2:], 1.0)  # free coordinates are clipped
     assert layer.max_violation(y, relative=True) <= TOL
@@ -126,34 +127,34 @@ def test_explicit_scaled_rows_mask_and_indices_agree():
     A, b = coupled_system(rng, 5, 8)
     mask = np.zeros(8, dtype=bool)
     mask[[1, 4]] = True
-    a = ScaledRowsConstraint(A, b, scaled_rows=mask, box=(-3.0, 3.0))
-    c = ScaledRowsConstraint(A, b, scaled_rows=[4, 1], box=(-3.0, 3.0))
-    assert a.split.scaled == c.split.scaled == (1, 4)
-    np.testing.assert_allclose(a.stage.center, c.stage.center)
+    a = LinearInequalityConstraint(A, b, scaled_rows=mask, box=(-3.0, 3.0))
+    c = LinearInequalityConstraint(A, b, scaled_rows=[4, 1], box=(-3.0, 3.0))
+    assert a._plan.split.scaled == c._plan.split.scaled == (1, 4)
+    np.testing.assert_allclose(a._stage.center, c._stage.center)
 
 
 def test_no_warning_when_nothing_explodes():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ScaledRowsWarning)
-        layer = ScaledRowsConstraint(CHECKER, box=(-1.0, 1.0))
-    assert layer.split.scaled == ()
+        layer = LinearInequalityConstraint(CHECKER, box=(-1.0, 1.0))
+    assert layer._plan.split.scaled == ()
 
 
 def test_errors():
     A, b = np.vstack([-np.eye(3), np.ones((1, 3))]), np.array([0.0, 0.0, 0.0, 1.0])
     with pytest.raises(LinconError, match="scaling must be one of"):
-        ScaledRowsConstraint(A, b, scaling="nearest")
+        LinearInequalityConstraint(A, b, scaling="nearest")
     with pytest.raises(ConstraintShapeError, match="rhs_input=True needs scaled_rows"):
-        ScaledRowsConstraint(A, b, rhs_input=True)
+        LinearInequalityConstraint(A, b, rhs_input=True)
     with pytest.raises(ConstraintShapeError, match="boolean scaled_rows mask"):
-        ScaledRowsConstraint(A, b, scaled_rows=np.array([True, False]))
+        LinearInequalityConstraint(A, b, scaled_rows=np.array([True, False]))
     with pytest.raises(ConstraintShapeError, match="indices of rows of A"):
-        ScaledRowsConstraint(A, b, scaled_rows=[7])
-    layer = ScaledRowsConstraint(A, b, scaled_rows=[3], rhs_input=True)
+        LinearInequalityConstraint(A, b, scaled_rows=[7])
+    layer = LinearInequalityConstraint(A, b, scaled_rows=[3], rhs_input=True)
     with pytest.raises(ConstraintShapeError, match="last dimension 1"):
         layer([np.zeros((2, 4), "float32"), np.ones((2, 2), "float32")])
     with pytest.raises(ConstraintShapeError, match=r"\[features, b_s\]"):
-        ScaledRowsConstraint(A, b, scaled_rows=[3], rhs_input=True)(np.zeros((2, 4), "float32"))
+        LinearInequalityConstraint(A, b, scaled_rows=[3], rhs_input=True)(np.zeros((2, 4), "float32"))
 
 
 def test_budget_allocation_tutorial_quick(tmp_path):
@@ -176,14 +177,14 @@ def test_fallback_rows_keep_fixed_rhs_while_input_rows_take_b_s():
     A = np.vstack([A, np.ones((1, 20))])
     b = np.append(b, 1.0)  # budget row, floor 1.0, right-hand side from the input
     with pytest.warns(ScaledRowsWarning):
-        layer = ScaledRowsConstraint(A, b, box=(-2.0, 2.0), scaled_rows=[80], rhs_input=True)
-    assert layer.input_rows == (80,) and len(layer.split.moved) == 80
+        layer = LinearInequalityConstraint(A, b, box=(-2.0, 2.0), scaled_rows=[80], rhs_input=True)
+    assert layer.scaled_rows == (80,) and len(layer._plan.split.moved) == 80
     h = rng.standard_normal((32, 6)).astype("float32") * 100
     rhs = (1.0 + rng.exponential(2.0, (32, 1))).astype("float32")
     y = layer([h, rhs])
     assert layer.assert_constraints(y, rhs) <= TOL
-    clone = ScaledRowsConstraint.from_config(layer.get_config())
-    assert clone.split.scaled == layer.split.scaled and clone.split.moved == layer.split.moved
+    clone = LinearInequalityConstraint.from_config(layer.get_config())
+    assert clone._plan.split.scaled == layer._plan.split.scaled and clone._plan.split.moved == layer._plan.split.moved
 
 
 def test_jit_compiled_fit_and_mixed_precision_stay_feasible():
@@ -198,7 +199,7 @@ def test_jit_compiled_fit_and_mixed_precision_stay_feasible():
     assert layer.assert_constraints(model.predict([h, rhs], verbose=0), rhs) <= TOL
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        mixed = ScaledRowsConstraint(CHECKER, box=(-1.0, 1.0), scaling="clip_blend")
+        mixed = LinearInequalityConstraint(CHECKER, box=(-1.0, 1.0), scaling="clip_blend")
         y = mixed(h * 100)
     finally:
         keras.config.set_dtype_policy("float32")
@@ -236,12 +237,26 @@ np.save("{tmp_path}/y.npy", y.numpy())
 def test_load_model_needs_only_import_keras_lincon(tmp_path):
     from tests.conftest import run_python
 
-    layer = ScaledRowsConstraint(CHECKER, box=(-1.0, 1.0), scaling="mix")
+    layer = LinearInequalityConstraint(CHECKER, box=(-1.0, 1.0), scaling="mix")
     model = keras.Sequential([keras.Input((4,)), layer])
     model.save(tmp_path / "m.keras")
     out = run_python(f"""
         import keras, keras_lincon
         model = keras.saving.load_model("{tmp_path}/m.keras")
-        print(type(model.layers[-1]).__name__, keras_lincon.ScaledRowsConstraint is type(model.layers[-1]))
+        print(type(model.layers[-1]).__name__, keras_lincon.LinearInequalityConstraint is type(model.layers[-1]))
     """)
-    assert "ScaledRowsConstraint True" in out
+    assert "LinearInequalityConstraint True" in out
+
+
+def test_scaled_rows_constraint_is_a_deprecated_alias(tmp_path):
+    from keras_lincon.scaled_layer import ScaledRowsConstraint
+
+    A, b = np.vstack([-np.eye(3), np.ones((1, 3))]), np.array([0.0, 0.0, 0.0, 1.0])
+    with pytest.warns(DeprecationWarning, match="scaled_rows="):
+        old = ScaledRowsConstraint(A, b, scaled_rows=[3], center=[0.2, 0.2, 0.2], kernel_initializer="ones")
+    new = LinearInequalityConstraint(A, b, scaled_rows=[3], box_center=[0.2, 0.2, 0.2], kernel_initializer="ones")
+    h = np.random.default_rng(0).standard_normal((4, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(old(h)), keras.ops.convert_to_numpy(new(h)))
+    model = keras.Sequential([keras.Input((3,)), old])
+    model.save(tmp_path / "m.keras")
+    assert type(keras.saving.load_model(tmp_path / "m.keras").layers[-1]) is ScaledRowsConstraint

@@ -38,7 +38,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lincon as klc  # noqa: E402
-from keras_lincon.scaled_layer import ScaledRowsConstraint  # noqa: E402
 
 GROUPS, PER_GROUP = 8, 32
 FLOOR = 0.5
@@ -100,13 +99,15 @@ class BudgetProjector:
         return out
 
 
-def build_model(A, b, budget_rows, hidden: int, scaling: str) -> tuple[keras.Model, ScaledRowsConstraint]:
+def build_model(A, b, budget_rows, hidden: int, scaling: str) -> tuple[keras.Model, klc.LinearInequalityConstraint]:
     n = A.shape[1]
     demand = keras.Input((n,), name="demand")
     budget = keras.Input((GROUPS,), name="budget")
     merged = keras.layers.Concatenate()([demand, budget])
     features = keras.layers.Concatenate()([merged, keras.layers.Dense(hidden, activation="relu")(merged)])
-    layer = ScaledRowsConstraint(A, b, box=(0.0, 1.0), scaled_rows=budget_rows, rhs_input=True, scaling=scaling)
+    layer = klc.LinearInequalityConstraint(
+        A, b, box=(0.0, 1.0), scaled_rows=budget_rows, rhs_input=True, scaling=scaling
+    )
     return keras.Model([demand, budget], layer([features, budget])), layer
 
 

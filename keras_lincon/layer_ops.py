@@ -1,0 +1,176 @@
+"""The layer's arithmetic in ``keras.ops`` (any Keras backend), apart from its Keras glue.
+
+Two stages, as in :class:`keras_lincon.LinearInequalityConstraint`:
+
+* :func:`generator_outputs`: features -> ``y`` in ``P_gen`` (generators);
+* :func:`scaled_stage`: ``y`` -> ``x`` that also satisfies the box and the
+  scaled rows (ray scaling towards a centre; numpy reference and planning in
+  :mod:`keras_lincon.scaling_lib`).
+
+Every function takes its constants (numpy, embedded in the graph) or weights
+(passed in) explicitly; none creates variables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+from keras_lincon import scaling_lib
+from keras_lincon.layer_lib import GeneratorLayout
+
+#: Non-negative maps for ray coefficients (the paper uses ``abs``).
+NONNEG_FUNCTIONS = {
+    "abs": ops.abs,
+    "softplus": ops.softplus,
+    "relu": ops.relu,
+    "square": ops.square,
+}
+_FAR = 1e30  # "no limit" for a row the clipped point does not push against
+_MIN_SLACK = 1e-30  # keeps 1 / slack finite when a right-hand side is below its floor
+
+
+def segment_max(values, segment_ids: np.ndarray, num_segments: int):
+    """(B, k) max of the columns of ``values`` (B, c) that share a segment id."""
+    return ops.transpose(ops.segment_max(ops.transpose(values), segment_ids, num_segments=num_segments))
+
+
+def _affine(x, kernel, bias):
+    return ops.matmul(x, ops.cast(kernel, x.dtype)) + ops.cast(bias, x.dtype)
+
+
+def generator_outputs(x, w, layout: GeneratorLayout, mode: str, nonneg: str):
+    """``sum softmax(.) V + nonneg(.) R + (.) L + offset``: (..., n) points of ``P_gen``.
+
+    Args:
+        x: (..., k) features (already in the compute dtype).
+        w: the layer holding the weights as attributes (``kernel``, ``bias``,
+            ``generators`` or ``complement_basis``/``ray_coordinates``/
+            ``small_kernel``/``small_bias``, ``offset``, ``vertex_*``).
+        layout: the generator layout; mode: ``"direct"`` or ``"projected"``.
+        nonneg: key of :data:`NONNEG_FUNCTIONS` for the ray coefficients.
+    """
+    n_lin, n_rays = layout.n_lineality, layout.n_rays
+    n_logits = layout.n_vertex_blocks * layout.block_size
+    coeffs = _affine(x, w.kernel, w.bias)
+    if mode == "direct":  # one matmul gives lineality, ray and vertex coefficients
+        gen_end = n_lin + n_rays
+        out, logits = None, coeffs[..., gen_end : gen_end + n_logits]
+        if gen_end:
+            gen_coeffs = coeffs if not n_logits else coeffs[..., :gen_end]
+            if n_rays:  # nonneg on the ray coefficients only
+                gen_coeffs = ops.where(np.arange(gen_end) >= n_lin, NONNEG_FUNCTIONS[nonneg](gen_coeffs), gen_coeffs)
+            out = ops.matmul(gen_coeffs, ops.cast(w.generators, x.dtype))
+    else:  # z + (nonneg(s) (R Q^T) - z Q^T) Q for a full map z
+        out = coeffs
+        small = _affine(x, w.small_kernel, w.small_bias) if n_rays + n_logits else None
+        if layout.n_basis:
+            basis = ops.cast(w.complement_basis, x.dtype)
+            coords = -ops.matmul(out, ops.transpose(basis))
+            if n_rays:
+                rays = NONNEG_FUNCTIONS[nonneg](small[..., :n_rays])
+                coords = coords + ops.matmul(rays, ops.cast(w.ray_coordinates, x.dtype))
+            out = out + ops.matmul(coords, basis)
+        logits = small[..., n_rays:] if n_logits else None
+    if layout.vertex_path != "none":
+        vertex_part = _vertex_part(logits, w, layout, ops.shape(x)[:-1])
+        out = vertex_part if out is None else out + vertex_part
+    if layout.has_offset:
+        out = out + ops.cast(w.offset, x.dtype)
+    return out
+
+
+def _vertex_part(logits, w, layout: GeneratorLayout, batch_shape):
+    """Softmax per block over its vertices (padding slots hold real vertices)."""
+    nb, smax, dtype = layout.n_vertex_blocks, layout.block_size, logits.dtype
+    weights = ops.softmax(ops.reshape(logits, (-1, nb, smax)) + ops.cast(w.vertex_mask, dtype), axis=-1)
+    if layout.vertex_path == "gather":
+        local = ops.einsum("bjs,jsw->bjw", weights, ops.cast(w.vertex_local, dtype))
+        flat = ops.pad(ops.reshape(local, (-1, nb * layout.block_width)), [[0, 0], [0, 1]])  # the zero slot
+        vertex_part = ops.take(flat, w.vertex_gather, axis=1)
+    else:
+        vertex_part = ops.matmul(ops.reshape(weights, (-1, nb * smax)), ops.cast(w.vertex_dense, dtype))
+    return ops.reshape(vertex_part, batch_shape + (w.units,))
+
+
+def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_weights=None):
+    """``keras.ops`` version of :func:`keras_lincon.scaling_lib.scale_map`.
+
+    Args:
+        y: (B, n) generator-stage outputs (points of ``P_gen``).
+        stage: the planned stage (numpy constants, embedded in the graph).
+        mode: ``"global"``, ``"per_block"``, ``"clip_scale"``, ``"clip_blend"``,
+            or ``"both"`` (returns the ``per_block`` and ``clip_blend`` results).
+        rhs: (B, m) per-sample right-hand side of the scaled rows, or None
+            for the stored one. Exact where ``rhs >= floor``.
+        box_weights: optional ``(center, inv_upper, inv_lower)`` tensors used
+            instead of the stage's (a layer whose box centre is a weight).
+
+    Returns:
+        (B, n) outputs in ``P_gen``, the box and the scaled rows.
+    """
+    dtype = y.dtype
+
+    def const(a):
+        return ops.convert_to_tensor(np.asarray(a, dtype=np.float32), dtype=dtype)
+
+    if box_weights is None:
+        c, inv_upper, inv_lower = const(stage.center), const(stage.inv_upper), const(stage.inv_lower)
+    else:
+        c, inv_upper, inv_lower = (ops.cast(v, dtype) for v in box_weights)
+    centered = y - c
+    ratio = ops.maximum(centered * inv_upper, centered * inv_lower)
+    m, k = stage.rows.shape[0], stage.n_blocks
+    if m:
+        inv_slack = (
+            const(stage.inv_slack) if rhs is None else 1.0 / ops.maximum(rhs - const(stage.row_center), _MIN_SLACK)
+        )
+        row_ratio = ops.matmul(centered, const(stage.rows.T)) * inv_slack
+    if mode == "global":
+        worst = ops.max(ratio, axis=-1, keepdims=True, initial=1.0)  # initial: empty batches
+        if m:
+            worst = ops.maximum(worst, ops.max(row_ratio, axis=-1, keepdims=True))
+        return c + centered / worst
+    seg = np.where(stage.coord_block < 0, k, stage.coord_block).astype(np.int32)  # k: the free slot
+    block_ratio = segment_max(ratio, seg, k + 1)
+    if m:
+        row_seg = np.where(stage.row_block < 0, k, stage.row_block).astype(np.int32)
+        block_ratio = ops.maximum(block_ratio, segment_max(row_ratio, row_seg, k + 1))
+    scale = ops.take(ops.maximum(block_ratio, 1.0), seg, axis=1)
+    free = np.asarray(stage.coord_block < 0)
+    clipped = ops.clip(y, const(stage.lower), const(stage.upper))
+    per_block = ops.where(free, clipped, c + centered / scale)
+    if mode == "per_block":
+        return per_block
+    anchor = c + ops.zeros_like(y) if mode == "clip_scale" else per_block
+    # the block's inequality rows: generator rows (fixed rhs), scaled rows (maybe per sample)
+    step = ops.matmul(clipped - anchor, const(stage.gen_rows.T))
+    room = const(stage.gen_rhs) - ops.matmul(anchor, const(stage.gen_rows.T))
+    if m:
+        s_rhs = const(stage.rhs) if rhs is None else rhs
+        step = ops.concatenate([step, ops.matmul(clipped - anchor, const(stage.rows.T))], axis=-1)
+        room = ops.concatenate([room, s_rhs - ops.matmul(anchor, const(stage.rows.T))], axis=-1)
+    row_seg = np.concatenate([stage.gen_block, stage.row_block])
+    row_seg = np.where(row_seg < 0, k, row_seg).astype(np.int32)
+    positive = step > 0
+    limit = ops.where(positive, ops.relu(room) / ops.where(positive, step, 1.0), _FAR)
+    lam = ops.clip(-segment_max(-limit, row_seg, k + 1), 0.0, 1.0)
+    keep = np.append(~stage.block_has_equality, False)  # clipping breaks equalities: lam = 0
+    lam = ops.take(lam * const(keep), seg, axis=1)
+    blended = anchor + lam * (clipped - anchor)
+    if mode == "clip_scale" and stage.block_has_equality.any():
+        blended = ops.where(np.append(stage.block_has_equality, False)[seg], per_block, blended)
+    out = ops.where(free, clipped, blended)
+    return (per_block, out) if mode == "both" else out
+
+
+def mixed_stage(y, features, stage: scaling_lib.ScaledStage, mix_kernel, mix_bias, rhs=None):
+    """``x_pb + a (x_cb - x_pb)`` per block, ``a = sigmoid(h W + w0)`` of the features.
+
+    Both ``x_pb`` (per block) and ``x_cb`` (clip then blend) are feasible, so
+    their convex combination is too.
+    """
+    per_block, clip_blend = scaled_stage(y, stage, "both", rhs)
+    alpha = ops.sigmoid(_affine(ops.cast(features, y.dtype), mix_kernel, mix_bias))
+    seg = np.maximum(stage.coord_block, 0).astype(np.int32)  # free coordinates: both are the clip
+    return per_block + ops.take(alpha, seg, axis=1) * (clip_blend - per_block)
