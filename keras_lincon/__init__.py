@@ -46,6 +46,7 @@ _LAZY = {
     "ScaledRowsWarning": "scaled_layer",
     "verify_generators": "layers",
     "ConstrainedVAE": "models",
+    "ConstraintViolation": "metrics",
     "VRepresentation": "polyhedra",
     "checkerboard": "polyhedra",
     "h_to_v": "polyhedra",
@@ -61,6 +62,7 @@ _SUBMODULES = (
     "generator_check",
     "layer_lib",
     "layers",
+    "metrics",
     "models",
     "polyhedra",
     "precision",
@@ -75,6 +77,7 @@ _SUBMODULES = (
 __all__ = [
     "ConstrainedVAE",
     "ConstraintShapeError",
+    "ConstraintViolation",
     "ConstraintViolationError",
     "ConstructionTimeoutError",
     "DegenerateSetError",
@@ -148,12 +151,13 @@ def _initializing(name: str) -> bool:
 
 
 def _register_models() -> None:
-    """Imports the modules that build on the layers module: the scaled-rows layer, and the VAE
-    module only on the TensorFlow backend (the only one it runs on)."""
+    """Imports the modules that build on the layers module: the scaled-rows layer, the metric,
+    and the VAE module only on the TensorFlow backend (the only one it runs on)."""
     try:
         import keras
 
         importlib.import_module(f"{__name__}.scaled_layer")
+        importlib.import_module(f"{__name__}.metrics")
         if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
             importlib.import_module(f"{__name__}.models")
     except Exception as exc:  # noqa: BLE001  (must not break the user's import)
