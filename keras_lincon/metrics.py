@@ -121,7 +121,7 @@ class ConstraintViolation(keras.metrics.Metric):
         self.value.assign(ops.maximum(self.value, ops.max(worst, initial=-np.inf)))
 
     def result(self):
-        return self.value
+        return ops.convert_to_tensor(self.value)  # a tensor, not the variable (JAX traces this)
 
     def reset_state(self):
         self.value.assign(-np.inf)
