@@ -47,8 +47,8 @@ from keras import ops  # noqa: E402
 import keras_lincon as klc  # noqa: E402
 from keras_lincon import polyhedra, scaling_lib  # noqa: E402
 from keras_lincon.experiments import datasets  # noqa: E402
-from keras_lincon.projection import OSQPProjector  # noqa: E402
 from keras_lincon.layer_ops import scaled_stage  # noqa: E402
+from keras_lincon.projection import OSQPProjector  # noqa: E402
 
 VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "project", "dense+osqp")
 _BISECTIONS = 40

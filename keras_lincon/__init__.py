@@ -46,6 +46,7 @@ _LAZY = {
     "ScaledRowsConstraint": "scaled_layer",
     "verify_generators": "layers",
     "ConstrainedVAE": "models",
+    "ConstraintViolation": "metrics",
     "VRepresentation": "polyhedra",
     "checkerboard": "polyhedra",
     "h_to_v": "polyhedra",
@@ -63,6 +64,7 @@ _SUBMODULES = (
     "layer_lib",
     "layer_ops",
     "layers",
+    "metrics",
     "models",
     "polyhedra",
     "precision",
@@ -77,6 +79,7 @@ _SUBMODULES = (
 __all__ = [
     "ConstrainedVAE",
     "ConstraintShapeError",
+    "ConstraintViolation",
     "ConstraintViolationError",
     "ConstructionTimeoutError",
     "DegenerateSetError",
@@ -150,12 +153,13 @@ def _initializing(name: str) -> bool:
 
 
 def _register_models() -> None:
-    """Imports the modules that build on the layers module: the deprecated scaled-rows alias, and the VAE
-    module only on the TensorFlow backend (the only one it runs on)."""
+    """Imports the modules that build on the layers module: the deprecated scaled-rows alias, the metric,
+    and the VAE module only on the TensorFlow backend (the only one it runs on)."""
     try:
         import keras
 
         importlib.import_module(f"{__name__}.scaled_layer")
+        importlib.import_module(f"{__name__}.metrics")
         if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
             importlib.import_module(f"{__name__}.models")
     except Exception as exc:  # noqa: BLE001  (must not break the user's import)

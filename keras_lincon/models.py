@@ -15,6 +15,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+# the module, not the class: the package's registration hook may import this module while
+# keras_lincon.metrics, importing Keras, is still initializing
+from keras_lincon import metrics
 from keras_lincon.errors import ConstraintShapeError, LinconError
 from keras_lincon.layers import LinearInequalityConstraint
 
@@ -43,41 +46,6 @@ def _tfd():
             "pip install 'keras-lincon[probability]' (tensorflow-probability, tf-keras)."
         ) from exc
     return tfp.distributions
-
-
-class _RunningMax(keras.metrics.Metric):
-    """Largest value seen since the last reset (e.g. worst constraint violation)."""
-
-    def __init__(self, name="max_violation", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.value = self.add_variable(shape=(), initializer=keras.initializers.Constant(-np.inf), name="value")
-
-    def update_state(self, values, sample_weight=None):
-        self.value.assign(ops.maximum(self.value, ops.cast(ops.max(values), self.dtype)))
-
-    def result(self):
-        return self.value
-
-    def reset_state(self):
-        self.value.assign(-np.inf)
-
-
-def relative_violation(layer: LinearInequalityConstraint, outputs):
-    """Worst relative violation of ``layer``'s constraints by ``outputs`` (a tensor).
-
-    ``max_i (a_i.x - b_i) / (|b_i| + ||a_i|| ||x||)`` over the batch, box
-    rows included, computed with ``keras.ops`` so it can run inside a train
-    step. Equalities count as two inequalities.
-    """
-    G, h, C, d = layer.constraint_rows()
-    G, h = np.vstack([G, C, -C]), np.concatenate([h, d, -d])
-    if G.shape[0] == 0:
-        return ops.convert_to_tensor(-np.inf)
-    x = ops.cast(ops.reshape(outputs, (-1, layer.units)), "float32")
-    residual = ops.matmul(x, G.T.astype("float32")) - h.astype("float32")
-    norms = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
-    scale = np.abs(h).astype("float32") + np.linalg.norm(G, axis=1).astype("float32") * norms
-    return ops.max(residual / ops.maximum(scale, 1e-30))
 
 
 @keras.saving.register_keras_serializable(package="keras_lincon")
@@ -273,7 +241,8 @@ class ConstrainedVAE(keras.Model):
     adds the reconstruction term (and regularizers). Evaluation runs one
     extra sampled pass, so ``val_loss`` is the same ELBO. ``fit`` reports
     ``loss``, ``reconstruction``, ``kl``, ``max_violation`` (worst relative
-    violation; ``-inf`` for the twin). No ``sample_weight``.
+    violation, a :class:`~keras_lincon.ConstraintViolation`; ``-inf`` for the
+    twin, which has no constraints). No ``sample_weight``.
 
     TensorFlow backend only (checked at construction): TFP 0.25's JAX
     substrate fails to import with current JAX (0.10), and sampling and
@@ -357,7 +326,11 @@ class ConstrainedVAE(keras.Model):
         self.latent_constraint = _latent_layer(latent_layer, latent_A, latent_b)
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
-        self.violation_tracker = _RunningMax(name="max_violation")
+        self.violation_tracker = (
+            metrics.ConstraintViolation(self.output_constraint)
+            if isinstance(self.output_constraint, LinearInequalityConstraint)
+            else metrics.ConstraintViolation(units=self.output_constraint.units)  # no rows: -inf
+        )
         self._compiled_sampler = None
         # Built now: a model whose forward pass fit never traces symbolically
         # would otherwise be saved without its weights.
@@ -465,8 +438,7 @@ class ConstrainedVAE(keras.Model):
         return loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if isinstance(self.output_constraint, LinearInequalityConstraint):
-            self.violation_tracker.update_state(relative_violation(self.output_constraint, y_pred))
+        self.violation_tracker.update_state(None, y_pred)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _scale(self):

@@ -4,7 +4,8 @@ Keras fixes its backend at import, so each backend runs in a subprocess with
 ``KERAS_BACKEND`` set: build in ``Sequential``, fit 2 epochs, predict, every
 output feasible, save ``.keras`` and reload within 1e-6; and a ``.keras``
 file saved under TensorFlow loads under JAX and torch with the same outputs
-(within 1e-6).
+(within 1e-6). The ``ConstraintViolation`` metric runs in ``compile`` and
+agrees with the numpy reference.
 A backend that is not installed is skipped, with the reason.
 """
 
@@ -131,3 +132,40 @@ def test_layer_contract_on_backend(backend, tmp_path, saved_under_tensorflow):
         if saved_under_tensorflow:
             # A .keras file saved under TensorFlow loads here and gives the same outputs.
             assert case["moved_diff"] <= 1e-6, f"{name}: outputs after moving TF -> {backend}: {case}"
+
+
+METRIC = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    import keras_lincon as klc
+    from keras_lincon.system import violations
+
+    assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    layer = klc.LinearInequalityConstraint(klc.monotone_chain(4), np.full(3, 0.5), box=(-1.0, 1.0))
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), layer])
+    model.compile(optimizer="adam", loss="mse", metrics=[klc.ConstraintViolation(layer)])
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.uniform(-2, 2, (64, 4)).astype("float32")
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0).history
+    metric = klc.ConstraintViolation(layer)
+    points = rng.normal(size=(32, 4)).astype("float32")
+    metric.update_state(None, points)
+    measured = float(metric.result())
+    expected = float(violations(points, *layer.constraint_rows(), relative=True).max())
+    metric.update_state(None, np.full((2, 4), np.nan, "float32"))
+    print(json.dumps({"fit": max(history["max_violation"]), "measured": measured, "expected": expected,
+                      "nan": float(metric.result())}))
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_violation_metric_on_backend(backend):
+    _require(backend)
+    report = _run(METRIC, backend, backend)
+    assert report["fit"] <= 1e-5
+    assert report["expected"] > 0 and abs(report["measured"] - report["expected"]) <= 1e-6
+    assert report["nan"] == float("inf")

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 import keras_lincon as klc
 from keras_lincon import polyhedra
-from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError, LinconError
-from keras_lincon.errors import ScaledRowsWarning
+from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError, LinconError, ScaledRowsWarning
 from keras_lincon.layers import SCALINGS, LinearInequalityConstraint
 
 TOL = klc.layers.FLOAT32_TOLERANCE
