@@ -264,6 +264,42 @@ def call_mode(layout: GeneratorLayout, input_dim: int, units: int) -> str:
     return "direct" if direct <= projected else "projected"
 
 
+def weight_specs(layout: GeneratorLayout, mode: str, units: int, input_dim: int, *, box: bool, mix_blocks: int = 0):
+    """The layer's weights in creation order (the order saved files rely on).
+
+    Returns:
+        list of ``(name, shape, kind)``; ``kind`` is ``"kernel"``, ``"bias"``
+        (trainable), ``"fixed"`` or ``"index"`` (non-trainable float / int32).
+    """
+    n, n_gen = units, layout.n_lineality + layout.n_rays
+    n_logits = layout.n_vertex_blocks * layout.block_size
+
+    def affine(prefix, width):
+        return [(f"{prefix}kernel", (input_dim, width), "kernel"), (f"{prefix}bias", (width,), "bias")]
+
+    if mode == "direct":  # one matmul for lineality, ray and vertex coefficients
+        specs = affine("", n_gen + n_logits) + ([("generators", (n_gen, n), "fixed")] if n_gen else [])
+    else:
+        specs = affine("", n) + (affine("ray_vertex_", layout.n_rays + n_logits) if layout.n_rays + n_logits else [])
+        if layout.n_basis:
+            specs.append(("complement_basis", (layout.n_basis, n), "fixed"))
+        if layout.n_rays and layout.n_basis:
+            specs.append(("ray_coordinates", (layout.n_rays, layout.n_basis), "fixed"))
+    specs.append(("offset", (n,), "fixed"))
+    nb, smax = layout.n_vertex_blocks, layout.block_size
+    if layout.vertex_path != "none":
+        specs.append(("vertex_mask", (nb, smax), "fixed"))
+    if layout.vertex_path == "gather":
+        specs += [("vertex_local", (nb, smax, layout.block_width), "fixed"), ("vertex_gather", (n,), "index")]
+    elif layout.vertex_path == "dense":
+        specs.append(("vertex_dense", (n_logits, n), "fixed"))
+    if box:
+        specs += [(name, (n,), "fixed") for name in ("box_center", "box_inv_upper", "box_inv_lower")]
+    if mix_blocks:
+        specs += affine("mix_", mix_blocks)
+    return specs
+
+
 def generator_arrays(rep: VRepresentation, layout: GeneratorLayout, mode: str) -> dict:
     """Numpy values of the generator weights, by weight name."""
     n = rep.dim

@@ -164,6 +164,20 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
     return (per_block, out) if mode == "both" else out
 
 
+def full_rhs(rhs, stage: scaling_lib.ScaledStage, columns: np.ndarray):
+    """(B, m_in) input right-hand sides -> (B, m) for every scaled row of ``stage``.
+
+    ``columns`` (m_in,) are the positions of the input rows among the scaled
+    rows; the others (rows the fallback moved) keep their stored ``b``.
+    """
+    select = np.zeros((columns.size, stage.rhs.size), dtype=np.float32)
+    select[np.arange(columns.size), columns] = 1.0
+    base = stage.rhs.astype(np.float32)
+    return ops.convert_to_tensor(base, rhs.dtype) + ops.matmul(
+        rhs - ops.convert_to_tensor(base[columns], rhs.dtype), ops.convert_to_tensor(select, rhs.dtype)
+    )
+
+
 def mixed_stage(y, features, stage: scaling_lib.ScaledStage, mix_kernel, mix_bias, rhs=None):
     """``x_pb + a (x_cb - x_pb)`` per block, ``a = sigmoid(h W + w0)`` of the features.
 

@@ -33,6 +33,10 @@ BOX_SCALINGS = SCALINGS
 CALL_MODES = ("auto",) + layer_lib.CALL_MODES
 
 
+# weight name -> layer attribute, where they differ (``box_center`` is the centre as a numpy property)
+_ATTRIBUTES = {"box_center": "box_center_weight", "ray_vertex_kernel": "small_kernel", "ray_vertex_bias": "small_bias"}
+
+
 class _Fixed(keras.initializers.Initializer):
     """Initializer returning a fixed numpy array (generator weights)."""
 
@@ -273,56 +277,24 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             if self._plan.center_is_weight:
                 arrays.update(layer_lib.box_arrays(self._stage.center, *self.box))
 
-        def fixed(name, shape, dtype=None):
-            if arrays is not None:
-                init = _Fixed(np.asarray(arrays[name]).reshape(shape))
-            else:  # from a config: the saved weights fill these (and are checked); NaN until then
-                init = "zeros" if dtype == "int32" else keras.initializers.Constant(float("nan"))
-            return self.add_weight(
-                name=name,
-                shape=shape,
-                initializer=init,
-                trainable=False,
-                dtype=dtype or self.variable_dtype,
-                autocast=False,
-            )
-
-        def trainable(name, width, kernel_init=self.kernel_initializer, bias_init=self.bias_initializer):
-            kernel = self.add_weight(
-                name=f"{name}kernel",
-                shape=(input_dim, width),
-                initializer=kernel_init,
-                regularizer=self.kernel_regularizer if name != "mix_" else None,
-            )
-            return kernel, self.add_weight(name=f"{name}bias", shape=(width,), initializer=bias_init)
-
-        n_gen, n_logits = lay.n_lineality + lay.n_rays, lay.n_vertex_blocks * lay.block_size
-        if mode == "direct":  # one matmul for lineality, ray and vertex coefficients
-            self.kernel, self.bias = trainable("", n_gen + n_logits)
-            if n_gen:
-                self.generators = fixed("generators", (n_gen, n))
-        else:
-            self.kernel, self.bias = trainable("", n)
-            if lay.n_rays + n_logits:
-                self.small_kernel, self.small_bias = trainable("ray_vertex_", lay.n_rays + n_logits)
-            if lay.n_basis:
-                self.complement_basis = fixed("complement_basis", (lay.n_basis, n))
-            if lay.n_rays and lay.n_basis:
-                self.ray_coordinates = fixed("ray_coordinates", (lay.n_rays, lay.n_basis))
-        self.offset = fixed("offset", (n,))
-        if lay.vertex_path != "none":
-            self.vertex_mask = fixed("vertex_mask", (lay.n_vertex_blocks, lay.block_size))
-        if lay.vertex_path == "gather":
-            self.vertex_local = fixed("vertex_local", (lay.n_vertex_blocks, lay.block_size, lay.block_width))
-            self.vertex_gather = fixed("vertex_gather", (n,), dtype="int32")
-        elif lay.vertex_path == "dense":
-            self.vertex_dense = fixed("vertex_dense", (n_logits, n))
-        if self._plan.center_is_weight:
-            self.box_center_weight = fixed("box_center", (n,))
-            self.box_inv_upper = fixed("box_inv_upper", (n,))
-            self.box_inv_lower = fixed("box_inv_lower", (n,))
-        if self._mixing:  # zero init: each block starts half way between per_block and clip_blend
-            self.mix_kernel, self.mix_bias = trainable("mix_", self._stage.n_blocks, "zeros", "zeros")
+        mix_blocks = self._stage.n_blocks if self._mixing else 0
+        for name, shape, kind in layer_lib.weight_specs(
+            lay, mode, n, input_dim, box=self._plan.center_is_weight, mix_blocks=mix_blocks
+        ):
+            if kind in ("kernel", "bias"):  # the mix starts at zero: half way between per_block and clip_blend
+                init = "zeros" if name.startswith("mix_") else getattr(self, f"{kind}_initializer")
+                regularizer = self.kernel_regularizer if kind == "kernel" and not name.startswith("mix_") else None
+                weight = self.add_weight(name=name, shape=shape, initializer=init, regularizer=regularizer)
+            else:
+                if arrays is not None:
+                    init = _Fixed(np.asarray(arrays[name]).reshape(shape))
+                else:  # from a config: the saved weights fill these (and are checked); NaN until then
+                    init = "zeros" if kind == "index" else keras.initializers.Constant(float("nan"))
+                dtype = "int32" if kind == "index" else self.variable_dtype
+                weight = self.add_weight(
+                    name=name, shape=shape, initializer=init, trainable=False, dtype=dtype, autocast=False
+                )
+            setattr(self, _ATTRIBUTES.get(name, name), weight)
         if not self.rhs_input:
             self.input_spec = keras.layers.InputSpec(min_ndim=1, axes={-1: input_dim})
 
@@ -352,7 +324,8 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             return y
         batch_shape, y = ops.shape(y), ops.reshape(y, (-1, self.units))  # the stage works on (B, n)
         if rhs is not None:
-            rhs = self._full_rhs(ops.reshape(ops.cast(rhs, y.dtype), (-1, len(self.scaled_rows))))
+            columns = np.searchsorted(np.array(self._plan.split.scaled), np.array(self.scaled_rows, dtype=int))
+            rhs = layer_ops.full_rhs(ops.reshape(ops.cast(rhs, y.dtype), (-1, columns.size)), self._stage, columns)
         if self._mixing:
             x = ops.reshape(x, (-1, ops.shape(x)[-1]))
             out = layer_ops.mixed_stage(y, x, self._stage, self.mix_kernel, self.mix_bias, rhs)
@@ -363,16 +336,6 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             mode = "per_block" if self.scaling == "mix" else self.scaling
             out = layer_ops.scaled_stage(y, self._stage, mode, rhs, box_weights)
         return ops.reshape(out, batch_shape)
-
-    def _full_rhs(self, rhs):
-        """(B, m_in) input right-hand sides -> (B, m) for every scaled row (moved rows keep ``b``)."""
-        columns = np.searchsorted(np.array(self._plan.split.scaled), np.array(self.scaled_rows, dtype=int))
-        select = np.zeros((columns.size, self._stage.rhs.size), dtype=np.float32)
-        select[np.arange(columns.size), columns] = 1.0
-        base = self._stage.rhs.astype(np.float32)
-        return ops.convert_to_tensor(base, rhs.dtype) + ops.matmul(
-            rhs - ops.convert_to_tensor(base[columns], rhs.dtype), ops.convert_to_tensor(select, rhs.dtype)
-        )
 
     def compute_output_shape(self, input_shape):
         return tuple(self._features_shape(input_shape)[:-1]) + (self.units,)

@@ -37,11 +37,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import scipy.optimize
 
 from keras_lincon import double_description, polyhedra
 from keras_lincon.errors import ConstraintShapeError, InfeasibleError, LinconError, NoStrictInteriorError
-from keras_lincon.system import blocks
+from keras_lincon.system import blocks, deepest_point
 
 #: Treatments of the scaled stage (see the module docstring).
 MODES = ("global", "per_block", "clip_scale", "clip_blend")
@@ -121,77 +120,6 @@ class ScaledStage:
 def _relative_slack(A: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     scale = np.abs(b) + np.linalg.norm(A, axis=1) * np.linalg.norm(c)
     return (b - A @ c) / np.maximum(scale, 1e-300)
-
-
-def deepest_center(
-    system: polyhedra.ConstraintSystem,
-    rows: np.ndarray,
-    rhs: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    *,
-    strict_generator_rows: bool = False,
-) -> tuple[np.ndarray, float]:
-    """A point of ``P_gen`` deepest inside the scaled rows and the box (an LP).
-
-    Solves ``max t`` s.t. ``A_g c <= b_g`` (``+ t ||a_i||`` if
-    ``strict_generator_rows``), ``C c = d``, ``a_i.c + t ||a_i|| <= b_i`` for the
-    scaled rows, ``lower + t w <= c <= upper - t w`` with the box width ``w``,
-    and ``t <= cap`` (half the widest finite box width, or the scale of the
-    right-hand sides when there is no finite box) so that the LP is bounded.
-    Independent blocks could be solved apart; one LP gives the same centre
-    for the binding block and a feasible, deep one for the others.
-
-    Args:
-        system: the generator stage ``(A_g, b_g, C, d)`` in ``n`` variables.
-        rows, rhs: (m, n), (m,) scaled rows (floor right-hand side).
-        lower, upper: (n,) box (infinite where absent).
-        strict_generator_rows: also stay strictly inside the generator rows.
-
-    Returns:
-        ``(c, t)``: (n,) centre and its depth (> 0 means strictly inside).
-
-    Raises:
-        NoStrictInteriorError: no point of ``P_gen`` is strictly inside.
-    """
-    n = system.dim
-    width = np.where(np.isfinite(upper - lower), upper - lower, np.nan)
-    finite = np.isfinite(width)
-    g_norm = np.linalg.norm(system.A, axis=1)
-    s_norm = np.linalg.norm(rows, axis=1)
-    if finite.any():
-        cap = 0.5 * float(np.max(width[finite]))
-    else:
-        scales = np.concatenate(
-            [np.abs(rhs) / np.maximum(s_norm, 1e-300), np.abs(system.b) / np.maximum(g_norm, 1e-300), [1.0]]
-        )
-        cap = float(np.max(scales))
-    eye = np.eye(n)
-    blocks_ub = [
-        np.column_stack([system.A, g_norm if strict_generator_rows else np.zeros(system.A.shape[0])]),
-        np.column_stack([rows, s_norm]),
-        np.column_stack([eye[np.isfinite(upper)], np.where(finite, width, 0.0)[np.isfinite(upper)]]),
-        np.column_stack([-eye[np.isfinite(lower)], np.where(finite, width, 0.0)[np.isfinite(lower)]]),
-    ]
-    rhs_ub = np.concatenate([system.b, rhs, upper[np.isfinite(upper)], -lower[np.isfinite(lower)]])
-    cost = np.zeros(n + 1)
-    cost[-1] = -1.0
-    result = scipy.optimize.linprog(
-        cost,
-        A_ub=np.vstack(blocks_ub),
-        b_ub=rhs_ub,
-        A_eq=np.column_stack([system.C, np.zeros(system.C.shape[0])]) if system.C.size else None,
-        b_eq=system.d if system.C.size else None,
-        bounds=[(None, None)] * n + [(None, cap)],
-        method="highs",
-    )
-    if result.status != 0 or result.x[-1] <= 1e-9 * max(cap, 1e-300):
-        raise NoStrictInteriorError(
-            "no point of the generator rows' set lies strictly inside the scaled rows and the box "
-            "(the scaled rows or the box pin some coordinate, or the sets do not meet). Widen the box or "
-            "the right-hand side (floor) of the scaled rows, or make those rows generator rows."
-        )
-    return result.x[:n], float(result.x[-1])
 
 
 def check_center(
@@ -280,7 +208,7 @@ def plan(
             floor ``b_floor``: the map is exact for any ``b_s >= b_floor``.
         box: ``(lower, upper)`` as for the layer, or None.
         center: optional (n,) user centre (validated), else the deepest point
-            (:func:`deepest_center`).
+            (:func:`keras_lincon.system.deepest_point`).
         input_dependent: the right-hand side of the scaled rows is an input.
         strict_generator_rows: the centre must also be strictly inside the
             generator rows (the ``clip_scale`` treatment needs it).
@@ -318,7 +246,13 @@ def plan(
         center = np.full(n, np.nan)
     else:
         if center is None:
-            center, _ = deepest_center(system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
+            center, depth = deepest_point(system, lower, upper, rows, rhs, strict_rows=strict_generator_rows)
+            if center is None or depth <= 1e-9:
+                raise NoStrictInteriorError(
+                    "no point of the generator rows' set lies strictly inside the scaled rows and the box "
+                    "(the scaled rows or the box pin some coordinate, or the sets do not meet). Widen the box or "
+                    "the right-hand side (floor) of the scaled rows, or make those rows generator rows."
+                )
         center = check_center(center, system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
     coord_block, (gen_block, eq_block, row_block) = blocks(n, system.A, system.C, rows)
     k = int(coord_block.max()) + 1 if coord_block.size else 0

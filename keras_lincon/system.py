@@ -277,7 +277,13 @@ def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndar
             ),
         )
     else:
-        center = _box_lp_center(system, lower, upper, fin_lo, fin_hi)
+        center, depth = deepest_point(system, lower, upper)
+        if center is None or depth <= 1e-9:
+            raise InfeasibleError(
+                "the box and the constraints share no point strictly inside the box "
+                "(every feasible point touches a box face or the intersection is "
+                "empty). Widen the box or relax the constraints."
+            )
     inside = (center > lower) & (center < upper)
     worst = max_violation(center[None], system.A, system.b, system.C, system.d, relative=True)
     if not np.all(inside) or not worst <= CHECK_TOLERANCE:
@@ -290,41 +296,65 @@ def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndar
     return center
 
 
-def _box_lp_center(system: ConstraintSystem, lower, upper, fin_lo, fin_hi) -> np.ndarray:
+def deepest_point(
+    system: ConstraintSystem, lower, upper, rows=None, rhs=None, *, strict_rows: bool = False
+) -> tuple[np.ndarray | None, float]:
+    """The LP behind every centre: a point of ``system`` deepest inside a box and extra rows.
+
+    Solves ``max t`` s.t. ``A c <= b`` (``+ t ||a_i||`` if ``strict_rows``),
+    ``C c = d``, ``r_j.c + t ||r_j|| <= s_j`` for the extra ``rows, rhs``,
+    and ``lower + t w <= c <= upper - t w``, in coordinates ``c = offset + w u``
+    scaled by the box width ``w`` (1 where a side is open), so narrow boxes
+    are as well conditioned as wide ones; the row terms are measured in
+    those coordinates too. ``t`` is capped (1/2 with a finite box side, else
+    the rows' scale) so the LP is bounded.
+
+    Args:
+        system: ``(A, b, C, d)`` in ``n`` variables; lower, upper: (n,) box
+            (infinite where open); rows, rhs: optional (m, n), (m,).
+
+    Returns:
+        ``(c, t)``: (n,) point and its depth as a fraction of the cap, or
+        ``(None, 0.0)`` when the LP has no solution; ``t > 0`` means strictly inside.
+    """
     n = system.dim
-    # Substitute c = offset + w * u so that the box has width 1 in u.
+    rows = np.zeros((0, n)) if rows is None else np.asarray(rows, dtype=np.float64)
+    rhs = np.zeros(0) if rhs is None else np.asarray(rhs, dtype=np.float64)
+    fin_lo, fin_hi = np.isfinite(lower), np.isfinite(upper)
     both = fin_lo & fin_hi
     width = np.where(both, upper - lower, 1.0)
     offset = np.where(fin_lo, lower, np.where(fin_hi, upper, 0.0))
-    A_u, C_u = system.A * width, system.C * width
-    b_u, d_u = system.b - system.A @ offset, system.d - system.C @ offset
+    A_u, R_u, C_u = system.A * width, rows * width, system.C * width
+    b_u, s_u = system.b - system.A @ offset, rhs - rows @ offset
+    a_norm, r_norm = np.linalg.norm(A_u, axis=1), np.linalg.norm(R_u, axis=1)
     u_lo = np.where(fin_lo, 0.0, -np.inf)
     u_hi = np.where(both, 1.0, np.where(fin_hi, 0.0, np.inf))
+    if (fin_lo | fin_hi).any():
+        cap = 0.5
+    else:
+        scales = np.concatenate([np.abs(s_u) / np.maximum(r_norm, 1e-300), np.abs(b_u) / np.maximum(a_norm, 1e-300)])
+        cap = float(max(scales.max(initial=0.0), 1.0))
     eye = np.eye(n)
-    rows = [
-        np.column_stack([A_u, np.zeros(A_u.shape[0])]),
+    lhs = [
+        np.column_stack([A_u, a_norm if strict_rows else np.zeros(A_u.shape[0])]),
+        np.column_stack([R_u, r_norm]),
         np.column_stack([eye[np.isfinite(u_hi)], np.ones(np.isfinite(u_hi).sum())]),
         np.column_stack([-eye[np.isfinite(u_lo)], np.ones(np.isfinite(u_lo).sum())]),
     ]
-    rhs = [b_u, u_hi[np.isfinite(u_hi)], -u_lo[np.isfinite(u_lo)]]
     cost = np.zeros(n + 1)
     cost[-1] = -1.0
     result = scipy.optimize.linprog(
         cost,
-        A_ub=np.vstack(rows),
-        b_ub=np.concatenate(rhs),
+        A_ub=np.vstack(lhs),
+        b_ub=np.concatenate([b_u, s_u, u_hi[np.isfinite(u_hi)], -u_lo[np.isfinite(u_lo)]]),
         A_eq=np.column_stack([C_u, np.zeros(C_u.shape[0])]) if C_u.size else None,
-        b_eq=d_u if C_u.size else None,
-        bounds=[(None, None)] * n + [(None, 0.5)],
+        b_eq=system.d - system.C @ offset if C_u.size else None,
+        bounds=[(None, None)] * n + [(None, cap)],
         method="highs",
     )
-    if result.status != 0 or result.x[-1] <= 1e-9:
-        raise InfeasibleError(
-            "the box and the constraints share no point strictly inside the box "
-            "(every feasible point touches a box face or the intersection is "
-            "empty). Widen the box or relax the constraints."
-        )
-    return offset + width * result.x[:n]
+    if result.status != 0:
+        return None, 0.0
+    return offset + width * result.x[:n], float(result.x[-1]) / cap
 
 
 def blocks(n: int, *row_matrices: np.ndarray) -> tuple[np.ndarray, list]:
