@@ -118,7 +118,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         scaled_rows: rows of ``A`` enforced by scaling (indices or a mask).
         rhs_input: the scaled rows' right-hand side is the second input.
         scaling: see above. fallback: see above (default True).
-        call_mode: ``"auto"``, ``"direct"`` or ``"projected"`` (same outputs).
+        call_mode: ``"auto"``, ``"direct"`` or ``"projected"`` (same sets, different weight shapes).
         nonneg: ``"abs"`` (paper), ``"softplus"``, ``"relu"`` or ``"square"``.
         kernel_initializer, bias_initializer, kernel_regularizer: as in Dense.
         representation: precomputed :class:`~keras_lincon.VRepresentation`

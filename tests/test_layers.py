@@ -449,3 +449,13 @@ def test_per_block_equals_global_on_a_single_block_and_clips_free_coordinates():
     assert np.all(np.abs(y) <= 1.0) and np.any(np.abs(y) == 1.0) and np.any(np.abs(y) < 1.0)
     with pytest.raises(klc.LinconError, match="scaling must be one of"):
         klc.LinearInequalityConstraint(A, box=(-1.0, 1.0), scaling="nearest")
+
+
+def test_call_mode_is_a_checked_public_option_kept_in_the_config():
+    layer = klc.LinearInequalityConstraint(klc.monotone_chain(6), call_mode="projected")
+    layer(np.zeros((2, 40), dtype="float32"))  # "auto" would pick direct for 40 inputs
+    assert layer._call_mode == "projected"
+    clone = klc.LinearInequalityConstraint.from_config(layer.get_config())
+    assert clone.call_mode == "projected"
+    with pytest.raises(klc.LinconError, match="call_mode must be one of"):
+        klc.LinearInequalityConstraint(klc.monotone_chain(6), call_mode="fast")
