@@ -96,20 +96,23 @@ class ConstraintChecks:
 
     @property
     def floor(self) -> np.ndarray:
-        """(m_in,) declared floor of the input right-hand sides (``b`` of ``scaled_rows``)."""
-        return self.system.b[np.array(self.scaled_rows, dtype=int)]
+        """(m_in,) declared floor of the input right-hand sides (``b`` of ``scaled_rows``;
+        ``-inf`` in the shifted-apex form, which is exact for every ``b``)."""
+        if self._plan.apex is not None:
+            return np.full(len(self._input_rows), -np.inf)
+        return self.system.b[np.array(self._input_rows, dtype=int)]
 
     def _rhs_rows(self, rhs, batch: int):
         """(batch, m) ``b`` per sample: the stored one, with the input rows replaced by ``rhs``."""
         b = np.repeat(self.system.b[None], batch, axis=0)
         if rhs is not None:
-            r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self.scaled_rows))
-            b[:, np.array(self.scaled_rows, dtype=int)] = r
+            r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self._input_rows))
+            b[:, np.array(self._input_rows, dtype=int)] = r
         return b
 
     def below_floor(self, rhs) -> np.ndarray:
         """Indices of the samples whose ``b_s`` is below the floor somewhere (not guaranteed)."""
-        r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self.scaled_rows))
+        r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self._input_rows))
         return np.flatnonzero(np.any(r < self.floor, axis=1))
 
     def violations(self, outputs, rhs=None, relative: bool = False) -> np.ndarray:
@@ -117,8 +120,9 @@ class ConstraintChecks:
 
         Args:
             outputs: (..., n) layer outputs.
-            rhs: (B, len(scaled_rows)) the ``b_s`` they were computed for
-                (``rhs_input=True``), else None for the stored ``b``.
+            rhs: (B, m_in) the ``b_s`` they were computed for (``rhs_input=True``;
+                one per scaled row, or per row of ``A`` in the shifted-apex
+                form), else None for the stored ``b``.
             relative: scale residuals as in the tolerance statement.
         """
         y = np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64).reshape(-1, self.units)

@@ -94,6 +94,8 @@ class StagePlan:
         stage: the scaled stage (box and scaled rows), or None for neither.
         center_is_weight: the stage's centre and inverse box widths are layer
             weights (a box and no scaled rows: the layout of the first release).
+        apex: the shifted-apex form (every row's ``b`` an input): ``(P, q)``
+            with the apex ``P b + q`` ((n, m), (n,)); else None.
     """
 
     generator_system: ConstraintSystem
@@ -101,6 +103,7 @@ class StagePlan:
     split: scaling_lib.RowSplit
     stage: scaling_lib.ScaledStage | None
     center_is_weight: bool
+    apex: tuple | None = None
 
 
 def row_indices(scaled_rows, m: int) -> tuple:
@@ -162,7 +165,7 @@ def plan_stages(
     """
     n, m = system.dim, system.A.shape[0]
     if rhs_input and not scaled_rows:
-        raise ConstraintShapeError("rhs_input=True needs scaled_rows: the rows whose right-hand side is an input.")
+        return _shifted_apex(system, box, method, max_generators, representation, loading)
     limit = double_description.REFUSE_FACTOR * max_generators  # h_to_v refuses above this without enumerating
     split = scaling_lib.split_rows(system, set(scaled_rows) | set(moved_rows), limit, fallback and not loading)
     if moved_rows:
@@ -211,6 +214,33 @@ def plan_stages(
         find_center=not (loading and center_is_weight),
     )
     return StagePlan(gen_system, representation, split, stage, center_is_weight)
+
+
+def _shifted_apex(system: ConstraintSystem, box, method, max_generators, representation, loading) -> StagePlan:
+    """``{x : A x <= b, C x = d} = M^+ [b; d] + {z : A z <= 0, C z = 0}`` for ``M = [A; C]`` of full row rank.
+
+    Exact for every right-hand side ``b`` (``A M^+ = [I 0]``), so ``b`` can be
+    any input: the cone's generators are computed once, the apex per sample.
+    """
+    m, p = system.A.shape[0], system.C.shape[0]
+    M = np.vstack([system.A, system.C])
+    if box is not None or m == 0 or np.linalg.matrix_rank(M) < m + p:
+        raise ConstraintShapeError(
+            "rhs_input=True without scaled_rows makes every row's b an input (the shifted-apex form, exact for "
+            "every b); it needs rows of A, linearly independent together with C, and no box (the box would "
+            "need a centre that moves with b). Otherwise pass scaled_rows= (the rows whose b is an input, with "
+            "b as their floor), which also takes a box."
+        )
+    pinv = np.linalg.pinv(M)
+    cone = ConstraintSystem(system.A, np.zeros(m), system.C, np.zeros(p))
+    if loading:
+        representation = None
+    elif representation is not None:
+        polyhedra.check_representation(representation, cone)
+    else:
+        representation = polyhedra.h_to_v(*_arrays(cone), method=method, max_generators=max_generators)
+    split = scaling_lib.RowSplit(tuple(range(m)), (), (), ())
+    return StagePlan(cone, representation, split, None, False, apex=(pinv[:, :m], pinv[:, m:] @ system.d))
 
 
 def _rows(system: ConstraintSystem, rows) -> ConstraintSystem:

@@ -87,12 +87,16 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     where those rows bind), never feasibility.
 
     **Right-hand sides as an input.** With ``rhs_input=True`` the layer is
-    called as ``layer([features, b_s])``, ``b_s`` of shape ``(batch,
-    len(scaled_rows))`` in the order of the sorted row indices, and ``b`` of
-    those rows is the declared *floor*. Exactness condition: every output is
-    feasible for its own ``b_s`` whenever ``b_s >= floor`` (the centre is
-    computed for the floor); :meth:`below_floor` and ``max_violation(y,
-    rhs=b_s)`` report samples where it did not hold.
+    called as ``layer([features, b_s])``. With ``scaled_rows``, ``b_s`` has
+    shape ``(batch, len(scaled_rows))`` in the order of the sorted row
+    indices, and ``b`` of those rows is the declared *floor*. Exactness
+    condition: every output is feasible for its own ``b_s`` whenever
+    ``b_s >= floor`` (the centre is computed for the floor);
+    :meth:`below_floor` and ``max_violation(y, rhs=b_s)`` report samples
+    where it did not hold. Without ``scaled_rows`` every row takes its ``b``
+    from the input, ``b_s`` of shape ``(batch, m)``: the *shifted-apex form*
+    ``x = M^+ [b_s; d] + z`` with ``z`` in the cone ``{A z <= 0, C z = 0}``
+    (``M = [A; C]`` must have full row rank; no box), exact for every ``b_s``.
 
     Tolerance: the generators are exact to 1e-9; in float32 every output
     satisfies ``a_i.x - b_i <= 1e-5 (|b_i| + ||a_i|| ||x||)`` (and likewise
@@ -116,7 +120,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         box_center: optional (n,) centre of the scaled stage (see above).
         units: the output size when ``A`` is None.
         scaled_rows: rows of ``A`` enforced by scaling (indices or a mask).
-        rhs_input: the scaled rows' right-hand side is the second input.
+        rhs_input: right-hand sides are the second input (see above).
         scaling: see above. fallback: see above (default True).
         call_mode: ``"auto"``, ``"direct"`` or ``"projected"`` (same sets, different weight shapes).
         nonneg: ``"abs"`` (paper), ``"softplus"``, ``"relu"`` or ``"square"``.
@@ -215,6 +219,8 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             loading=layout is not None,
         )
         self._representation = self._plan.representation
+        # rows whose b is the second input: the scaled rows, or every row (the shifted-apex form)
+        self._input_rows = tuple(range(self.system.A.shape[0])) if self._plan.apex else self.scaled_rows
         # a config's layout: the weights are loaded (and checked) next
         if layout is not None:
             self._layout = layer_lib.GeneratorLayout.from_config(layout)
@@ -307,9 +313,10 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             and isinstance(input_shape[0], (list, tuple))
         ):
             raise ConstraintShapeError("with rhs_input=True call the layer on [features, b_s].")
-        if input_shape[1][-1] != len(self.scaled_rows):
+        if input_shape[1][-1] != len(self._input_rows):
             raise ConstraintShapeError(
-                f"b_s must have last dimension {len(self.scaled_rows)} (one per row in scaled_rows); "
+                f"b_s must have last dimension {len(self._input_rows)} (one per input row: "
+                f"{'scaled_rows' if self.scaled_rows else 'every row of A'}); "
                 f"got {tuple(input_shape[1])}."
             )
         return input_shape[0]
@@ -320,6 +327,9 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         features, rhs = inputs if self.rhs_input else (inputs, None)
         x = ops.cast(features, self.compute_dtype)
         y = layer_ops.generator_outputs(x, self, self._layout, self._call_mode, self.nonneg)
+        if self._plan.apex is not None:  # apex P b + q of this sample's set, plus a point of the cone
+            P, q = (ops.convert_to_tensor(np.asarray(a, np.float32), y.dtype) for a in self._plan.apex)
+            return y + ops.matmul(ops.cast(rhs, y.dtype), ops.transpose(P)) + q
         if self._stage is None:
             return y
         batch_shape, y = ops.shape(y), ops.reshape(y, (-1, self.units))  # the stage works on (B, n)
@@ -362,7 +372,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             layout=self.layout,
             scaling=self.scaling,
         )
-        if plan.split.scaled or self.call_mode != "auto":  # absent from older configs
+        if plan.split.scaled or self.rhs_input or self.call_mode != "auto":  # absent from older configs
             config.update(
                 scaled_rows=list(self.scaled_rows),
                 moved_rows=list(plan.split.moved),

@@ -259,3 +259,46 @@ def test_scaled_rows_constraint_is_a_deprecated_alias(tmp_path):
     model = keras.Sequential([keras.Input((3,)), old])
     model.save(tmp_path / "m.keras")
     assert type(keras.saving.load_model(tmp_path / "m.keras").layers[-1]) is ScaledRowsConstraint
+
+
+# ------------------------------------------------ the shifted-apex form (every b an input)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 24), data=st.data())
+def test_shifted_apex_is_feasible_for_every_rhs(seed, n, data):
+    rng = np.random.default_rng(seed)
+    m = data.draw(st.integers(1, n))
+    p = data.draw(st.integers(0, n - m))
+    A = rng.standard_normal((m, n)) * 10.0 ** rng.uniform(-3, 3, (m, 1))
+    C, d = (rng.standard_normal((p, n)), rng.standard_normal(p)) if p else (None, None)
+    layer = LinearInequalityConstraint(A, C=C, d=d, rhs_input=True)
+    features, rhs_in = keras.Input((5,)), keras.Input((m,))
+    model = keras.Model([features, rhs_in], layer([features, rhs_in]))
+    h = (rng.standard_normal((64, 5)) * 10.0 ** rng.integers(-6, 7, (64, 1))).astype("float32")
+    rhs = (rng.standard_normal((64, m)) * 10.0 ** rng.integers(-3, 4, (64, 1))).astype("float32")  # any sign
+    assert layer.below_floor(rhs).size == 0
+    assert layer.assert_constraints(model([h, rhs]), rhs) <= TOL
+    model.compile("adam", "mse")
+    model.fit([h, rhs], rng.standard_normal((64, n)).astype("float32"), epochs=1, verbose=0)
+    assert layer.assert_constraints(model([h, rhs]), rhs) <= TOL
+
+
+def test_shifted_apex_refuses_what_it_cannot_do_exactly(tmp_path):
+    A = np.vstack([np.eye(3), np.ones((1, 3))])  # 4 rows in 3 dimensions: not of full row rank
+    with pytest.raises(ConstraintShapeError, match="linearly independent"):
+        LinearInequalityConstraint(A, rhs_input=True)
+    with pytest.raises(ConstraintShapeError, match="no box"):
+        LinearInequalityConstraint(np.eye(3), rhs_input=True, box=(-1.0, 1.0))
+    layer = LinearInequalityConstraint(np.eye(3), rhs_input=True)
+    with pytest.raises(ConstraintShapeError, match="last dimension 3"):
+        layer([np.zeros((2, 4), "float32"), np.ones((2, 2), "float32")])
+    features, rhs_in = keras.Input((4,)), keras.Input((3,))
+    model = keras.Model([features, rhs_in], layer([features, rhs_in]))
+    model.save(tmp_path / "m.keras")
+    h, rhs = np.ones((2, 4), "float32"), -np.ones((2, 3), "float32")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(reloaded([h, rhs])), keras.ops.convert_to_numpy(model([h, rhs]))
+    )
+    assert reloaded.layers[-1].assert_constraints(reloaded([h, rhs]), rhs) <= TOL
