@@ -55,7 +55,12 @@ def _cmd_vae(args: argparse.Namespace) -> int:
     overrides = {
         k: v
         for k, v in dict(
-            data=args.data, epochs=args.epochs, out=args.out, num_samples=args.samples, train_size=args.train_size
+            data=args.data,
+            epochs=args.epochs,
+            out=args.out,
+            num_samples=args.samples,
+            train_size=args.train_size,
+            scaling=args.scaling,
         ).items()
         if v is not None
     }
@@ -121,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--epochs", type=positive_int)
     vae.add_argument("--samples", type=positive_int, help="number of generated samples to evaluate")
     vae.add_argument("--train-size", type=positive_int, help="use only this many training images")
+    vae.add_argument(
+        "--scaling",
+        choices=("per_block", "global", "clip_blend", "clip_scale", "mix"),
+        help="box treatment of the constraint layer (default per_block; global = the paper)",
+    )
     vae.add_argument("--out", help="output folder (default runs/vae, runs/vae-quick with --quick)")
     vae.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     vae.set_defaults(func=_cmd_vae)

@@ -252,7 +252,8 @@ class ConstrainedVAE(keras.Model):
     Args:
         encoder: layer/model, inputs -> features.
         decoder: layer/model, codes (latent_dim, or latent_A's columns) -> features.
-        A, b, C, d, box, nonneg: the output constraints (as in the layer).
+        A, b, C, d, box, nonneg, scaling, scaled_rows: the output constraints
+            and their treatment (as in :class:`~keras_lincon.LinearInequalityConstraint`).
         latent_dim: size of u.
         prior: None or ``"normal"``, ``"mixture"`` (learned mixture of
             ``prior_components`` diagonal Gaussians), a ``tfd.Distribution``
@@ -292,6 +293,8 @@ class ConstrainedVAE(keras.Model):
         d=None,
         box=None,
         nonneg: str = "abs",
+        scaling: str | None = None,
+        scaled_rows=None,
         prior: None | str | Callable | object = None,
         prior_components: int = 10,
         output_shape: Sequence[int] | None = None,
@@ -320,9 +323,8 @@ class ConstrainedVAE(keras.Model):
         self.kl_weight = float(kl_weight)
         self.likelihood_scale = likelihood_scale
         self.posterior_head = keras.layers.Dense(2 * self.latent_dim, name="posterior")
-        self.output_constraint = _output_layer(
-            output_layer, A, self.sample_output_shape, b=b, C=C, d=d, box=box, nonneg=nonneg
-        )
+        rows = dict(b=b, C=C, d=d, box=box, nonneg=nonneg, scaling=scaling, scaled_rows=scaled_rows)
+        self.output_constraint = _output_layer(output_layer, A, self.sample_output_shape, **rows)
         self.latent_constraint = _latent_layer(latent_layer, latent_A, latent_b)
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")

@@ -41,6 +41,7 @@ class VAEConfig:
     likelihood_scale: float = 0.1
     learning_rate: float = 1e-3
     seed: int = 0
+    scaling: str = "per_block"  # the constraint layer's box treatment (LinearInequalityConstraint)
     out: str = "runs/vae"
     verbose: int = 1
     overwrite: bool = False  # write into a non-empty ``out``
@@ -50,6 +51,8 @@ class VAEConfig:
             _positive(name, getattr(self, name))
         if self.train_size is not None:
             _positive("train_size", self.train_size)
+        if self.scaling not in klc.layers.SCALINGS:
+            raise LinconError(f"unknown scaling {self.scaling!r}; choose one of {klc.layers.SCALINGS}.")
         if self.data not in datasets.NAMES + ("auto",):
             raise LinconError(f"unknown data set {self.data!r}; choose one of {datasets.NAMES + ('auto',)}.")
 
@@ -94,6 +97,7 @@ def build_vae(image_shape, cfg: VAEConfig, constrained: bool) -> ConstrainedVAE:
         A,
         latent_dim=cfg.latent_dim,
         box=(-1.0, 1.0) if constrained else None,
+        scaling=cfg.scaling if constrained else None,
         output_shape=image_shape,
         likelihood_scale=cfg.likelihood_scale,
         name="constrained_vae" if constrained else "unconstrained_vae",
