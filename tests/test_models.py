@@ -288,3 +288,16 @@ def test_jax_backend_error_in_a_fresh_process():
         env={"KERAS_BACKEND": "jax"},
     )
     assert "refused:" in out and "KERAS_BACKEND=tensorflow" in out
+
+
+@pytest.mark.parametrize("scaling", ["mix", "global"])
+def test_output_layer_treatment_is_chosen_and_saved(digits, tmp_path, scaling):
+    vae = make_vae(scaling=scaling)
+    assert vae.output_constraint.scaling == scaling
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    vae.fit(digits.x_train, epochs=1, batch_size=64, verbose=0)
+    output_layer_check(vae, vae.sample(500, seed=2))
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    assert loaded.output_constraint.scaling == scaling
+    np.testing.assert_allclose(loaded.sample(64, seed=3), vae.sample(64, seed=3), rtol=1e-5, atol=1e-5)
