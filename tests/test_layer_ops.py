@@ -1,0 +1,67 @@
+"""Tests of keras_lincon.layer_ops: the layer's keras.ops arithmetic against its numpy references."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lincon as klc
+from keras_lincon import layer_ops
+from keras_lincon import scaling_lib as sl
+
+CHECKER = klc.checkerboard((8, 8), (2, 2))
+
+
+def budget_stage(rng, n=12):
+    rows = np.vstack([np.ones(n), rng.uniform(0.0, 1.0, (3, n))])
+    floor = rng.uniform(0.5, 2.0, 4)
+    return sl.plan(-np.eye(n), np.zeros(n), scaled_rows=rows, scaled_rhs=floor, input_dependent=True, box=(None, 1.5))
+
+
+@pytest.mark.parametrize("mode", sl.MODES)
+def test_scaled_stage_matches_the_numpy_reference(mode):
+    rng = np.random.default_rng(0)
+    stage = sl.plan(CHECKER, box=(-1.0, 1.0), strict_generator_rows=(mode == "clip_scale"))
+    y = rng.standard_normal((32, 64)) * 3
+    norms = np.sum(CHECKER**2, axis=1)  # disjoint rows: projecting onto each one apart lands in the cone
+    y = y - (np.maximum(CHECKER @ y.T, 0).T / norms) @ CHECKER
+    assert klc.max_violation(y, CHECKER) <= 1e-9
+    x = keras.ops.convert_to_numpy(layer_ops.scaled_stage(keras.ops.convert_to_tensor(y, "float32"), stage, mode))
+    np.testing.assert_allclose(x, sl.scale_map(stage, y, mode=mode), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["per_block", "clip_blend"])
+def test_scaled_stage_with_per_sample_rhs_matches_and_full_rhs_fills_moved_rows(mode):
+    rng = np.random.default_rng(1)
+    stage = budget_stage(rng)
+    rhs = stage.rhs + rng.exponential(3.0, (16, 4))
+    y = np.abs(rng.standard_normal((16, 12))) * 5
+    x = layer_ops.scaled_stage(
+        keras.ops.convert_to_tensor(y, "float32"), stage, mode, keras.ops.convert_to_tensor(rhs, "float32")
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(x), sl.scale_map(stage, y, rhs, mode=mode), rtol=1e-5, atol=1e-5
+    )
+    # two of the four scaled rows are inputs; the others keep the stored b
+    full = keras.ops.convert_to_numpy(
+        layer_ops.full_rhs(keras.ops.convert_to_tensor(rhs[:, [1, 3]], "float32"), stage, np.array([1, 3]))
+    )
+    np.testing.assert_allclose(full[:, [1, 3]], rhs[:, [1, 3]], rtol=1e-6)
+    np.testing.assert_allclose(full[:, [0, 2]], np.broadcast_to(stage.rhs[[0, 2]], (16, 2)), rtol=1e-6)
+
+
+def test_box_weights_replace_the_stage_centre():
+    stage = sl.plan(CHECKER, box=(-1.0, 1.0))
+    y = np.random.default_rng(2).standard_normal((8, 64)).astype("float32") * 4
+    arrays = klc.layer_lib.box_arrays(stage.center, *sl.polyhedra.as_box((-1.0, 1.0), 64))
+    weights = tuple(
+        keras.ops.convert_to_tensor(arrays[k], "float32") for k in ("box_center", "box_inv_upper", "box_inv_lower")
+    )
+    a = layer_ops.scaled_stage(keras.ops.convert_to_tensor(y), stage, "global")
+    b = layer_ops.scaled_stage(keras.ops.convert_to_tensor(y), stage, "global", box_weights=weights)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-6, atol=1e-6)
+
+
+def test_segment_max():
+    values = keras.ops.convert_to_tensor(np.array([[1.0, 5.0, -2.0, 3.0]], "float32"))
+    out = keras.ops.convert_to_numpy(layer_ops.segment_max(values, np.array([0, 1, 0, 1], np.int32), 2))
+    np.testing.assert_array_equal(out, [[1.0, 5.0]])
