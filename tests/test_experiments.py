@@ -11,6 +11,7 @@ import pytest
 
 import keras_lincon as klc
 from keras_lincon.experiments import _deps, feasibility, outputs, plots, timing
+from tests.conftest import run_python
 
 PACKAGE = Path(klc.__file__).parent
 # Modules that may reach into the applications: the CLI and the deprecated re-export shims.
@@ -118,3 +119,18 @@ def test_vae_config_validates_numbers():
         with pytest.raises(klc.LinconError):
             VAEConfig(**bad)
     assert json.dumps(VAEConfig.quick().__dict__, default=str)
+
+
+def test_scaled_rows_benchmark_quick(tmp_path):
+    """benchmarks/scaled_rows.py runs in its quick mode; every layer output it checked is feasible (no timings)."""
+    out_file = tmp_path / "scaled_rows.txt"
+    out = run_python(f"""
+        import sys; sys.path.insert(0, "benchmarks")
+        import scaled_rows
+        r = scaled_rows.main(["--quick", "--out", "{out_file}"])
+        print("RESULT", r["feasible"], r["worst"] <= 1e-5, len(r["rows"]), sorted(r["speedups"]))
+    """)
+    assert "every layer output checked feasible (relative violation <= 1e-05): True" in out
+    assert "RESULT True True 6 ['budget mix', 'budget per_block', 'budget/box mix', 'budget/box per_block']" in out
+    text = out_file.read_text()
+    assert "load average before" in text and "load average after" in text and "numpy" in text
