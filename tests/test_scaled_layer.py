@@ -302,3 +302,34 @@ def test_shifted_apex_refuses_what_it_cannot_do_exactly(tmp_path):
         keras.ops.convert_to_numpy(reloaded([h, rhs])), keras.ops.convert_to_numpy(model([h, rhs]))
     )
     assert reloaded.layers[-1].assert_constraints(reloaded([h, rhs]), rhs) <= TOL
+
+
+MIRRORED = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, keras_lincon as klc
+from tests.test_scaled_layer import budget_layer
+rng = np.random.default_rng(0)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    layer, groups = budget_layer(rng, scaling="mix")
+    features, budget = keras.Input((5,)), keras.Input((groups,))
+    model = keras.Model([features, budget], layer([features, budget]))
+    model.compile("adam", "mse")
+h = rng.standard_normal((128, 5)).astype("float32")
+rhs = (0.5 + rng.exponential(2.0, (128, groups))).astype("float32")
+model.fit([h, rhs], rng.random((128, 10)).astype("float32") * 3, epochs=2, batch_size=32, verbose=0)
+y = model.predict([h, rhs], verbose=0)
+layer.assert_constraints(y, rhs)
+model.save("{tmp}/m.keras")
+again = keras.saving.load_model("{tmp}/m.keras")
+np.testing.assert_allclose(again.predict([h, rhs], verbose=0), y, atol=1e-5)
+print("ok", strategy.num_replicas_in_sync)
+"""
+
+
+def test_mirrored_strategy_fit_with_input_rhs_and_mix(tmp_path):
+    from tests.conftest import run_python
+
+    assert "ok 2" in run_python(MIRRORED.format(tmp=tmp_path))
