@@ -141,7 +141,7 @@ _LAYERS = f"{__name__}.layers"
 def _warn_registration(exc: BaseException) -> None:
     warnings.warn(
         f"keras_lincon could not register its Keras classes ({exc!r}); "
-        "import keras_lincon.layers / keras_lincon.models before loading a saved model.",
+        "import keras_lincon.layers, keras_lincon.metrics and keras_lincon.models before loading a saved model.",
         RuntimeWarning,
         stacklevel=3,
     )
