@@ -186,5 +186,7 @@ def mixed_stage(y, features, stage: scaling_lib.ScaledStage, mix_kernel, mix_bia
     """
     per_block, clip_blend = scaled_stage(y, stage, "both", rhs)
     alpha = ops.sigmoid(_affine(ops.cast(features, y.dtype), mix_kernel, mix_bias))
-    seg = np.maximum(stage.coord_block, 0).astype(np.int32)  # free coordinates: both are the clip
-    return per_block + ops.take(alpha, seg, axis=1) * (clip_blend - per_block)
+    # (k, n) block membership; a product, not a gather (torch.compile's CPU codegen fails on the
+    # gather here). Free coordinates get 0: both candidates are the clip there.
+    member = (stage.coord_block[None, :] == np.arange(stage.n_blocks)[:, None]).astype(np.float32)
+    return per_block + ops.matmul(alpha, ops.convert_to_tensor(member, y.dtype)) * (clip_blend - per_block)

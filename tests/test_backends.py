@@ -169,3 +169,51 @@ def test_violation_metric_on_backend(backend):
     assert report["fit"] <= 1e-5
     assert report["expected"] > 0 and abs(report["measured"] - report["expected"]) <= 1e-6
     assert report["nan"] == float("inf")
+
+
+INPUT_RHS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    import keras_lincon as klc
+
+    assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    n, out, report = 10, sys.argv[2], {}
+    A = np.vstack([-np.eye(n), np.ones((1, n))])
+    cases = {
+        # a budget row whose b is an input (floor 0.5), the learned mix of treatments
+        "budget_mix": dict(A=A, b=np.r_[np.zeros(n), 0.5], box=(None, 2.0), scaled_rows=[n], rhs_input=True,
+                           scaling="mix"),
+        # every row's b an input: the shifted-apex form
+        "apex": dict(A=rng.normal(size=(4, n)), rhs_input=True),
+    }
+    for name, kwargs in cases.items():
+        layer = klc.LinearInequalityConstraint(**kwargs)
+        m_in = len(layer._input_rows)
+        features, rhs_in = keras.Input((5,)), keras.Input((m_in,))
+        model = keras.Model([features, rhs_in], layer([features, rhs_in]))
+        model.compile(optimizer="adam", loss="mse", jit_compile=True)  # XLA / torch.compile
+        h = rng.normal(size=(64, 5)).astype("float32") * 10
+        rhs = (0.5 + rng.exponential(2.0, (64, m_in))).astype("float32")
+        model.fit([h, rhs], rng.uniform(0, 1, (64, n)).astype("float32"), epochs=1, batch_size=16, verbose=0)
+        y = keras.ops.convert_to_numpy(model.predict([h, rhs], verbose=0))
+        worst = layer.assert_constraints(y, rhs)
+        model.save(f"{out}/{name}.keras")
+        again = keras.saving.load_model(f"{out}/{name}.keras")
+        diff = float(np.abs(keras.ops.convert_to_numpy(again.predict([h, rhs], verbose=0)) - y).max())
+        report[name] = {"worst": worst, "reload_diff": diff}
+    print(json.dumps(report))
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_input_rhs_on_backend(backend, tmp_path):
+    _require(backend)
+    report = _run(INPUT_RHS, backend, backend, str(tmp_path))
+    assert set(report) == {"budget_mix", "apex"}
+    for name, case in report.items():
+        assert case["worst"] <= 1e-5 and case["reload_diff"] <= 1e-5, (name, case)
