@@ -22,6 +22,9 @@ Variants (all exactly feasible except the Dense baseline):
   bisection that keeps the feasible end of the bracket (so the output is
   feasible whatever the number of steps); ``mu`` is held constant in the
   gradient. Structure-specific, benchmark only;
+* ``project_ift``: the same output, with the gradient of the multiplier
+  ``mu(y)`` of an active row by the implicit function theorem (``project``
+  holds ``mu`` constant).
 * ``dense+osqp``: unconstrained Dense, projected by OSQP at test time.
 
 Reported: test MSE to the input over the MSE of the optimal (OSQP)
@@ -50,7 +53,7 @@ from keras_lincon.experiments import datasets  # noqa: E402
 from keras_lincon.layer_ops import scaled_stage  # noqa: E402
 from keras_lincon.projection import OSQPProjector  # noqa: E402
 
-VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "project", "dense+osqp")
+VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "project", "project_ift", "dense+osqp")
 _BISECTIONS = 40
 
 
@@ -98,12 +101,30 @@ class ScaledBoxConstraint(keras.layers.Layer):
             ok = ops.stop_gradient(excess(mid)) <= 0
             mu_hi = ops.where(ok, mid, mu_hi)
             mu_lo = ops.where(ok, mu_lo, mid)
-        mu = ops.where(ops.stop_gradient(excess(ops.zeros_like(mu_hi))) <= 0, 0.0, mu_hi)
-        return ops.clip(y - ops.take(ops.stop_gradient(mu), seg, axis=1) * a_t, lo, hi)
+        mu = ops.stop_gradient(ops.where(excess(ops.zeros_like(mu_hi)) <= 0, 0.0, mu_hi))
+        if self.mode == "project":  # mu held constant in the gradient (did not train: see BENCHMARKS)
+            return ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)
+        # project_ift: the gradient of mu(y) by the implicit function theorem on an active row,
+        # d mu / d y = (D a)^T / (a^T D a) with D the unclipped pixels; y - stop_gradient(y) is 0 in
+        # value, so the output (and its feasibility) is exactly that of "project".
+        inside = ops.stop_gradient(
+            ops.cast(
+                ops.abs(ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi) - (y - ops.take(mu, seg, axis=1) * a_t))
+                == 0,
+                y.dtype,
+            )
+        )
+
+        def block_sum(v):
+            return ops.transpose(ops.segment_sum(ops.transpose(v), seg, num_segments=k))
+
+        slope = block_sum(inside * a_t * (y - y_sg)) / ops.maximum(block_sum(inside * a_t * a_t), 1e-12)
+        mu = mu + ops.cast(mu > 0, y.dtype) * slope
+        return ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)
 
     def call(self, inputs):
         y = self.inner(inputs)
-        if self.mode == "project":
+        if self.mode in ("project", "project_ift"):
             return self._project(y)
         if self.mode != "mix":
             return scaled_stage(y, self.stage, self.mode)

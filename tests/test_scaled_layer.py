@@ -143,7 +143,7 @@ def test_errors():
     A, b = np.vstack([-np.eye(3), np.ones((1, 3))]), np.array([0.0, 0.0, 0.0, 1.0])
     with pytest.raises(LinconError, match="scaling must be one of"):
         LinearInequalityConstraint(A, b, scaling="nearest")
-    with pytest.raises(ConstraintShapeError, match="rhs_input=True needs scaled_rows"):
+    with pytest.raises(ConstraintShapeError, match="rhs_input=True without scaled_rows.*linearly independent"):
         LinearInequalityConstraint(A, b, rhs_input=True)
     with pytest.raises(ConstraintShapeError, match="boolean scaled_rows mask"):
         LinearInequalityConstraint(A, b, scaled_rows=np.array([True, False]))
