@@ -25,6 +25,8 @@ Variants (all exactly feasible except the Dense baseline):
 * ``project_ift``: the same output, with the gradient of the multiplier
   ``mu(y)`` of an active row by the implicit function theorem (``project``
   holds ``mu`` constant).
+* ``project_ste``: the same output, with the gradient of the generator
+  output ``y`` itself (straight through the projection).
 * ``dense+osqp``: unconstrained Dense, projected by OSQP at test time.
 
 Reported: test MSE to the input over the MSE of the optimal (OSQP)
@@ -53,7 +55,17 @@ from keras_lincon.experiments import datasets  # noqa: E402
 from keras_lincon.layer_ops import scaled_stage  # noqa: E402
 from keras_lincon.projection import OSQPProjector  # noqa: E402
 
-VARIANTS = ("global", "per_block", "clip_scale", "clip_blend", "mix", "project", "project_ift", "dense+osqp")
+VARIANTS = (
+    "global",
+    "per_block",
+    "clip_scale",
+    "clip_blend",
+    "mix",
+    "project",
+    "project_ift",
+    "project_ste",
+    "dense+osqp",
+)
 _BISECTIONS = 40
 
 
@@ -104,6 +116,9 @@ class ScaledBoxConstraint(keras.layers.Layer):
         mu = ops.stop_gradient(ops.where(excess(ops.zeros_like(mu_hi)) <= 0, 0.0, mu_hi))
         if self.mode == "project":  # mu held constant in the gradient (did not train: see BENCHMARKS)
             return ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)
+        if self.mode == "project_ste":  # straight through: the value is the projection exactly, the
+            # gradient that of y (sg(x) + 0.0 is x bit for bit, so feasibility is that of "project")
+            return ops.stop_gradient(ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)) + (y - y_sg)
         # project_ift: the gradient of mu(y) by the implicit function theorem on an active row,
         # d mu / d y = (D a)^T / (a^T D a) with D the unclipped pixels; y - stop_gradient(y) is 0 in
         # value, so the output (and its feasibility) is exactly that of "project".
@@ -124,7 +139,7 @@ class ScaledBoxConstraint(keras.layers.Layer):
 
     def call(self, inputs):
         y = self.inner(inputs)
-        if self.mode in ("project", "project_ift"):
+        if self.mode.startswith("project"):
             return self._project(y)
         if self.mode != "mix":
             return scaled_stage(y, self.stage, self.mode)
