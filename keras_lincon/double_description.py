@@ -368,8 +368,8 @@ def enumerate_generators(
             f"{max_generators}, and enumerating them could take hours. Split the constraints "
             "into independent blocks (variables no row shares), use fewer rows, put a box "
             "on a cone (box=...) instead of listing bounds as rows of A, use "
-            "keras_lincon.ScaledRowsConstraint (it moves such rows to a scaled stage "
-            "automatically), or raise max_generators / pass allow_large=True to try anyway."
+            "LinearInequalityConstraint with fallback=True (its default: such rows move to a scaled "
+            "stage), or raise max_generators / pass allow_large=True to try anyway."
         )
     if arithmetic == "auto":
         exact = bound <= EXACT_MAX_BOUND or all(

@@ -115,7 +115,7 @@ class ConstraintChecks:
         r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self._input_rows))
         return np.flatnonzero(np.any(r < self.floor, axis=1))
 
-    def violations(self, outputs, rhs=None, relative: bool = False) -> np.ndarray:
+    def violations(self, outputs, relative: bool = False, *, rhs=None) -> np.ndarray:
         """(B,) worst violation of each output; ``<= 0`` feasible, NaN/inf count as violations.
 
         Args:
@@ -133,7 +133,7 @@ class ConstraintChecks:
         h = np.concatenate([b, np.broadcast_to(h[b.shape[1] :], (y.shape[0], h.size - b.shape[1]))], axis=1)
         return polyhedra.violations(y, G, h, C, d, relative=relative)
 
-    def max_violation(self, outputs, rhs=None, relative: bool = False) -> float:
+    def max_violation(self, outputs, relative: bool = False, *, rhs=None) -> float:
         """Largest violation of the layer's constraints and box by ``outputs``.
 
         Args:
@@ -144,15 +144,15 @@ class ConstraintChecks:
         Returns:
             float; ``<= 0`` means feasible.
         """
-        v = self.violations(outputs, rhs, relative)
+        v = self.violations(outputs, relative, rhs=rhs)
         return float(v.max()) if v.size else -np.inf
 
-    def assert_constraints(self, outputs, rhs=None, tolerance: float = FLOAT32_TOLERANCE) -> float:
+    def assert_constraints(self, outputs, tolerance: float = FLOAT32_TOLERANCE, *, rhs=None) -> float:
         """Raises ConstraintViolationError naming the infeasible samples; returns the worst one.
 
         Uses the relative measure of the tolerance statement.
         """
-        v = self.violations(outputs, rhs, relative=True)
+        v = self.violations(outputs, relative=True, rhs=rhs)
         bad = np.flatnonzero(~(v <= tolerance))  # NaN counts as infeasible
         if bad.size:
             hint = ""

@@ -200,7 +200,7 @@ INPUT_RHS = textwrap.dedent(
         rhs = (0.5 + rng.exponential(2.0, (64, m_in))).astype("float32")
         model.fit([h, rhs], rng.uniform(0, 1, (64, n)).astype("float32"), epochs=1, batch_size=16, verbose=0)
         y = keras.ops.convert_to_numpy(model.predict([h, rhs], verbose=0))
-        worst = layer.assert_constraints(y, rhs)
+        worst = layer.assert_constraints(y, rhs=rhs)
         model.save(f"{out}/{name}.keras")
         again = keras.saving.load_model(f"{out}/{name}.keras")
         diff = float(np.abs(keras.ops.convert_to_numpy(again.predict([h, rhs], verbose=0)) - y).max())

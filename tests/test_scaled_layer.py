@@ -67,7 +67,7 @@ def test_per_sample_rhs_above_floor_is_feasible(seed, scaling):
     rhs = (0.5 + rng.exponential(2.0, (64, groups))).astype("float32")
     y = model([h, rhs])
     assert layer.below_floor(rhs).size == 0
-    assert layer.assert_constraints(y, rhs) <= TOL
+    assert layer.assert_constraints(y, rhs=rhs) <= TOL
 
 
 def test_below_floor_is_reported():
@@ -77,7 +77,7 @@ def test_below_floor_is_reported():
     y = layer([np.full((4, 5), 50.0, dtype="float32"), rhs])
     assert layer.below_floor(rhs).tolist() == [2]
     with pytest.raises(ConstraintViolationError, match=r"samples \[2\] violate.*below the declared floor"):
-        layer.assert_constraints(y, rhs)
+        layer.assert_constraints(y, rhs=rhs)
 
 
 def test_per_block_equals_global_on_one_block():
@@ -181,7 +181,7 @@ def test_fallback_rows_keep_fixed_rhs_while_input_rows_take_b_s():
     h = rng.standard_normal((32, 6)).astype("float32") * 100
     rhs = (1.0 + rng.exponential(2.0, (32, 1))).astype("float32")
     y = layer([h, rhs])
-    assert layer.assert_constraints(y, rhs) <= TOL
+    assert layer.assert_constraints(y, rhs=rhs) <= TOL
     clone = LinearInequalityConstraint.from_config(layer.get_config())
     assert clone._plan.split.scaled == layer._plan.split.scaled and clone._plan.split.moved == layer._plan.split.moved
 
@@ -195,7 +195,7 @@ def test_jit_compiled_fit_and_mixed_precision_stay_feasible():
     h = rng.standard_normal((64, 5)).astype("float32")
     rhs = (0.5 + rng.exponential(2.0, (64, groups))).astype("float32")
     model.fit([h, rhs], rng.random((64, 10)).astype("float32") * 3, epochs=1, batch_size=32, verbose=0)
-    assert layer.assert_constraints(model.predict([h, rhs], verbose=0), rhs) <= TOL
+    assert layer.assert_constraints(model.predict([h, rhs], verbose=0), rhs=rhs) <= TOL
     keras.config.set_dtype_policy("mixed_float16")
     try:
         mixed = LinearInequalityConstraint(CHECKER, box=(-1.0, 1.0), scaling="clip_blend")
@@ -230,7 +230,7 @@ np.save("{tmp_path}/y.npy", y.numpy())
     )
     y = np.load(tmp_path / "y.npy")
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
-    assert layer.assert_constraints(y, rhs) <= TOL
+    assert layer.assert_constraints(y, rhs=rhs) <= TOL
 
 
 def test_load_model_needs_only_import_keras_lincon(tmp_path):
@@ -278,10 +278,10 @@ def test_shifted_apex_is_feasible_for_every_rhs(seed, n, data):
     h = (rng.standard_normal((64, 5)) * 10.0 ** rng.integers(-6, 7, (64, 1))).astype("float32")
     rhs = (rng.standard_normal((64, m)) * 10.0 ** rng.integers(-3, 4, (64, 1))).astype("float32")  # any sign
     assert layer.below_floor(rhs).size == 0
-    assert layer.assert_constraints(model([h, rhs]), rhs) <= TOL
+    assert layer.assert_constraints(model([h, rhs]), rhs=rhs) <= TOL
     model.compile("adam", "mse")
     model.fit([h, rhs], rng.standard_normal((64, n)).astype("float32"), epochs=1, verbose=0)
-    assert layer.assert_constraints(model([h, rhs]), rhs) <= TOL
+    assert layer.assert_constraints(model([h, rhs]), rhs=rhs) <= TOL
 
 
 def test_shifted_apex_refuses_what_it_cannot_do_exactly(tmp_path):
@@ -301,7 +301,7 @@ def test_shifted_apex_refuses_what_it_cannot_do_exactly(tmp_path):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(reloaded([h, rhs])), keras.ops.convert_to_numpy(model([h, rhs]))
     )
-    assert reloaded.layers[-1].assert_constraints(reloaded([h, rhs]), rhs) <= TOL
+    assert reloaded.layers[-1].assert_constraints(reloaded([h, rhs]), rhs=rhs) <= TOL
 
 
 MIRRORED = """
@@ -321,7 +321,7 @@ h = rng.standard_normal((128, 5)).astype("float32")
 rhs = (0.5 + rng.exponential(2.0, (128, groups))).astype("float32")
 model.fit([h, rhs], rng.random((128, 10)).astype("float32") * 3, epochs=2, batch_size=32, verbose=0)
 y = model.predict([h, rhs], verbose=0)
-layer.assert_constraints(y, rhs)
+layer.assert_constraints(y, rhs=rhs)
 model.save("{tmp}/m.keras")
 again = keras.saving.load_model("{tmp}/m.keras")
 np.testing.assert_allclose(again.predict([h, rhs], verbose=0), y, atol=1e-5)
