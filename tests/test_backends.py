@@ -181,7 +181,7 @@ INPUT_RHS = textwrap.dedent(
     assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    n, out, report = 10, sys.argv[2], {}
+    n, out, jit, report = 10, sys.argv[2], sys.argv[3] == "jit", {}
     A = np.vstack([-np.eye(n), np.ones((1, n))])
     cases = {
         # a budget row whose b is an input (floor 0.5), the learned mix of treatments
@@ -195,7 +195,7 @@ INPUT_RHS = textwrap.dedent(
         m_in = len(layer._input_rows)
         features, rhs_in = keras.Input((5,)), keras.Input((m_in,))
         model = keras.Model([features, rhs_in], layer([features, rhs_in]))
-        model.compile(optimizer="adam", loss="mse", jit_compile=True)  # XLA / torch.compile
+        model.compile(optimizer="adam", loss="mse", jit_compile=jit)  # XLA / torch.compile
         h = rng.normal(size=(64, 5)).astype("float32") * 10
         rhs = (0.5 + rng.exponential(2.0, (64, m_in))).astype("float32")
         model.fit([h, rhs], rng.uniform(0, 1, (64, n)).astype("float32"), epochs=1, batch_size=16, verbose=0)
@@ -210,10 +210,17 @@ INPUT_RHS = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_input_rhs_on_backend(backend, tmp_path):
+@pytest.mark.parametrize(
+    "backend, jit",
+    [
+        ("jax", "jit"),
+        ("torch", "eager"),
+        pytest.param("torch", "jit", marks=pytest.mark.slow),  # torch.compile: about 2 minutes on 2 cores
+    ],
+)
+def test_input_rhs_on_backend(backend, jit, tmp_path):
     _require(backend)
-    report = _run(INPUT_RHS, backend, backend, str(tmp_path))
+    report = _run(INPUT_RHS, backend, backend, str(tmp_path), jit)
     assert set(report) == {"budget_mix", "apex"}
     for name, case in report.items():
         assert case["worst"] <= 1e-5 and case["reload_diff"] <= 1e-5, (name, case)
