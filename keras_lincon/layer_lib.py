@@ -178,9 +178,7 @@ def plan_stages(
     if loading:
         representation = None
     elif representation is not None:
-        if not isinstance(representation, VRepresentation) or representation.dim != n:
-            raise ConstraintShapeError(f"representation must be a VRepresentation with dimension {n} (columns of A).")
-        polyhedra.check_representation(representation, gen_system)
+        _check_given(representation, gen_system)
     else:
         try:
             representation = polyhedra.h_to_v(*_arrays(gen_system), method=method, max_generators=max_generators)
@@ -236,11 +234,20 @@ def _shifted_apex(system: ConstraintSystem, box, method, max_generators, represe
     if loading:
         representation = None
     elif representation is not None:
-        polyhedra.check_representation(representation, cone)
+        _check_given(representation, cone)
     else:
         representation = polyhedra.h_to_v(*_arrays(cone), method=method, max_generators=max_generators)
     split = scaling_lib.RowSplit(tuple(range(m)), (), (), ())
     return StagePlan(cone, representation, split, None, False, apex=(pinv[:, :m], pinv[:, m:] @ system.d))
+
+
+def _check_given(representation, system: ConstraintSystem) -> None:
+    """A user's ``representation=`` must generate the generator rows' set."""
+    if not isinstance(representation, VRepresentation) or representation.dim != system.dim:
+        raise ConstraintShapeError(
+            f"representation must be a VRepresentation with dimension {system.dim} (columns of A)."
+        )
+    check_representation(representation, system)
 
 
 def _rows(system: ConstraintSystem, rows) -> ConstraintSystem:
