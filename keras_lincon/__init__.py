@@ -68,6 +68,7 @@ _SUBMODULES = (
     "models",
     "polyhedra",
     "precision",
+    "priors",
     "projection",
     "representation",
     "scaled_layer",

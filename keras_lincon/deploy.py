@@ -64,6 +64,11 @@ def _tensorflow():
 
 def _input_spec(model: keras.Model, tf):
     """The (None, ...) float TensorSpec of the model's single input."""
+    if getattr(model, "rhs_input", False):  # a ConstrainedVAE whose b_s is an input
+        raise LinconError(
+            "export_tflite supports models with one input; this ConstrainedVAE also takes b_s (rhs_input=True). "
+            "Export it with keras_lincon.serving.export_for_serving, whose signatures take rhs."
+        )
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):

@@ -34,18 +34,27 @@ class ConstraintViolation(keras.metrics.Metric):
     as in the layer. The config holds the rows, so a compiled model saved as
     ``.keras`` reloads with the metric.
 
+    For a layer with ``rhs_input=True`` the input rows' ``b`` changes per
+    sample, so every update needs it: ``update_state(None, y, rhs=b_s)``
+    (the :class:`~keras_lincon.ConstrainedVAE` passes it; ``compile(metrics=...)``
+    cannot, and gets an error saying so).
+
     Args:
         layer: a layer with ``constraint_rows()`` and ``units``.
         A, b, C, d, box: the constraints, when no layer is given.
         units: output size n; needed only when ``A`` is None.
+        rhs_rows: indices of the rows of ``A`` whose ``b`` each update
+            passes as ``rhs`` (set from the layer when it has ``rhs_input``).
         name, dtype: as for every Keras metric (default ``"max_violation"``).
 
     Update:
-        ``update_state(y_true, y_pred, sample_weight=None)``: ``y_true`` is
+        ``update_state(y_true, y_pred, sample_weight=None, rhs=None)``: ``y_true`` is
         ignored; ``y_pred`` is (batch, ..., n), or any (batch, ...) whose
         values per sample group into vectors of n (e.g. (batch, 8, 8) for
         n = 64). ``sample_weight`` (batch,) or (batch, vectors per sample):
         vectors with weight 0 are left out (Keras passes masks this way).
+        ``rhs`` (batch, m_in): the ``b_s`` of a layer with ``rhs_input``
+        (one ``b_s`` per sample, for each of its output vectors).
 
     Example:
         >>> import keras, numpy as np, keras_lincon as klc
@@ -63,7 +72,18 @@ class ConstraintViolation(keras.metrics.Metric):
     """
 
     def __init__(
-        self, layer=None, *, A=None, b=None, C=None, d=None, box=None, units=None, name="max_violation", dtype=None
+        self,
+        layer=None,
+        *,
+        A=None,
+        b=None,
+        C=None,
+        d=None,
+        box=None,
+        units=None,
+        rhs_rows=None,
+        name="max_violation",
+        dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
         if layer is not None:
@@ -74,12 +94,9 @@ class ConstraintViolation(keras.metrics.Metric):
                     f"ConstraintViolation(layer) needs a LinearInequalityConstraint; got {type(layer).__name__}. "
                     "Pass the arrays instead: ConstraintViolation(A=..., b=..., C=..., d=..., box=...)."
                 )
-            if getattr(layer, "rhs_input", False):
-                raise LinconError(
-                    "this layer's right-hand sides are an input, which a metric does not see; measure its "
-                    "outputs with layer.max_violation(y, rhs=b_s) (or pass A, b of the fixed rows here)."
-                )
             G, h, C, d = layer.constraint_rows()
+            # the rows of A come first in G, so the input rows' positions are theirs in A
+            rhs_rows = list(layer._input_rows) if getattr(layer, "rhs_input", False) else None
         else:
             if A is None and units is None:
                 raise ConstraintShapeError("ConstraintViolation needs a layer, A, or units (for a box only).")
@@ -89,13 +106,31 @@ class ConstraintViolation(keras.metrics.Metric):
                 raise ConstraintShapeError(f"A has {system.dim} columns but units={units}; they must match.")
             G, h = with_box(system.A, system.b, *(as_box(box, system.dim) or (None, None)))
             C, d = system.C, system.d
+            if rhs_rows is not None:
+                rhs_rows = [int(i) for i in np.asarray(rhs_rows).reshape(-1)]
+                if len(set(rhs_rows)) != len(rhs_rows) or not all(0 <= i < system.A.shape[0] for i in rhs_rows):
+                    raise ConstraintShapeError(
+                        f"rhs_rows must be distinct indices of the {system.A.shape[0]} rows of A; got {rhs_rows}."
+                    )
         self.units = G.shape[1]
         self.rows = (G, h, C, d)  # float64, for the config
+        self.rhs_rows = rhs_rows
         G, h = np.vstack([G, C, -C]), np.concatenate([h, d, -d])
         self._constants = (G.T, h, np.abs(h), np.linalg.norm(G, axis=1))  # (n, r), (r,) x 3
+        if rhs_rows is not None:  # b per sample = h with the input rows replaced: h * keep + b_s @ placement
+            placement = np.zeros((len(rhs_rows), h.size))
+            placement[np.arange(len(rhs_rows)), rhs_rows] = 1.0
+            self._rhs_constants = (1.0 - placement.sum(axis=0), placement)
         self.value = self.add_variable(shape=(), initializer=keras.initializers.Constant(-np.inf), name="value")
 
-    def _per_vector(self, y_pred):
+    def _rhs(self, rhs, vectors: int):
+        """(B, r) right-hand side per output vector: the fixed one with the input rows replaced by ``rhs``."""
+        keep, placement = (ops.convert_to_tensor(c, self.dtype) for c in self._rhs_constants)
+        b = ops.reshape(ops.cast(rhs, self.dtype), (-1, placement.shape[0]))
+        h = ops.convert_to_tensor(self._constants[1], self.dtype) * keep + ops.matmul(b, placement)
+        return ops.reshape(ops.repeat(h[:, None], vectors, axis=1), (-1, keep.shape[0]))
+
+    def _per_vector(self, y_pred, rhs=None):
         """(batch, vectors per sample) worst relative violation of each n-vector of ``y_pred``."""
         n, y_pred = self.units, ops.cast(y_pred, self.dtype)
         size = int(np.prod(y_pred.shape[1:])) if None not in y_pred.shape[1:] else None
@@ -103,11 +138,22 @@ class ConstraintViolation(keras.metrics.Metric):
             raise ConstraintShapeError(
                 f"{self.name}: outputs of shape {tuple(y_pred.shape)} do not split into vectors of {n} values."
             )
+        if (rhs is None) != (self.rhs_rows is None):
+            raise LinconError(
+                f"{self.name}: the layer's right-hand sides are an input (rhs_input=True), so every update "
+                "needs them: update_state(None, y_pred, rhs=b_s). compile(metrics=...) cannot pass them; "
+                "measure with layer.max_violation(y, rhs=b_s) instead."
+                if rhs is None
+                else f"{self.name}: rhs= is only for a metric of a layer with rhs_input=True."
+            )
         x = ops.reshape(y_pred, (-1, n))
         finite = ops.all(ops.isfinite(x), axis=-1)
         worst = -np.inf
         if self._constants[1].size:
             G_T, h, h_abs, g_norms = (ops.convert_to_tensor(c, self.dtype) for c in self._constants)
+            if rhs is not None:
+                h = self._rhs(rhs, 1 if size is None else size // n)
+                h_abs = ops.abs(h)
             x = ops.where(finite[:, None], x, 0.0)
             # divided by max(1, max_j |x_j|): huge finite outputs do not overflow
             s = ops.max(ops.abs(x), axis=-1, keepdims=True, initial=1.0)
@@ -117,8 +163,8 @@ class ConstraintViolation(keras.metrics.Metric):
         worst = ops.cast(ops.where(finite, worst, np.inf), self.dtype)
         return ops.reshape(worst, (-1, size // n) if size is not None else (ops.shape(y_pred)[0], -1))
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        worst = self._per_vector(y_pred)
+    def update_state(self, y_true, y_pred, sample_weight=None, rhs=None):
+        worst = self._per_vector(y_pred, rhs)
         if sample_weight is not None:
             weight = ops.convert_to_tensor(sample_weight)
             weight = ops.reshape(weight, (-1, int(np.prod(weight.shape[1:]))))  # (batch, 1 or vectors)
@@ -140,4 +186,5 @@ class ConstraintViolation(keras.metrics.Metric):
             "C": C.tolist() if C.size else None,
             "d": d.tolist() if C.size else None,
             "units": self.units,
+            **({"rhs_rows": self.rhs_rows} if self.rhs_rows is not None else {}),
         }

@@ -2,8 +2,9 @@
 
 TensorFlow backend only (TFP distributions, ``tf.function`` sampling); the
 constraint is the backend-neutral :class:`~keras_lincon.LinearInequalityConstraint`.
-:class:`LatentPrior` holds everything about ``p(u)``; :class:`ConstrainedVAE`
-trains with Keras's own train/test steps through its ``compute_loss``.
+:class:`~keras_lincon.priors.LatentPrior` (in ``priors.py``) holds everything
+about ``p(u)``; :class:`ConstrainedVAE` trains with Keras's own train/test
+steps through its ``compute_loss``.
 """
 
 from __future__ import annotations
@@ -20,162 +21,11 @@ from keras import ops
 from keras_lincon import metrics
 from keras_lincon.errors import ConstraintShapeError, LinconError
 from keras_lincon.layers import LinearInequalityConstraint
+from keras_lincon.priors import SUPPORTED_BACKENDS, LatentPrior, require_tensorflow_backend, tfp_distributions
+
+__all__ = ["SUPPORTED_BACKENDS", "ConstrainedVAE", "LatentPrior"]  # LatentPrior: its 0.1.0 home
 
 _LOGVAR_RANGE = (-12.0, 8.0)  # keeps exp(logvar) finite in float32
-#: Keras backends on which ConstrainedVAE runs (TFP's JAX substrate was tried, see the class docstring).
-SUPPORTED_BACKENDS = ("tensorflow",)
-
-
-def _require_tensorflow_backend(what: str) -> None:
-    """Fails early, with the fix, instead of deep inside TFP or a train step."""
-    backend = keras.backend.backend()
-    if backend not in SUPPORTED_BACKENDS:
-        raise LinconError(
-            f"{what} works only on the Keras backends {list(SUPPORTED_BACKENDS)}; this Keras runs on "
-            f"{backend!r}. Set KERAS_BACKEND=tensorflow before importing keras (the "
-            "LinearInequalityConstraint layer itself also works on JAX and PyTorch)."
-        )
-
-
-def _tfd():
-    try:
-        import tensorflow_probability as tfp
-    except ImportError as exc:  # pragma: no cover - install problem
-        raise ImportError(
-            "ConstrainedVAE needs TensorFlow Probability with tf-keras: "
-            "pip install 'keras-lincon[probability]' (tensorflow-probability, tf-keras)."
-        ) from exc
-    return tfp.distributions
-
-
-@keras.saving.register_keras_serializable(package="keras_lincon")
-class LatentPrior(keras.layers.Layer):
-    """The latent prior ``p(u)`` of a :class:`ConstrainedVAE`: parameters, samples, KL term.
-
-    Called on the posterior parameters it draws ``u = mean + exp(logvar / 2)
-    * eps`` and returns it with the per-example ``KL(q(u|x) || p(u))``:
-    analytic where TFP has it, else ``log q(u|x) - log p(u)`` (one sample);
-    it tracks the ``kl`` metric. The mixture's variables are written to
-    ``.keras`` files by the owning VAE, among its own variables, where
-    keras_lincon 0.1.0 kept them.
-
-    Args:
-        latent_dim: size D of ``u``.
-        prior: None or ``"normal"`` (standard normal), ``"mixture"`` (learned
-            mixture of ``components`` diagonal Gaussians), a
-            ``tfd.Distribution`` with event shape ``[D]``, or a callable
-            returning one.
-        components: number of mixture components.
-
-    Call:
-        ``u, kl = prior_layer(mean, logvar)``: ``mean, logvar`` (batch, D) ->
-        ``u`` (batch, D), ``kl`` (batch,).
-    """
-
-    def __init__(self, latent_dim: int, prior: None | str | Callable | object = None, components: int = 10, **kwargs):
-        super().__init__(**kwargs)
-        _require_tensorflow_backend("ConstrainedVAE's TFP prior")
-        if isinstance(prior, str) and prior not in ("normal", "mixture"):
-            raise LinconError(f"prior must be 'normal', 'mixture', a tfd.Distribution or a callable; got {prior!r}.")
-        self.latent_dim, self.spec, self.components = int(latent_dim), prior, int(components)
-        if prior == "mixture":
-            K, D = self.components, self.latent_dim
-            self.prior_locs = self.add_weight(
-                name="prior_locs", shape=(K, D), initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0)
-            )
-            self.prior_log_scales = self.add_weight(name="prior_log_scales", shape=(K, D), initializer="zeros")
-            self.prior_logits = self.add_weight(name="prior_logits", shape=(K,), initializer="zeros")
-        self.seed_generator = keras.random.SeedGenerator(0)
-        self.kl_tracker = keras.metrics.Mean(name="kl")
-        self.built = True
-
-    @property
-    def parameters(self) -> list:
-        """The prior's variables (the mixture's locs, log scales, logits; none for the others)."""
-        return [self.prior_locs, self.prior_log_scales, self.prior_logits] if self.spec == "mixture" else []
-
-    def distribution(self):
-        """``p(u)`` as a TFP distribution with event shape ``[latent_dim]``."""
-        tfd = _tfd()
-        spec, D = self.spec, self.latent_dim
-        if spec in (None, "normal"):
-            return tfd.MultivariateNormalDiag(loc=tf.zeros(D), scale_diag=tf.ones(D))
-        if spec == "mixture":
-            return tfd.MixtureSameFamily(
-                mixture_distribution=tfd.Categorical(logits=tf.convert_to_tensor(self.prior_logits)),
-                components_distribution=tfd.MultivariateNormalDiag(
-                    loc=tf.convert_to_tensor(self.prior_locs),
-                    scale_diag=tf.exp(tf.convert_to_tensor(self.prior_log_scales)),
-                ),
-            )
-        dist = spec() if callable(spec) and not isinstance(spec, tfd.Distribution) else spec
-        if not isinstance(dist, tfd.Distribution) or list(dist.event_shape) != [D]:
-            raise LinconError(
-                f"prior must be a tfd.Distribution with event shape [{D}] (or a callable returning one); got {dist!r}."
-            )
-        return dist
-
-    def sample(self, num, seed_pair):
-        """``num`` draws of ``u ~ p(u)``, (num, latent_dim), from an int32 seed pair.
-
-        Run it outside XLA: XLA's stateless random numbers differ from
-        TensorFlow's for the same seed. The built-in priors use TF's
-        stateless Philox generator directly; a custom TFP prior samples
-        through TFP.
-        """
-        D = self.latent_dim
-        if self.spec in (None, "normal"):
-            return tf.random.stateless_normal(tf.stack([num, D]), seed_pair, alg="philox")
-        if self.spec == "mixture":
-            seeds = tf.random.experimental.stateless_split(seed_pair, 2)
-            uniform = tf.random.stateless_uniform(
-                tf.stack([num, self.components]), seeds[0], minval=1e-12, maxval=1.0, alg="philox"
-            )
-            # Gumbel-max picks component k with probability softmax(logits)_k.
-            component = tf.argmax(tf.convert_to_tensor(self.prior_logits) - tf.math.log(-tf.math.log(uniform)), axis=-1)
-            eps = tf.random.stateless_normal(tf.stack([num, D]), seeds[1], alg="philox")
-            loc = tf.gather(tf.convert_to_tensor(self.prior_locs), component)
-            scale = tf.exp(tf.gather(tf.convert_to_tensor(self.prior_log_scales), component))
-            return loc + scale * eps
-        return self.distribution().sample(num, seed=seed_pair)
-
-    def kl(self, mean, logvar, u):
-        """Per-example ``KL(N(mean, exp(logvar)) || p)``, (batch,); Monte Carlo at ``u`` if not analytic."""
-        tfd = _tfd()
-        posterior = tfd.MultivariateNormalDiag(loc=mean, scale_diag=tf.exp(0.5 * logvar))
-        prior = self.distribution()
-        try:
-            return tfd.kl_divergence(posterior, prior)
-        except NotImplementedError:
-            return posterior.log_prob(u) - prior.log_prob(u)
-
-    def call(self, mean, logvar):
-        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
-        u = mean + ops.exp(0.5 * logvar) * eps
-        kl = self.kl(mean, logvar, u)
-        self.kl_tracker.update_state(kl)
-        return u, kl
-
-    # The owning ConstrainedVAE saves and loads the parameters (0.1.0 file layout).
-    def save_own_variables(self, store):
-        pass
-
-    def load_own_variables(self, store):
-        pass
-
-    def get_config(self):
-        if self.spec not in (None, "normal", "mixture"):  # a TFP object has no Keras config
-            raise LinconError(
-                "a ConstrainedVAE with a custom prior distribution cannot be saved to a "
-                ".keras file (TFP distributions have no Keras config). Use prior='normal' "
-                "or 'mixture', or save the weights with save_weights()."
-            )
-        return {
-            **super().get_config(),
-            "latent_dim": self.latent_dim,
-            "prior": self.spec,
-            "components": self.components,
-        }
 
 
 def _one_input_shape(encoder, input_shape) -> tuple:
@@ -244,6 +94,17 @@ class ConstrainedVAE(keras.Model):
     violation, a :class:`~keras_lincon.ConstraintViolation`; ``-inf`` for the
     twin, which has no constraints). No ``sample_weight``.
 
+    **Right-hand sides per example** (a conditional VAE): with
+    ``rhs_input=True`` the output layer takes its ``b_s`` as an input (see
+    :class:`~keras_lincon.LinearInequalityConstraint`: ``scaled_rows`` with
+    their ``b`` as the floor, or every row in the shifted-apex form). The
+    model is then called and fitted on pairs ``(x, b_s)``, ``b_s`` of shape
+    (batch, m_in); the posterior head sees ``[encoder(x), b_s]`` and the
+    decoder ``[z, b_s]``, so ``q(u | x, b)`` and ``p(x | z, b)``. Every
+    reconstruction and sample is feasible for its own ``b_s`` (above the
+    floor); ``max_violation`` measures each output against it.
+    ``sample(num, rhs=b_s)`` and ``decode(z, rhs=b_s)`` take it too.
+
     TensorFlow backend only (checked at construction): TFP 0.25's JAX
     substrate fails to import with current JAX (0.10), and sampling and
     export use TensorFlow. ``A=None`` gives the unconstrained twin (a Dense
@@ -252,8 +113,10 @@ class ConstrainedVAE(keras.Model):
     Args:
         encoder: layer/model, inputs -> features.
         decoder: layer/model, codes (latent_dim, or latent_A's columns) -> features.
-        A, b, C, d, box, nonneg, scaling, scaled_rows: the output constraints
-            and their treatment (as in :class:`~keras_lincon.LinearInequalityConstraint`).
+        A, b, C, d, box, nonneg, scaling, scaled_rows, rhs_input: the output
+            constraints and their treatment (as in
+            :class:`~keras_lincon.LinearInequalityConstraint`; see above for
+            ``rhs_input``).
         latent_dim: size of u.
         prior: None or ``"normal"``, ``"mixture"`` (learned mixture of
             ``prior_components`` diagonal Gaussians), a ``tfd.Distribution``
@@ -295,6 +158,7 @@ class ConstrainedVAE(keras.Model):
         nonneg: str = "abs",
         scaling: str | None = None,
         scaled_rows=None,
+        rhs_input: bool = False,
         prior: None | str | Callable | object = None,
         prior_components: int = 10,
         output_shape: Sequence[int] | None = None,
@@ -307,7 +171,7 @@ class ConstrainedVAE(keras.Model):
         latent_layer: dict | None = None,  # from a saved config
         **kwargs,
     ):
-        _require_tensorflow_backend("ConstrainedVAE")
+        require_tensorflow_backend("ConstrainedVAE")
         super().__init__(**kwargs)
         if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
             raise LinconError(f"latent_dim must be a positive int; got {latent_dim!r}.")
@@ -324,7 +188,13 @@ class ConstrainedVAE(keras.Model):
         self.likelihood_scale = likelihood_scale
         self.posterior_head = keras.layers.Dense(2 * self.latent_dim, name="posterior")
         rows = dict(b=b, C=C, d=d, box=box, nonneg=nonneg, scaling=scaling, scaled_rows=scaled_rows)
+        if rhs_input:
+            if A is None and output_layer is None:
+                raise LinconError("rhs_input=True needs constraint rows A whose b_s is the input; A is None.")
+            rows["rhs_input"] = True
         self.output_constraint = _output_layer(output_layer, A, self.sample_output_shape, **rows)
+        self.rhs_input = bool(getattr(self.output_constraint, "rhs_input", False))
+        self.rhs_dim = self.output_constraint.floor.size if self.rhs_input else 0
         self.latent_constraint = _latent_layer(latent_layer, latent_A, latent_b)
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
@@ -336,7 +206,8 @@ class ConstrainedVAE(keras.Model):
         self._compiled_sampler = None
         # Built now: a model whose forward pass fit never traces symbolically
         # would otherwise be saved without its weights.
-        self.build((None,) + self.sample_input_shape)
+        x_shape = (None,) + self.sample_input_shape
+        self.build([x_shape, (None, self.rhs_dim)] if self.rhs_input else x_shape)
 
     def build(self, input_shape):
         if self.likelihood_scale == "learned" and not hasattr(self, "log_likelihood_scale"):
@@ -346,13 +217,16 @@ class ConstrainedVAE(keras.Model):
         # One symbolic forward pass builds every sublayer. Symbolic, not on a
         # zero batch: constraint layers rebuilt from a config refuse to run on
         # data before their saved generators are loaded and checked.
-        mean, _ = self._posterior_params(keras.KerasTensor((1,) + tuple(input_shape[1:])))
-        features = self.decoder(self.code(mean))
+        x_shape = input_shape[0] if self.rhs_input else input_shape
+        x = keras.KerasTensor((1,) + tuple(x_shape[1:]))
+        rhs = keras.KerasTensor((1, self.rhs_dim)) if self.rhs_input else None
+        mean, _ = self._posterior_params(x, rhs)
+        features = self.decoder(self._decoder_input(self.code(mean), rhs))
         if len(features.shape) != 2:
             raise ConstraintShapeError(
                 f"the decoder must map codes to flat features (batch, k); it gives shape {tuple(features.shape)}."
             )
-        self.output_constraint(features)
+        self.output_constraint([features, rhs] if self.rhs_input else features)
         self.built = True
 
     # ------------------------------------------------------------- the maps
@@ -365,9 +239,40 @@ class ConstrainedVAE(keras.Model):
         """``num`` draws of ``u ~ p(u)``, (num, latent_dim); see :meth:`LatentPrior.sample`."""
         return self.latent_prior.sample(num, seed_pair)
 
-    def _posterior_params(self, x, training=False):
+    def _split(self, inputs):
+        """``inputs`` -> ``(x, b_s)``; ``b_s`` is None unless ``rhs_input``."""
+        if not self.rhs_input:
+            return inputs, None
+        if not (isinstance(inputs, (list, tuple)) and len(inputs) == 2):
+            raise LinconError(
+                "this ConstrainedVAE takes its constraints' right-hand sides as an input (rhs_input=True): "
+                "call and fit it on pairs (x, b_s), e.g. vae.fit((images, b_s)), with b_s of shape "
+                f"(batch, {self.rhs_dim})."
+            )
+        return inputs[0], ops.cast(inputs[1], "float32")
+
+    def _rhs(self, rhs, num=None):
+        """Checks ``rhs`` against ``rhs_input``; (m_in,) is repeated to ``num`` rows."""
+        if not self.rhs_input:
+            if rhs is not None:
+                raise LinconError("rhs= is only for a ConstrainedVAE built with rhs_input=True.")
+            return None
+        if rhs is None:
+            raise LinconError(
+                f"this ConstrainedVAE needs rhs= (b_s of shape (batch, {self.rhs_dim}) or ({self.rhs_dim},))."
+            )
+        rhs = ops.cast(rhs, "float32")
+        if len(rhs.shape) == 1 and num is not None:
+            rhs = ops.broadcast_to(rhs[None], (num, self.rhs_dim))
+        return rhs
+
+    def _decoder_input(self, z, rhs):
+        return z if rhs is None else ops.concatenate([z, ops.cast(rhs, z.dtype)], axis=-1)
+
+    def _posterior_params(self, x, rhs=None, training=False):
         features = self.encoder(x, training=training)
-        params = self.posterior_head(ops.reshape(features, (ops.shape(features)[0], -1)))
+        features = ops.reshape(features, (ops.shape(features)[0], -1))
+        params = self.posterior_head(self._decoder_input(features, rhs))
         mean, logvar = params[:, : self.latent_dim], params[:, self.latent_dim :]
         return mean, ops.clip(logvar, *_LOGVAR_RANGE)
 
@@ -375,44 +280,56 @@ class ConstrainedVAE(keras.Model):
         """``z = g(u)``: latent codes satisfying the latent constraints (if any)."""
         return u if self.latent_constraint is None else self.latent_constraint(u)
 
-    def decode(self, z, training=False):
-        """Codes (batch, code_dim) -> outputs (batch, *output_shape), feasible."""
-        flat = self.output_constraint(self.decoder(z, training=training))
+    def decode(self, z, training=False, rhs=None):
+        """Codes (batch, code_dim) -> outputs (batch, *output_shape), feasible.
+
+        ``rhs``: with ``rhs_input``, the (batch, m_in) or (m_in,) ``b_s`` the
+        outputs must satisfy; else None.
+        """
+        rhs = self._rhs(rhs, ops.shape(z)[0])
+        features = self.decoder(self._decoder_input(z, rhs), training=training)
+        flat = self.output_constraint([features, rhs] if self.rhs_input else features)
         return ops.reshape(flat, (-1,) + self.sample_output_shape)
 
-    def encode(self, x, training=False):
-        """Inputs -> posterior-mean codes ``z = g(mu(x))`` (batch, code_dim)."""
-        mean, _ = self._posterior_params(x, training=training)
+    def encode(self, inputs, training=False):
+        """Inputs (or ``(x, b_s)`` pairs) -> posterior-mean codes ``z = g(mu)`` (batch, code_dim)."""
+        x, rhs = self._split(inputs)
+        mean, _ = self._posterior_params(x, rhs, training=training)
         return self.code(mean)
 
-    def call(self, x, training=False, sample_posterior=None):
+    def call(self, inputs, training=False, sample_posterior=None):
         """Reconstructions (batch, *output_shape) of inputs (batch, *input_shape).
 
+        ``inputs`` is ``x``, or the pair ``(x, b_s)`` with ``rhs_input``.
         With ``sample_posterior`` (default: ``training``) the code is a
         posterior sample and ``kl_weight * mean(KL)`` is added with
         ``add_loss``; otherwise it is the posterior mean (deterministic).
         """
-        mean, logvar = self._posterior_params(x, training=training)
+        x, rhs = self._split(inputs)
+        mean, logvar = self._posterior_params(x, rhs, training=training)
         if not (training if sample_posterior is None else sample_posterior):
-            return self.decode(self.code(mean), training=training)
+            return self.decode(self.code(mean), training=training, rhs=rhs)
         u, kl = self.latent_prior(mean, logvar)
         self.add_loss(self.kl_weight * ops.mean(kl))
-        return self.decode(self.code(u), training=training)
+        return self.decode(self.code(u), training=training, rhs=rhs)
 
-    def sample(self, num: int, seed: int | None = None):
+    def sample(self, num: int, seed: int | None = None, rhs=None):
         """``num`` generated outputs, (num, *output_shape); the decoder runs under XLA.
 
         The same ``seed`` gives the same samples, also after save and load and
         from the exported ``sample`` signature (codes are drawn outside XLA).
+        With ``rhs_input``, ``rhs`` is the ``b_s`` every sample satisfies:
+        (m_in,) for all of them or (num, m_in), one per sample.
         """
+        rhs = self._rhs(rhs, int(num))
         if self._compiled_sampler is None:
             self._compiled_sampler = tf.function(
-                lambda u: self.decode(self.code(u)), jit_compile=True, reduce_retracing=True
+                lambda u, b: self.decode(self.code(u), rhs=b), jit_compile=True, reduce_retracing=True
             )
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
         u = self.prior_sample(int(num), tf.constant([int(seed), 0], dtype=tf.int32))
-        return self._compiled_sampler(u)
+        return self._compiled_sampler(u, rhs)
 
     # ------------------------------------------------------------- training
 
@@ -428,8 +345,8 @@ class ConstrainedVAE(keras.Model):
             raise LinconError("ConstrainedVAE defines its own loss; compile it without loss=...")
         if not training:  # y_pred is the posterior-mean reconstruction; the ELBO needs a sample
             y_pred = self(x, training=False, sample_posterior=True)
-        target = ops.reshape(ops.cast(x, y_pred.dtype), ops.shape(y_pred))
-        log_lik = _tfd().Normal(loc=y_pred, scale=self._scale()).log_prob(target)
+        target = ops.reshape(ops.cast(self._split(x)[0], y_pred.dtype), ops.shape(y_pred))
+        log_lik = tfp_distributions().Normal(loc=y_pred, scale=self._scale()).log_prob(target)
         reconstruction = -ops.sum(ops.reshape(log_lik, (ops.shape(log_lik)[0], -1)), axis=-1)
         self.reconstruction_tracker.update_state(reconstruction)
         loss = ops.mean(reconstruction)
@@ -440,7 +357,7 @@ class ConstrainedVAE(keras.Model):
         return loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        self.violation_tracker.update_state(None, y_pred)
+        self.violation_tracker.update_state(None, y_pred, rhs=self._split(x)[1])
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _scale(self):
@@ -486,6 +403,7 @@ class ConstrainedVAE(keras.Model):
             "kl_weight": self.kl_weight,
             "output_layer": ser(self.output_constraint),
             "latent_layer": ser(self.latent_constraint) if self.latent_constraint is not None else None,
+            **({"rhs_input": True} if self.rhs_input else {}),  # absent from older configs
         }
 
     @classmethod

@@ -10,12 +10,16 @@ elementwise maps), so neither keras_lincon nor Keras is needed to serve it.
 Signatures:
 
 * any Keras model: ``serving_default``: ``{<input name>: (batch, ...)}`` ->
-  ``{"outputs": (batch, ...)}``; the input name is the ``keras.Input`` name.
+  ``{"outputs": (batch, ...)}``; the input names are the ``keras.Input``
+  names (a model with several inputs, e.g. features and the ``b_s`` of a
+  layer with ``rhs_input``, gets one signature input per ``keras.Input``).
 * :class:`~keras_lincon.ConstrainedVAE`: ``serving_default`` (``inputs`` ->
   ``reconstruction``), ``decode`` (``codes`` -> ``outputs``) and ``sample``
   (``num_samples``, ``seed`` int32 scalars -> ``samples``). ``sample``
   refuses ``num_samples`` outside ``[1, max_samples]`` with an
   ``InvalidArgument`` error, so one request cannot exhaust the server's memory.
+  A VAE with ``rhs_input`` takes ``rhs`` in each: (batch, m_in) beside
+  ``inputs`` and ``codes``, and (m_in,), shared by all samples, in ``sample``.
 * with ``xla=True``, each endpoint also as ``<name>_xla``, its network
   compiled with XLA (``jit_compile=True``); the default endpoints stay
   portable. The VAE's random codes are drawn outside XLA, so ``sample`` and
@@ -41,11 +45,7 @@ DEFAULT_MAX_SAMPLES = 1024
 _NAME = re.compile(r"[^A-Za-z0-9_]")
 
 
-def _input_name(model: keras.Model) -> str:
-    try:
-        name = model.inputs[0].name
-    except (AttributeError, IndexError, ValueError):
-        return "inputs"
+def _input_name(name: str) -> str:
     clean = _NAME.sub("_", name.split(":")[0]) or "inputs"
     return clean if clean[0].isalpha() else f"x_{clean}"
 
@@ -66,22 +66,11 @@ def _endpoints(model: keras.Model, xla: bool, max_samples: int):
         # give the same samples for a seed (XLA's RNG differs from TF's).
         decode = tf.function(model.decode, jit_compile=True) if xla else model.decode
         reconstruct = tf.function(lambda x: model(x, training=False), jit_compile=xla)
+        if model.rhs_input:  # each signature also takes the right-hand sides b_s
+            return _endpoints_with_rhs(model, xla, max_samples, (x_spec, z_spec, n_spec, s_spec), decode, reconstruct)
 
         def sample(num_samples, seed):
-            # The checks run before any sampling: a request above the bound
-            # fails with InvalidArgument instead of allocating its batch.
-            checks = [
-                tf.debugging.assert_positive(num_samples, message="num_samples must be at least 1"),
-                tf.debugging.assert_less_equal(
-                    num_samples,
-                    tf.constant(max_samples, tf.int32),
-                    message=f"num_samples is above this model's bound max_samples={max_samples} "
-                    "(set at export; split the request)",
-                ),
-            ]
-            with tf.control_dependencies(checks):
-                num_samples = tf.identity(num_samples)
-            u = model.prior_sample(num_samples, tf.stack([seed, tf.constant(0, tf.int32)]))
+            u = model.prior_sample(_checked_count(num_samples, max_samples), tf.stack([seed, tf.constant(0, tf.int32)]))
             return {"samples": decode(model.code(u))}
 
         return {
@@ -90,18 +79,65 @@ def _endpoints(model: keras.Model, xla: bool, max_samples: int):
             f"sample{suffix}": (tf.function(sample), [n_spec, s_spec]),
         }
     try:
-        shape = tuple(model.inputs[0].shape)
-        dtype = model.inputs[0].dtype
-    except (AttributeError, IndexError, ValueError):
+        inputs = list(model.inputs)
+    except (AttributeError, ValueError):
+        inputs = []
+    if not inputs:
         raise LinconError(
             "export_for_serving needs a model with a known input (start it with "
             "keras.Input(shape, name=...)); this model has none."
-        ) from None
-    if len(model.inputs) != 1:
-        raise LinconError("export_for_serving supports models with one input; use keras.export.ExportArchive.")
-    spec = tf.TensorSpec(shape, dtype, name=_input_name(model))
-    fn = tf.function(lambda x: {"outputs": model(x, training=False)}, jit_compile=xla)
-    return {f"serving_default{suffix}": (fn, [spec])}
+        )
+    specs = [tf.TensorSpec(tuple(x.shape), x.dtype, name=_input_name(x.name)) for x in inputs]
+    if len({spec.name for spec in specs}) != len(specs):
+        raise LinconError(
+            f"the model's inputs need distinct names to become signature inputs; they are {[s.name for s in specs]}. "
+            "Name them: keras.Input(shape, name=...)."
+        )
+    # several inputs (e.g. features and b_s of a layer with rhs_input) are passed as a list, as Keras takes them
+    fn = tf.function(lambda *x: {"outputs": model(list(x) if len(x) > 1 else x[0], training=False)}, jit_compile=xla)
+    return {f"serving_default{suffix}": (fn, specs)}
+
+
+def _checked_count(num_samples, max_samples: int):
+    """``num_samples``, after checks that run before any sampling: a request above the
+    bound fails with InvalidArgument instead of allocating its batch."""
+    import tensorflow as tf
+
+    checks = [
+        tf.debugging.assert_positive(num_samples, message="num_samples must be at least 1"),
+        tf.debugging.assert_less_equal(
+            num_samples,
+            tf.constant(max_samples, tf.int32),
+            message=f"num_samples is above this model's bound max_samples={max_samples} "
+            "(set at export; split the request)",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(num_samples)
+
+
+def _endpoints_with_rhs(model, xla: bool, max_samples: int, specs, decode, reconstruct):
+    """A conditional ConstrainedVAE's signatures: each takes ``rhs``, (batch, m_in) or, for ``sample``, (m_in,)."""
+    import tensorflow as tf
+
+    x_spec, z_spec, n_spec, s_spec = specs
+    m = model.rhs_dim
+    rhs_spec, one_rhs = tf.TensorSpec((None, m), tf.float32, name="rhs"), tf.TensorSpec((m,), tf.float32, name="rhs")
+    suffix = "_xla" if xla else ""
+
+    def sample(num_samples, seed, rhs):
+        num_samples = _checked_count(num_samples, max_samples)
+        u = model.prior_sample(num_samples, tf.stack([seed, tf.constant(0, tf.int32)]))
+        return {"samples": decode(model.code(u), rhs=tf.broadcast_to(rhs[None], tf.stack([num_samples, m])))}
+
+    return {
+        f"serving_default{suffix}": (
+            tf.function(lambda inputs, rhs: {"reconstruction": reconstruct((inputs, rhs))}),
+            [x_spec, rhs_spec],
+        ),
+        f"decode{suffix}": (tf.function(lambda codes, rhs: {"outputs": decode(codes, rhs=rhs)}), [z_spec, rhs_spec]),
+        f"sample{suffix}": (tf.function(sample), [n_spec, s_spec, one_rhs]),
+    }
 
 
 def export_for_serving(

@@ -105,6 +105,35 @@ def test_arguments_are_checked():
         klc.ConstraintViolation(layer).update_state(None, np.zeros((2, 6)))
 
 
+def test_per_sample_rhs_matches_the_layer_and_is_required():
+    """A layer with rhs_input: each sample is measured against its own b_s (and the box), as the layer does."""
+    n = 4
+    A = np.vstack([-np.eye(n), np.ones((1, n))])  # x >= 0 (generators), sum x <= b_s (scaled, per sample)
+    layer = klc.LinearInequalityConstraint(A, np.r_[np.zeros(n), 0.5], box=(None, 2.0), scaled_rows=[n], rhs_input=True)
+    rng = np.random.default_rng(0)
+    features, rhs = rng.normal(size=(32, 6)).astype("float32"), rng.uniform(0.5, 3.0, (32, 1)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer([features, rhs]))
+    metric = klc.ConstraintViolation(layer)
+    assert metric.rhs_rows == [n]
+    value = measured(metric, y, rhs=rhs)
+    np.testing.assert_allclose(value, layer.max_violation(y, relative=True, rhs=rhs), atol=1e-6)
+    assert value <= TOL
+    # the same outputs against a smaller b_s violate, as the numpy reference says
+    tighter = rhs * 0.5
+    np.testing.assert_allclose(
+        measured(metric, y, rhs=tighter), layer.max_violation(y, relative=True, rhs=tighter), rtol=1e-5, atol=1e-6
+    )
+    assert measured(metric, y, rhs=tighter) > 0
+    with pytest.raises(klc.LinconError, match=r"rhs_input=True.*rhs=b_s"):
+        metric.update_state(None, y)
+    with pytest.raises(klc.LinconError, match="only for a metric of a layer with rhs_input"):
+        klc.ConstraintViolation(A=CHAIN, b=CHAIN_B).update_state(None, y, rhs=rhs)
+    with pytest.raises(klc.ConstraintShapeError, match="rhs_rows must be distinct indices"):
+        klc.ConstraintViolation(A=CHAIN, b=CHAIN_B, rhs_rows=[3])
+    clone = klc.ConstraintViolation.from_config(metric.get_config())
+    assert clone.rhs_rows == [n] and measured(clone, y, rhs=rhs) == pytest.approx(value)
+
+
 def test_config_round_trip():
     metric = klc.ConstraintViolation(A=CHAIN, b=CHAIN_B, C=[[1.0, 1.0, 1.0, 1.0]], d=[1.0], box=(-1, 1), name="v")
     clone = klc.ConstraintViolation.from_config(metric.get_config())

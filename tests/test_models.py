@@ -301,3 +301,67 @@ def test_output_layer_treatment_is_chosen_and_saved(digits, tmp_path, scaling):
     loaded = keras.saving.load_model(tmp_path / "vae.keras")
     assert loaded.output_constraint.scaling == scaling
     np.testing.assert_allclose(loaded.sample(64, seed=3), vae.sample(64, seed=3), rtol=1e-5, atol=1e-5)
+
+
+BUDGET_FLOOR = -30.0  # the checkerboard's blocks alternate in sign: sum(x) >= -32 in the box
+
+
+def make_conditional_vae(**kwargs):
+    """The checkerboard cone by generators and a per-image ink budget sum(x) <= b_s, scaled, as an input."""
+    A = np.vstack([A8, np.ones((1, 64))])
+    b = np.r_[np.zeros(len(A8)), BUDGET_FLOOR]
+    return make_vae(A=A, b=b, scaled_rows=[len(A8)], rhs_input=True, **kwargs)
+
+
+def ink_budget(x):
+    """(batch, 1) budget of each image: its own ink plus a margin, at least the floor (so the image is feasible)."""
+    return np.maximum(x.reshape(len(x), -1).sum(axis=1, keepdims=True) + 1.0, BUDGET_FLOOR).astype("float32")
+
+
+def test_conditional_vae_outputs_satisfy_their_own_right_hand_sides(digits, tmp_path):
+    vae = make_conditional_vae()
+    assert vae.rhs_input and vae.rhs_dim == 1
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    b_train, b_test = ink_budget(digits.x_train), ink_budget(digits.x_test)
+    h = vae.fit(
+        (digits.x_train, b_train), epochs=3, batch_size=64, verbose=0, validation_data=((digits.x_test, b_test),)
+    ).history
+    assert h["loss"][-1] < h["loss"][0]
+    assert max(h["max_violation"] + h["val_max_violation"]) <= TOL
+    check = vae.output_constraint.assert_constraints
+    recon = vae.predict((digits.x_test, b_test), verbose=0)
+    check(recon.reshape(128, -1), rhs=b_test)
+    assert np.mean(recon.reshape(128, -1).sum(axis=1) > b_test[:, 0] - 1.0) > 0.1  # the budget binds for many
+    # another budget, other outputs: each feasible for its own b_s, whether one for all or one per sample
+    tight = np.full((1,), BUDGET_FLOOR, "float32")
+    check(np.asarray(vae.sample(300, seed=1, rhs=tight)).reshape(300, -1), rhs=np.repeat(tight[None], 300, 0))
+    check(np.asarray(vae.sample(128, seed=1, rhs=b_test)).reshape(128, -1), rhs=b_test)
+    codes = vae.encode((digits.x_test, b_test))
+    check(np.asarray(vae.decode(codes, rhs=b_test)).reshape(128, -1), rhs=b_test)
+    # the metric measures against each sample's b_s: the same outputs under a smaller budget violate
+    vae.violation_tracker.reset_state()
+    vae.violation_tracker.update_state(None, recon, rhs=b_test - 5.0)
+    assert float(vae.violation_tracker.result()) > TOL
+    vae.save(tmp_path / "cvae.keras")
+    loaded = keras.saving.load_model(tmp_path / "cvae.keras")
+    assert loaded.rhs_input
+    np.testing.assert_allclose(
+        loaded.sample(16, seed=3, rhs=b_test[:16]), vae.sample(16, seed=3, rhs=b_test[:16]), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(loaded.predict((digits.x_test, b_test), verbose=0), recon, rtol=1e-5, atol=1e-5)
+
+
+def test_conditional_vae_errors(digits):
+    vae = make_conditional_vae()
+    with pytest.raises(klc.LinconError, match=r"pairs \(x, b_s\).*\(batch, 1\)"):
+        vae(digits.x_test)
+    with pytest.raises(klc.LinconError, match="needs rhs="):
+        vae.sample(3)
+    with pytest.raises(klc.LinconError, match="only for a ConstrainedVAE built with rhs_input"):
+        make_vae().sample(3, rhs=np.zeros(1))
+    with pytest.raises(klc.LinconError, match="rhs_input=True needs constraint rows"):
+        make_vae(A=None, box=None, rhs_input=True)
+    from keras_lincon.deploy import export_tflite
+
+    with pytest.raises(klc.LinconError, match="export_for_serving"):
+        export_tflite(vae, "/tmp/never.tflite")

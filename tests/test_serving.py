@@ -142,6 +142,59 @@ def test_vae_export_has_named_signatures(tmp_path):
     vae.output_constraint.assert_constraints(np.load(tmp_path / "s.npy").reshape(6, -1))
 
 
+def test_conditional_vae_signatures_take_rhs(tmp_path):
+    from tests.test_models import make_conditional_vae
+
+    vae = make_conditional_vae(latent_dim=3)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8)).astype("float32")
+    rhs = np.array([[-30.0], [-10.0], [0.0], [20.0]], "float32")
+    recon, samples = vae.predict((x, rhs), verbose=0), np.asarray(vae.sample(6, seed=5, rhs=rhs[1]))
+    path = serving.export_for_serving(vae, tmp_path / "cvae", xla=True)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "rhs.npy", rhs)
+    run_python(
+        BLOCK_KERAS_LINCON
+        + textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        m = tf.saved_model.load("{path}")
+        x, rhs = (tf.constant(np.load(f"{tmp_path}/{{n}}.npy")) for n in ("x", "rhs"))
+        r = m.signatures["serving_default"](inputs=x, rhs=rhs)["reconstruction"]
+        rx = m.signatures["serving_default_xla"](inputs=x, rhs=rhs)["reconstruction"]
+        np.testing.assert_allclose(r.numpy(), rx.numpy(), atol=1e-5)
+        s = m.signatures["sample"](num_samples=tf.constant(6), seed=tf.constant(5), rhs=rhs[1])["samples"]
+        d = m.signatures["decode"](codes=tf.zeros((4, 3)), rhs=rhs)["outputs"]
+        np.save("{tmp_path}/r.npy", r.numpy()); np.save("{tmp_path}/s.npy", s.numpy()); np.save("{tmp_path}/d.npy", d.numpy())
+    """)
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "r.npy"), recon, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), samples, atol=1e-5)
+    check = vae.output_constraint.assert_constraints
+    check(np.load(tmp_path / "s.npy").reshape(6, -1), rhs=np.repeat(rhs[1:2], 6, 0))
+    check(np.load(tmp_path / "d.npy").reshape(4, -1), rhs=rhs)
+
+
+def test_model_with_rhs_input_exports_one_signature_input_per_keras_input(tmp_path):
+    n = 5
+    A = np.vstack([-np.eye(n), np.ones((1, n))])  # x >= 0, and sum x <= budget per sample
+    features, budget = keras.Input((3,), name="features"), keras.Input((1,), name="budget")
+    layer = klc.LinearInequalityConstraint(A, np.r_[np.zeros(n), 0.1], scaled_rows=[n], rhs_input=True)
+    model = keras.Model([features, budget], layer([keras.layers.Dense(8)(features), budget]))
+    rng = np.random.default_rng(0)
+    x, b = rng.normal(size=(6, 3)).astype("float32"), rng.uniform(0.1, 5, (6, 1)).astype("float32")
+    expected = model.predict([x, b], verbose=0)
+    path = serving.export_for_serving(model, tmp_path / "budget")
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    assert sorted(fn.structured_input_signature[1]) == ["budget", "features"]
+    y = fn(features=tf.constant(x), budget=tf.constant(b))["outputs"].numpy()
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+    layer.assert_constraints(y, rhs=b)
+    twins = [keras.Input((3,), name="in-1"), keras.Input((3,), name="in_1")]  # one signature name, in_1
+    with pytest.raises(klc.LinconError, match="distinct names"):
+        serving.export_for_serving(keras.Model(twins, keras.layers.Add()(twins)), tmp_path / "twins")
+
+
 def test_export_errors(tmp_path):
     model = constrained_model()
     serving.export_for_serving(model, tmp_path, version=1)
