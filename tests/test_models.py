@@ -365,3 +365,13 @@ def test_conditional_vae_errors(digits):
 
     with pytest.raises(klc.LinconError, match="export_for_serving"):
         export_tflite(vae, "/tmp/never.tflite")
+
+
+def test_conditional_vae_trains_under_fit_distributed(digits):
+    vae = make_conditional_vae()
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    b_train = ink_budget(digits.x_train)
+    dataset = tf.data.Dataset.from_tensor_slices(((digits.x_train, b_train),)).batch(128)
+    history = fit_distributed(vae, dataset, epochs=2, verbose=0)
+    assert history["loss"][-1] < history["loss"][0]
+    assert max(history["max_violation"]) <= TOL

@@ -163,7 +163,8 @@ def test_conditional_vae_signatures_take_rhs(tmp_path):
         np.testing.assert_allclose(r.numpy(), rx.numpy(), atol=1e-5)
         s = m.signatures["sample"](num_samples=tf.constant(6), seed=tf.constant(5), rhs=rhs[1])["samples"]
         d = m.signatures["decode"](codes=tf.zeros((4, 3)), rhs=rhs)["outputs"]
-        np.save("{tmp_path}/r.npy", r.numpy()); np.save("{tmp_path}/s.npy", s.numpy()); np.save("{tmp_path}/d.npy", d.numpy())
+        for name, value in (("r", r), ("s", s), ("d", d)):
+            np.save(f"{tmp_path}/{{name}}.npy", value.numpy())
     """)
     )
     np.testing.assert_allclose(np.load(tmp_path / "r.npy"), recon, atol=1e-5)
