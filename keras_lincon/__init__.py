@@ -75,6 +75,7 @@ _SUBMODULES = (
     "scaling_lib",
     "serving",
     "system",
+    "weights_lib",
 )
 
 __all__ = [

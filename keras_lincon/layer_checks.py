@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_lincon import layer_lib, polyhedra
+from keras_lincon import polyhedra, weights_lib
 from keras_lincon.errors import ConstraintViolationError, GeneratorMismatchError
 
 #: Relative float32 tolerance stated by the layer (see its docstring).
@@ -44,10 +44,10 @@ class ConstraintChecks:
             return
         variables = self._generator_variables()
         values = {name: keras.ops.convert_to_numpy(v) for name, v in variables.items()}
-        repaired = layer_lib.repair_padding(values, self._layout)
+        repaired = weights_lib.repair_padding(values, self._layout)
         plan = self._plan
         box = self.box if plan.center_is_weight else None
-        layer_lib.check_weights(repaired, self._layout, self._call_mode, plan.generator_system, box)
+        weights_lib.check_weights(repaired, self._layout, self._call_mode, plan.generator_system, box)
         for name, value in repaired.items():
             if value is not values[name]:
                 variables[name].assign(value)

@@ -1,14 +1,15 @@
 """Planning for :class:`~keras_lincon.LinearInequalityConstraint`, in numpy.
 
-This module knows nothing of Keras. It turns a V-representation into the
-arrays the layer stores as non-trainable weights, decides how the layer
-computes (the cost model), and checks stored arrays against the constraints
-(used whenever weights are loaded or set).
+This module knows nothing of Keras. It decides which rows get generators
+and which are scaled (:func:`plan_stages`), the shapes of the generator
+weights (:class:`GeneratorLayout`, saved in the config) and how the layer
+computes (the cost model, :func:`call_mode`). The weights' values and their
+check on load are in :mod:`keras_lincon.weights_lib`.
 
 Data flow: ``A, b -> plan_stages`` (which rows get generators, which are
 scaled; ``h_to_v`` of the generator rows; the scaled stage and its centre)
 ``-> plan_layout -> GeneratorLayout`` (saved in the config) ``->
-generator_arrays -> weights``.
+weights_lib.generator_arrays -> weights``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from keras_lincon.errors import (
     ConstructionTimeoutError,
     DegenerateSetError,
     GeneratorMismatchError,
-    RepresentationCheckError,
     ScaledRowsWarning,
     TooManyGeneratorsError,
 )
 from keras_lincon.representation import VRepresentation, check_representation
-from keras_lincon.system import ConstraintSystem, max_violation
+from keras_lincon.system import ConstraintSystem
 
 #: Current version of the saved layout; configs without one are version 1.
 LAYOUT_VERSION = 2
@@ -39,6 +39,7 @@ MASK_LOGIT = -1e9
 #: Relative tolerance when checking stored (float32) generator weights.
 LOAD_TOLERANCE = 1e-6
 VERTEX_PATHS = ("none", "gather", "dense")
+GENERATOR_PATHS = ("dense", "gather")
 CALL_MODES = ("direct", "projected")
 
 
@@ -53,6 +54,10 @@ class GeneratorLayout:
         block_size: vertex slots per block (the largest block's count).
         block_width: coordinates per block (gather path) or 0.
         vertex_path: ``"none"``, ``"gather"`` (disjoint blocks, O(n)) or ``"dense"``.
+        generator_path: ``"gather"`` when every lineality vector and ray is a
+            multiple of a unit vector, each on its own coordinate (e.g. the
+            cone ``x >= 0``): in ``direct`` mode the product with ``[L; R]``
+            is then a gather, O(n); else ``"dense"``.
         has_offset: whether a constant offset point is added.
         version: layout version (1: previous release, zero padding slots).
     """
@@ -65,6 +70,7 @@ class GeneratorLayout:
     block_width: int = 0
     vertex_path: str = "none"
     has_offset: bool = True
+    generator_path: str = "dense"  # after the fields of the first release
     version: int = LAYOUT_VERSION
 
     @classmethod
@@ -73,8 +79,11 @@ class GeneratorLayout:
         values = {k: v for k, v in dict(config).items() if k in known}
         values.setdefault("version", 1)
         layout = cls(**values)
-        if layout.vertex_path not in VERTEX_PATHS:
-            raise GeneratorMismatchError(f"unknown vertex_path {layout.vertex_path!r} in the layer layout.")
+        if layout.vertex_path not in VERTEX_PATHS or layout.generator_path not in GENERATOR_PATHS:
+            raise GeneratorMismatchError(
+                f"unknown vertex_path {layout.vertex_path!r} or generator_path {layout.generator_path!r} "
+                "in the layer layout (a config from a newer keras_lincon?)."
+            )
         return layout
 
     def to_config(self) -> dict:
@@ -262,7 +271,7 @@ def _arrays(system: ConstraintSystem) -> tuple:
 def plan_layout(rep: VRepresentation) -> GeneratorLayout:
     """The layout for ``rep`` (cheap: no ``n x n`` work)."""
     polytopes = [v for v in rep.block_vertices() if len(v) > 1]
-    offset = _offset(rep)
+    offset = offset_point(rep)
     if not (rep.rays.shape[0] or rep.lineality_dim or polytopes):
         raise DegenerateSetError(
             "the representation is a single point: every output would be the "
@@ -273,9 +282,10 @@ def plan_layout(rep: VRepresentation) -> GeneratorLayout:
         n_lineality=int(rep.lineality_dim),
         n_basis=int(rep.dim - rep.lineality_dim),
         has_offset=bool(np.any(offset)),
+        generator_path="gather" if coordinate_generators(rep) is not None else "dense",
     )
     if polytopes:
-        supports = [_support(v) for v in polytopes]
+        supports = [vertex_support(v) for v in polytopes]
         disjoint = sum(len(s) for s in supports) == len(np.unique(np.concatenate(supports)))
         layout.update(
             n_vertex_blocks=len(polytopes),
@@ -284,6 +294,25 @@ def plan_layout(rep: VRepresentation) -> GeneratorLayout:
             block_width=max(max(len(s) for s in supports), 1) if disjoint else 0,
         )
     return GeneratorLayout(**layout)
+
+
+def coordinate_generators(rep: VRepresentation) -> tuple | None:
+    """``(columns, scales)``, (l + r,) each, when every row of ``[L; R]`` is
+    ``scale * e_column`` with distinct columns; else None.
+
+    Entries below ``1e-12`` of a row's largest are rounding of ``h_to_v``
+    (they would vanish in float32).
+    """
+    gens = np.vstack([rep.lineality, rep.rays])
+    if not gens.shape[0]:
+        return None
+    big = np.abs(gens) > 1e-12 * np.max(np.abs(gens), axis=1, keepdims=True)
+    if not np.all(big.sum(axis=1) == 1):
+        return None
+    columns = np.argmax(big, axis=1)
+    if len(np.unique(columns)) != len(columns):
+        return None
+    return columns, gens[np.arange(len(columns)), columns]
 
 
 def call_mode(layout: GeneratorLayout, input_dim: int, units: int) -> str:
@@ -296,199 +325,14 @@ def call_mode(layout: GeneratorLayout, input_dim: int, units: int) -> str:
     Projecting the output (not the kernel) keeps rounding relative to ``||x||``.
     """
     n, n_lin, n_rays, q = units, layout.n_lineality, layout.n_rays, layout.n_basis
-    direct = input_dim * (n_lin + n_rays) + (n_lin + n_rays) * n
+    direct = input_dim * (n_lin + n_rays) + (n if layout.generator_path == "gather" else (n_lin + n_rays) * n)
     projected = input_dim * (n + n_rays) + 2 * n * q + n_rays * q
     return "direct" if direct <= projected else "projected"
 
 
-def weight_specs(layout: GeneratorLayout, mode: str, units: int, input_dim: int, *, box: bool, mix_blocks: int = 0):
-    """The layer's weights in creation order (the order saved files rely on).
-
-    Returns:
-        list of ``(name, shape, kind)``; ``kind`` is ``"kernel"``, ``"bias"``
-        (trainable), ``"fixed"`` or ``"index"`` (non-trainable float / int32).
-    """
-    n, n_gen = units, layout.n_lineality + layout.n_rays
-    n_logits = layout.n_vertex_blocks * layout.block_size
-
-    def affine(prefix, width):
-        return [(f"{prefix}kernel", (input_dim, width), "kernel"), (f"{prefix}bias", (width,), "bias")]
-
-    if mode == "direct":  # one matmul for lineality, ray and vertex coefficients
-        specs = affine("", n_gen + n_logits) + ([("generators", (n_gen, n), "fixed")] if n_gen else [])
-    else:
-        specs = affine("", n) + (affine("ray_vertex_", layout.n_rays + n_logits) if layout.n_rays + n_logits else [])
-        if layout.n_basis:
-            specs.append(("complement_basis", (layout.n_basis, n), "fixed"))
-        if layout.n_rays and layout.n_basis:
-            specs.append(("ray_coordinates", (layout.n_rays, layout.n_basis), "fixed"))
-    specs.append(("offset", (n,), "fixed"))
-    nb, smax = layout.n_vertex_blocks, layout.block_size
-    if layout.vertex_path != "none":
-        specs.append(("vertex_mask", (nb, smax), "fixed"))
-    if layout.vertex_path == "gather":
-        specs += [("vertex_local", (nb, smax, layout.block_width), "fixed"), ("vertex_gather", (n,), "index")]
-    elif layout.vertex_path == "dense":
-        specs.append(("vertex_dense", (n_logits, n), "fixed"))
-    if box:
-        specs += [(name, (n,), "fixed") for name in ("box_center", "box_inv_upper", "box_inv_lower")]
-    if mix_blocks:
-        specs += affine("mix_", mix_blocks)
-    return specs
-
-
-def generator_arrays(rep: VRepresentation, layout: GeneratorLayout, mode: str) -> dict:
-    """Numpy values of the generator weights, by weight name."""
-    n = rep.dim
-    arrays = {"offset": _offset(rep)}
-    if mode == "direct":
-        if layout.n_lineality + layout.n_rays:
-            arrays["generators"] = np.vstack([rep.lineality, rep.rays])
-    else:
-        # Without lineality the identity is a basis: z - z I I cancels exactly.
-        basis = rep.row_space if layout.n_lineality else np.eye(n)
-        if layout.n_basis:
-            arrays["complement_basis"] = basis
-            if layout.n_rays:
-                arrays["ray_coordinates"] = rep.rays @ basis.T
-    polytopes = [v for v in rep.block_vertices() if len(v) > 1]
-    if polytopes:
-        nb, smax = layout.n_vertex_blocks, layout.block_size
-        mask = np.full((nb, smax), MASK_LOGIT)
-        for j, verts in enumerate(polytopes):
-            mask[j, : len(verts)] = 0.0
-        # Padding slots repeat the block's first vertex (see MASK_LOGIT).
-        padded = [np.vstack([v, np.repeat(v[:1], smax - len(v), axis=0)]) for v in polytopes]
-        if layout.vertex_path == "gather":
-            width = layout.block_width
-            local = np.zeros((nb, smax, width))
-            gather = np.full(n, nb * width)  # the zero slot
-            for j, verts in enumerate(padded):
-                sup = _support(polytopes[j])
-                local[j, :, : len(sup)] = verts[:, sup]
-                gather[sup] = j * width + np.arange(len(sup))
-            arrays.update(vertex_local=local, vertex_gather=gather.astype(np.int32))
-        else:
-            arrays["vertex_dense"] = np.stack(padded).reshape(nb * smax, n)
-        arrays["vertex_mask"] = mask
-    return arrays
-
-
-def box_arrays(center: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> dict:
-    """Weights of the box rescaling towards ``center`` (n,)."""
-    with np.errstate(divide="ignore"):
-        return {
-            "box_center": center,
-            "box_inv_upper": np.where(np.isfinite(upper), 1.0 / (upper - center), 0.0),
-            "box_inv_lower": np.where(np.isfinite(lower), 1.0 / (lower - center), 0.0),
-        }
-
-
-def repair_padding(weights: dict, layout: GeneratorLayout) -> dict:
-    """Fills zero padding slots written by layout version 1 with the block's
-    first vertex (outputs are unchanged except where the old padding leaked)."""
-    if layout.vertex_path == "none" or layout.version >= 2:
-        return weights
-    weights = dict(weights)
-    padding = weights["vertex_mask"] < MASK_LOGIT / 10
-    nb, smax = layout.n_vertex_blocks, layout.block_size
-    key = "vertex_local" if layout.vertex_path == "gather" else "vertex_dense"
-    values = np.array(weights[key]).reshape(nb, smax, -1)
-    for j, s in zip(*np.nonzero(padding), strict=False):
-        values[j, s] = values[j, 0]
-    weights[key] = values.reshape(np.shape(weights[key]))
-    return weights
-
-
-def check_weights(
-    weights: dict,
-    layout: GeneratorLayout,
-    mode: str,
-    system: ConstraintSystem,
-    box: tuple | None = None,
-    tol: float = LOAD_TOLERANCE,
-) -> None:
-    """Raises GeneratorMismatchError unless stored weights generate only
-    points of ``system`` (and the box arrays match ``box``).
-
-    Args:
-        weights: weight name -> numpy array, as stored by the layer.
-        layout, mode: how the layer uses them.
-        system: the constraints of the layer's config.
-        box: ``(lower, upper)`` (n,) arrays or None.
-        tol: relative tolerance (float32 weights).
-    """
-    n = system.dim
-    w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
-    if not all(np.all(np.isfinite(v)) for v in w.values()):
-        raise GeneratorMismatchError(
-            "generator weights contain NaN or infinity: the layer was rebuilt from its config "
-            "without its weights (e.g. keras.models.clone_model) or the weights are corrupt. "
-            "Load the matching weights, or construct the layer again from A, b."
-        )
-    lineality, row_space, rays = None, None, np.zeros((0, n))
-    if mode == "direct":
-        gens = w.get("generators", np.zeros((0, n)))
-        lineality, rays = gens[: layout.n_lineality], gens[layout.n_lineality :]
-    else:
-        row_space = w.get("complement_basis", np.zeros((0, n)))
-        if row_space.size and np.max(np.abs(row_space @ row_space.T - np.eye(len(row_space)))) > 1e-5:
-            raise GeneratorMismatchError("the stored row-space basis is not orthonormal: the weights are corrupt.")
-        if "ray_coordinates" in w:
-            rays = w["ray_coordinates"] @ row_space
-    blocks = [w["offset"][None]] + _stored_vertex_blocks(w, layout, n)
-    vertices = np.vstack(blocks)
-    vertex_blocks = np.concatenate([np.full(len(b), j) for j, b in enumerate(blocks)])
-    rep = VRepresentation(vertices, rays, lineality, vertex_blocks, row_space=row_space)
-    try:
-        check_representation(rep, system, tol)
-    except RepresentationCheckError as exc:
-        worst = ", ".join(f"{kind}s by {value:.3g}" for kind, value in exc.violations.items())
-        raise GeneratorMismatchError(
-            f"the layer's generator weights do not generate points of its constraints ({worst}, "
-            f"relative; tolerance {tol:g}). They belong to another constraint set or box, or were "
-            "edited. Load the weights saved with this layer, or build a new layer from the intended A, b."
-        ) from None
-    if box is not None:
-        _check_box_weights(w, system, box, tol)
-
-
-def _stored_vertex_blocks(w: dict, layout: GeneratorLayout, n: int) -> list:
-    if layout.vertex_path == "none":
-        return []
-    nb, smax = layout.n_vertex_blocks, layout.block_size
-    if layout.vertex_path == "dense":
-        return list(w["vertex_dense"].reshape(nb, smax, n))
-    width = layout.block_width
-    gather = w["vertex_gather"].astype(np.int64)
-    if gather.shape != (n,) or np.any(gather < 0) or np.any(gather > nb * width):
-        raise GeneratorMismatchError("vertex_gather indices are out of range: the weights are corrupt.")
-    flat = np.zeros((nb, smax, nb * width + 1))
-    local = w["vertex_local"].reshape(nb, smax, width)
-    for j in range(nb):
-        flat[j, :, j * width : (j + 1) * width] = local[j]
-    return list(flat[:, :, gather])
-
-
-def _check_box_weights(w: dict, system: ConstraintSystem, box, tol: float) -> None:
-    lower, upper = box
-    center = w["box_center"]
-    expected = box_arrays(center, lower, upper)
-    inside = np.all(center > lower) and np.all(center < upper)
-    worst = max_violation(center[None], system.A, system.b, system.C, system.d, relative=True)
-    consistent = all(np.allclose(w[k], expected[k], rtol=1e-5, atol=0) for k in ("box_inv_upper", "box_inv_lower"))
-    if not (inside and worst <= tol and consistent):
-        raise GeneratorMismatchError(
-            "the layer's box weights do not match its box and constraints (centre "
-            f"{'outside the box' if not inside else 'infeasible' if worst > tol else 'ok'}, "
-            f"inverse widths {'consistent' if consistent else 'from another box'}). Load the "
-            "weights saved with this layer."
-        )
-
-
-def _offset(rep: VRepresentation) -> np.ndarray:
+def offset_point(rep: VRepresentation) -> np.ndarray:
     return sum((v[0] for v in rep.block_vertices() if len(v) == 1), np.zeros(rep.dim))
 
 
-def _support(vertices: np.ndarray) -> np.ndarray:
+def vertex_support(vertices: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.any(np.abs(vertices) > 0, axis=0))

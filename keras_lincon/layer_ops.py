@@ -60,7 +60,12 @@ def generator_outputs(x, w, layout: GeneratorLayout, mode: str, nonneg: str):
             gen_coeffs = coeffs if not n_logits else coeffs[..., :gen_end]
             if n_rays:  # nonneg on the ray coefficients only
                 gen_coeffs = ops.where(np.arange(gen_end) >= n_lin, NONNEG_FUNCTIONS[nonneg](gen_coeffs), gen_coeffs)
-            out = ops.matmul(gen_coeffs, ops.cast(w.generators, x.dtype))
+            if layout.generator_path == "gather":  # generator j = scale_j e_column_j: O(n), no product
+                scaled = gen_coeffs * ops.cast(w.generator_scale, x.dtype)
+                padded = ops.concatenate([scaled, ops.zeros_like(scaled[..., :1])], axis=-1)
+                out = ops.take(padded, w.generator_gather, axis=-1)
+            else:
+                out = ops.matmul(gen_coeffs, ops.cast(w.generators, x.dtype))
     else:  # z + (nonneg(s) (R Q^T) - z Q^T) Q for a full map z
         out = coeffs
         small = _affine(x, w.small_kernel, w.small_bias) if n_rays + n_logits else None

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lincon import layer_lib, layer_ops, polyhedra, precision
+from keras_lincon import layer_lib, layer_ops, polyhedra, precision, weights_lib
 from keras_lincon.errors import ConstraintShapeError, LinconError
 from keras_lincon.layer_checks import FLOAT32_TOLERANCE, ConstraintChecks, verify_generators  # noqa: F401
 from keras_lincon.layer_ops import NONNEG_FUNCTIONS, segment_max  # noqa: F401  (public names of this module)
@@ -279,12 +279,12 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         self._call_mode = mode
         arrays = None
         if self._representation is not None:
-            arrays = layer_lib.generator_arrays(self._representation, lay, mode)
+            arrays = weights_lib.generator_arrays(self._representation, lay, mode)
             if self._plan.center_is_weight:
-                arrays.update(layer_lib.box_arrays(self._stage.center, *self.box))
+                arrays.update(weights_lib.box_arrays(self._stage.center, *self.box))
 
         mix_blocks = self._stage.n_blocks if self._mixing else 0
-        for name, shape, kind in layer_lib.weight_specs(
+        for name, shape, kind in weights_lib.weight_specs(
             lay, mode, n, input_dim, box=self._plan.center_is_weight, mix_blocks=mix_blocks
         ):
             if kind in ("kernel", "bias"):  # the mix starts at zero: half way between per_block and clip_blend

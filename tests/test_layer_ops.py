@@ -52,7 +52,7 @@ def test_scaled_stage_with_per_sample_rhs_matches_and_full_rhs_fills_moved_rows(
 def test_box_weights_replace_the_stage_centre():
     stage = sl.plan(CHECKER, box=(-1.0, 1.0))
     y = np.random.default_rng(2).standard_normal((8, 64)).astype("float32") * 4
-    arrays = klc.layer_lib.box_arrays(stage.center, *sl.polyhedra.as_box((-1.0, 1.0), 64))
+    arrays = klc.weights_lib.box_arrays(stage.center, *sl.polyhedra.as_box((-1.0, 1.0), 64))
     weights = tuple(
         keras.ops.convert_to_tensor(arrays[k], "float32") for k in ("box_center", "box_inv_upper", "box_inv_lower")
     )

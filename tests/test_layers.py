@@ -113,10 +113,17 @@ def _system(kind, n, m, seed):
     if kind == "shifted_cone_box":
         A = rng.standard_normal((min(m, n), n))
         return dict(A=A, b=rng.uniform(0.1, 1, size=min(m, n)), box=(-2.0, 2.0))
+    if kind == "coordinate_bounds":  # x_c >= or <= a bound on some coordinates: the gather path
+        columns = rng.choice(n, size=min(m, n), replace=False)
+        A = np.zeros((len(columns), n))
+        A[np.arange(len(columns)), columns] = rng.choice([-1.0, 1.0], len(columns)) * 10.0 ** rng.uniform(
+            -3, 3, len(columns)
+        )
+        return dict(A=A, b=rng.uniform(-1, 1, len(columns)))
     return dict(A=rng.standard_normal((min(m, n), n)), box=(rng.uniform(-3, -0.5), rng.uniform(0.5, 3)))
 
 
-KINDS = ["random_cone", "full_rank_cone", "polytope", "equality", "shifted_cone_box", "cone_box"]
+KINDS = ["random_cone", "full_rank_cone", "polytope", "equality", "shifted_cone_box", "cone_box", "coordinate_bounds"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])

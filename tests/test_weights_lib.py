@@ -1,0 +1,93 @@
+"""Tests of keras_lincon.weights_lib: the layer's weights from generators, and their check on load."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lincon as klc
+from keras_lincon import layer_lib, layer_ops, weights_lib
+from keras_lincon.representation import VRepresentation
+
+TOL = klc.layers.FLOAT32_TOLERANCE
+
+
+def budget(n: int):
+    """x >= 0 by generators (n unit rays) and sum(x) <= 1 as a scaled row."""
+    return np.vstack([-np.eye(n), np.ones((1, n))]), np.r_[np.zeros(n), 1.0]
+
+
+@pytest.mark.parametrize(
+    "rays,expected",
+    [
+        (np.diag([1.0, 2.0, 0.5]), ([0, 1, 2], [1.0, 2.0, 0.5])),
+        (-np.eye(3)[[2, 0]], ([2, 0], [-1.0, -1.0])),
+        (np.eye(3) + 1e-15 * np.ones((3, 3)), ([0, 1, 2], [1.0, 1.0, 1.0])),  # h_to_v's rounding
+        (np.eye(3)[[0, 0]] * [[1.0], [2.0]], None),  # two rays on one coordinate
+        (np.array([[1.0, 1.0, 0.0]]), None),  # not a unit vector
+    ],
+)
+def test_coordinate_generators_are_detected(rays, expected):
+    rep = VRepresentation(np.zeros((1, 3)), rays, np.zeros((0, 3)))
+    found = layer_lib.coordinate_generators(rep)
+    if expected is None:
+        assert found is None
+    else:
+        np.testing.assert_array_equal(found[0], expected[0])
+        np.testing.assert_allclose(found[1], expected[1])
+
+
+def test_gather_path_equals_the_product_with_the_generators():
+    A, b = budget(32)
+    A[:32] *= np.linspace(0.5, 2.0, 32)[:, None]  # rays of different lengths
+    layer = klc.LinearInequalityConstraint(A, b, scaled_rows=[32])
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    layer.assert_constraints(layer(x))
+    assert layer.layout["generator_path"] == "gather" and layer._call_mode == "direct"
+    assert {w.name for w in layer.weights} >= {"generator_scale", "generator_gather"}
+    rep = layer._representation
+    y = layer_ops.generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "abs")
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
+    expected = np.abs(x @ kernel + bias) @ rep.rays  # nonneg="abs"; no lineality, offset 0
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(y), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_tampered_gather_weights_are_refused():
+    A, b = budget(8)
+    layer = klc.LinearInequalityConstraint(A, b, scaled_rows=[8])
+    layer.build((None, 4))
+    names = [w.name for w in layer.weights]
+    good = layer.get_weights()
+    scale_at, gather_at = names.index("generator_scale"), names.index("generator_gather")
+    for index, change, message in [
+        (scale_at, lambda w: -w, "do not generate points"),  # rays pointing out of x >= 0
+        (gather_at, lambda w: np.full_like(w, 0), "uses a generator twice"),
+        (gather_at, lambda w: w + 100, "out of range"),
+    ]:
+        weights = [w.copy() for w in good]
+        weights[index] = change(weights[index])
+        with pytest.raises(klc.GeneratorMismatchError, match=message):
+            layer.set_weights(weights)
+    for mine, its in zip(layer.get_weights(), good, strict=True):  # rolled back
+        np.testing.assert_array_equal(mine, its)
+
+
+def test_gather_path_saves_and_loads_and_older_layouts_stay_dense(tmp_path):
+    A, b = budget(16)
+    model = keras.Sequential([keras.Input((4,)), klc.LinearInequalityConstraint(A, b, scaled_rows=[16])])
+    x = np.random.default_rng(1).normal(size=(8, 4)).astype("float32") * 1e3
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # a layout saved before generator_path existed means the product
+    config = {k: v for k, v in model.layers[-1].layout.items() if k != "generator_path"}
+    assert layer_lib.GeneratorLayout.from_config(config).generator_path == "dense"
+    with pytest.raises(klc.GeneratorMismatchError, match="generator_path 'sparse'"):
+        layer_lib.GeneratorLayout.from_config({**config, "generator_path": "sparse"})
+
+
+def test_weight_specs_follow_the_path():
+    layout = layer_lib.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="gather")
+    names = [name for name, _, _ in weights_lib.weight_specs(layout, "direct", 6, 3, box=False)]
+    assert names == ["kernel", "bias", "generator_scale", "generator_gather", "offset"]
+    names = [name for name, _, _ in weights_lib.weight_specs(layout, "projected", 6, 3, box=False)]
+    assert "generator_gather" not in names and "complement_basis" in names
