@@ -148,14 +148,15 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
     if mode == "per_block":
         return per_block
     anchor = c + ops.zeros_like(y) if mode == "clip_scale" else per_block
-    # the block's inequality rows: generator rows (fixed rhs), scaled rows (maybe per sample)
-    step = ops.matmul(clipped - anchor, const(stage.gen_rows.T))
-    room = const(stage.gen_rhs) - ops.matmul(anchor, const(stage.gen_rows.T))
+    # the block's inequality rows: generator rows (fixed rhs; reordered, see _times_rows), scaled rows
+    order, gen_rows = _coordinate_rows_first(stage.gen_rows)
+    step = _times_rows(clipped - anchor, gen_rows, const)
+    room = const(stage.gen_rhs[order]) - _times_rows(anchor, gen_rows, const)
     if m:
         s_rhs = const(stage.rhs) if rhs is None else rhs
         step = ops.concatenate([step, ops.matmul(clipped - anchor, const(stage.rows.T))], axis=-1)
         room = ops.concatenate([room, s_rhs - ops.matmul(anchor, const(stage.rows.T))], axis=-1)
-    row_seg = np.concatenate([stage.gen_block, stage.row_block])
+    row_seg = np.concatenate([stage.gen_block[order], stage.row_block])
     row_seg = np.where(row_seg < 0, k, row_seg).astype(np.int32)
     positive = step > 0
     limit = ops.where(positive, ops.relu(room) / ops.where(positive, step, 1.0), _FAR)
@@ -167,6 +168,25 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
         blended = ops.where(np.append(stage.block_has_equality, False)[seg], per_block, blended)
     out = ops.where(free, clipped, blended)
     return (per_block, out) if mode == "both" else out
+
+
+def _coordinate_rows_first(rows: np.ndarray):
+    """``(order, (columns, scales, dense))``: rows of one nonzero (bounds such as ``x >= 0``) first,
+    as ``scale * e_column``; ``dense`` the others, in ``order``."""
+    one = np.count_nonzero(rows, axis=1) == 1
+    coordinate, dense = np.flatnonzero(one), np.flatnonzero(~one)
+    columns = np.argmax(rows[coordinate] != 0, axis=1) if coordinate.size else np.zeros(0, int)
+    return np.concatenate([coordinate, dense]), (columns, rows[coordinate, columns], rows[dense])
+
+
+def _times_rows(v, split, const):
+    """``v @ rows.T`` (B, r) in the order of :func:`_coordinate_rows_first`: a gather for the
+    coordinate rows, a product for the others (a bound costs O(1), not O(n))."""
+    columns, scales, dense = split
+    parts = [ops.take(v, columns, axis=1) * const(scales)] if columns.size else []
+    if dense.shape[0] or not parts:
+        parts.append(ops.matmul(v, const(dense.T)))
+    return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
 
 def full_rhs(rhs, stage: scaling_lib.ScaledStage, columns: np.ndarray):

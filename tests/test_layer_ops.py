@@ -65,3 +65,18 @@ def test_segment_max():
     values = keras.ops.convert_to_tensor(np.array([[1.0, 5.0, -2.0, 3.0]], "float32"))
     out = keras.ops.convert_to_numpy(layer_ops.segment_max(values, np.array([0, 1, 0, 1], np.int32), 2))
     np.testing.assert_array_equal(out, [[1.0, 5.0]])
+
+
+@pytest.mark.parametrize("mode", ["clip_blend", "clip_scale"])
+def test_bounds_among_the_generator_rows_are_gathered_in_any_order(mode):
+    """Rows of one nonzero (bounds) go through a gather, the others a product: the result is the reference's."""
+    rng = np.random.default_rng(3)
+    n = 6
+    A = np.vstack([rng.normal(size=(1, n)), -np.diag(rng.uniform(0.5, 2.0, n))[[4, 1, 2]], rng.normal(size=(1, n))])
+    b = np.r_[1.0, np.zeros(3), 1.0]
+    stage = sl.plan(A, b, box=(-1.0, 1.0), strict_generator_rows=True)
+    y = rng.uniform(-3, 3, (4000, n))
+    y = y[np.all(y @ A.T <= b, axis=1)][:64]  # points of P_gen
+    x = keras.ops.convert_to_numpy(layer_ops.scaled_stage(keras.ops.convert_to_tensor(y, "float32"), stage, mode))
+    np.testing.assert_allclose(x, sl.scale_map(stage, y, mode=mode), rtol=1e-5, atol=1e-5)
+    assert klc.max_violation(x, A, b) <= 1e-5
