@@ -51,7 +51,11 @@ run in interleaved rounds, each reports the median of its 5 round means).
    ``--tutorial-train-size`` shorten it) and print those numbers; its own
    timing (a plain loop, not side by side) is ignored.
 
-Run: ``python benchmarks/scaled_rows.py [--quick]``; writes
+On Keras's JAX backend (``KERAS_BACKEND=jax``, e.g. on a GPU) part 1 runs
+under ``jax.jit`` only (mode "xla"); ``--inference-only`` skips parts 2 and
+2b (OSQP, the TensorFlow tutorial).
+
+Run: ``python benchmarks/scaled_rows.py [--quick] [--inference-only]``; writes
 ``benchmarks/results/scaled_rows_cpu.txt`` (or ``--out``), recording the
 machine (CPU model, cores, numpy/TensorFlow/Keras/OSQP versions) and the load
 average before and after. Nothing here asserts on time.
@@ -70,7 +74,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_lincon as klc  # noqa: E402
 from keras_lincon.experiments.timing import format_seconds, machine_description, time_side_by_side  # noqa: E402
@@ -120,10 +123,55 @@ def model_pair(k: int, hidden: int, layer: klc.LinearInequalityConstraint, n_rhs
 
 
 def forward(model, inputs, jit: bool):
-    """Zero-argument callable: one blocking forward pass of ``model`` on ``inputs``."""
-    fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False), jit_compile=jit)
-    tensors = [tf.constant(v) for v in inputs]
+    """Zero-argument callable: one blocking forward pass of ``model`` on ``inputs``
+    (``tf.function`` on TensorFlow, ``jax.jit`` on JAX, where ``jit`` must be True)."""
+
+    def call(*xs):
+        return model(list(xs) if len(xs) > 1 else xs[0], training=False)
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        assert jit, "on JAX every mode is jit-compiled"
+        fn, arrays = jax.jit(call), [jax.device_put(v) for v in inputs]
+        return lambda: fn(*arrays).block_until_ready()  # stays on the device, as TF's XLA output does not
+    import tensorflow as tf
+
+    fn, tensors = tf.function(call, jit_compile=jit), [tf.constant(v) for v in inputs]
     return lambda: fn(*tensors).numpy()
+
+
+def _against_osqp(args, part2: dict, rng, budget_n: int, groups: int, timing_kw: dict, emit, speedups: dict) -> float:
+    """Part 2: the budget models against per-sample OSQP with each sample's budgets; the worst violation."""
+    sys.path.insert(0, str(TUTORIALS))
+    import budget_allocation  # noqa: E402  (tutorials/ is not a package)
+
+    projector = budget_allocation.BudgetProjector(*budget_problem(budget_n, groups))
+    batch = args.osqp_batch
+    demand, budgets = budget_inputs(rng, batch, budget_n, groups)
+    emit(f"\n## 2. budget problem, batch {batch}: layer (xla) vs per-sample OSQP with that sample's budgets")
+    osqp_name = f"OSQP x {batch}"
+    header = f"{'case':<13}{'scaling':<10}{'dense':>11}{'layer':>11}{osqp_name:>14}{'OSQP/layer':>12}{'violation':>11}"
+    emit(header)
+    emit("-" * len(header))
+    worst_all = -np.inf
+    for (case, scaling), (dense, model, layer) in part2.items():
+        fns = {
+            "dense": forward(dense, [demand], True),
+            "layer": forward(model, [demand, budgets], True),
+            "osqp": lambda: projector.project(demand, budgets),
+        }
+        worst = layer.max_violation(fns["layer"](), rhs=budgets, relative=True)
+        worst_all = max(worst_all, worst)
+        t = time_side_by_side(fns, **timing_kw)  # OSQP runs once per round
+        speedups[f"{case} {scaling}"] = t["osqp"] / t["layer"]
+        emit(
+            f"{case:<13}{scaling:<10}{format_seconds(t['dense']):>11}{format_seconds(t['layer']):>11}"
+            f"{format_seconds(t['osqp']):>14}{speedups[f'{case} {scaling}']:>11.0f}x{worst:>11.1e}"
+        )
+    osqp_worst = layer.max_violation(projector.project(demand, budgets), rhs=budgets)
+    emit(f"OSQP's own worst absolute violation on that batch: {osqp_worst:.1e} (tolerance 1e-6)")
+    return worst_all
 
 
 def main(argv=None) -> dict:
@@ -134,9 +182,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--osqp-batch", type=int, default=256)
     parser.add_argument("--tutorial-epochs", type=int, default=None, help="default: the tutorial's (20)")
     parser.add_argument("--tutorial-train-size", type=int, default=None, help="default: the tutorial's (20,000)")
+    parser.add_argument("--inference-only", action="store_true", help="part 1 only (no OSQP, no tutorial)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scaled_rows_cpu.txt"))
     args = parser.parse_args(argv)
-    import osqp  # the comparison needs it (pip install 'keras-lincon[projection]')
+    on_jax = keras.backend.backend() == "jax"
+    if not args.inference_only:
+        import osqp  # the comparison needs it (pip install 'keras-lincon[projection]')
 
     load_before = os.getloadavg()
     rng = np.random.default_rng(0)
@@ -147,7 +198,7 @@ def main(argv=None) -> dict:
         tutorial_argv, tutorial_scalings = ["--quick"], ("mix",)
     else:
         budget_n, groups, poly_n, poly_m, board = 256, 16, 64, 200, klc.checkerboard()
-        timing_kw, modes = {}, (("graph", False), ("xla", True))
+        timing_kw, modes = {}, (("xla", True),) if on_jax else (("graph", False), ("xla", True))
         tutorial_scalings = ("per_block", "mix")
         tutorial_argv = []
         if args.tutorial_epochs is not None:
@@ -174,7 +225,15 @@ def main(argv=None) -> dict:
                 board, box=(-1.0, 1.0), scaling="per_block")),
         ]  # fmt: skip
 
-        machine = f"{machine_description()}, numpy {np.__version__}, OSQP {osqp.__version__}"
+        machine = f"{machine_description()}, numpy {np.__version__}"
+        if on_jax:
+            import jax
+
+            precision = jax.config.jax_default_matmul_precision or "default"
+            machine += f", Keras {keras.__version__}, JAX {jax.__version__} on {jax.devices()[0].device_kind}"
+            machine += f", float32 matmul precision {precision}"
+        if not args.inference_only:
+            machine += f", OSQP {osqp.__version__}"
         lines = [
             f"# scaled_rows: {machine}",
             f"# load average before (1, 5, 15 min): {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}",
@@ -223,51 +282,23 @@ def main(argv=None) -> dict:
                     if n_rhs and jit and batch == args.batches[0]:
                         part2[(case, scaling)] = (dense, model, layer)
 
-        # 2. the same budget models against per-sample OSQP with each sample's budgets
-        sys.path.insert(0, str(TUTORIALS))
-        import budget_allocation  # noqa: E402  (tutorials/ is not a package)
+        speedups, quality = {}, {}
+        if not args.inference_only:
+            worst_all = max(worst_all, _against_osqp(args, part2, rng, budget_n, groups, timing_kw, emit, speedups))
+            emit(f"\n## 2b. quality: tutorials/budget_allocation.py main({' '.join(tutorial_argv)}) (8 groups of 32)")
+            import budget_allocation  # noqa: E402  (tutorials/ is not a package; on sys.path since part 2)
 
-        projector = budget_allocation.BudgetProjector(*budget_problem(budget_n, groups))
-        batch = args.osqp_batch
-        demand, budgets = budget_inputs(rng, batch, budget_n, groups)
-        emit(f"\n## 2. budget problem, batch {batch}: layer (xla) vs per-sample OSQP with that sample's budgets")
-        osqp_name = f"OSQP x {batch}"
-        header2 = (
-            f"{'case':<13}{'scaling':<10}{'dense':>11}{'layer':>11}{osqp_name:>14}{'OSQP/layer':>12}{'violation':>11}"
-        )
-        emit(header2)
-        emit("-" * len(header2))
-        speedups = {}
-        for (case, scaling), (dense, model, layer) in part2.items():
-            fns = {
-                "dense": forward(dense, [demand], True),
-                "layer": forward(model, [demand, budgets], True),
-                "osqp": lambda: projector.project(demand, budgets),
-            }
-            worst = layer.max_violation(fns["layer"](), rhs=budgets, relative=True)
-            worst_all = max(worst_all, worst)
-            t = time_side_by_side(fns, **timing_kw)  # OSQP runs once per round
-            speedups[f"{case} {scaling}"] = t["osqp"] / t["layer"]
-            emit(
-                f"{case:<13}{scaling:<10}{format_seconds(t['dense']):>11}{format_seconds(t['layer']):>11}"
-                f"{format_seconds(t['osqp']):>14}{speedups[f'{case} {scaling}']:>11.0f}x{worst:>11.1e}"
-            )
-        osqp_worst = layer.max_violation(projector.project(demand, budgets), rhs=budgets)
-        emit(f"OSQP's own worst absolute violation on that batch: {osqp_worst:.1e} (tolerance 1e-6)")
-
-        emit(f"\n## 2b. quality: tutorials/budget_allocation.py main({' '.join(tutorial_argv)}) (8 groups of 32)")
-        quality = {}
-        for scaling in tutorial_scalings:
-            with tempfile.TemporaryDirectory() as tmp:
-                r = budget_allocation.main([*tutorial_argv, "--scaling", scaling, "--out", tmp])
-            quality[scaling] = r
-            worst_all = max(worst_all, r["layer_worst_relative_violation"])
-            emit(
-                f"{scaling:<10} test MSE / exact projection's {r['layer_mse_over_optimal']:.3f}, mean relative "
-                f"distance to the exact projection {r['relative_distance_to_projection']:.3f}, worst relative "
-                f"violation {r['layer_worst_relative_violation']:.1e} ({r['epochs']} epochs, "
-                f"{r['train_size']} train / {r['test_size']} test samples)"
-            )
+            for scaling in tutorial_scalings:
+                with tempfile.TemporaryDirectory() as tmp:
+                    r = budget_allocation.main([*tutorial_argv, "--scaling", scaling, "--out", tmp])
+                quality[scaling] = r
+                worst_all = max(worst_all, r["layer_worst_relative_violation"])
+                emit(
+                    f"{scaling:<10} test MSE / exact projection's {r['layer_mse_over_optimal']:.3f}, mean relative "
+                    f"distance to the exact projection {r['relative_distance_to_projection']:.3f}, worst relative "
+                    f"violation {r['layer_worst_relative_violation']:.1e} ({r['epochs']} epochs, "
+                    f"{r['train_size']} train / {r['test_size']} test samples)"
+                )
 
         feasible = bool(worst_all <= TOLERANCE)
         emit(f"\nevery layer output checked feasible (relative violation <= {TOLERANCE:g}): {feasible}")
