@@ -28,6 +28,18 @@ Variants (all exactly feasible except the Dense baseline):
 * ``project_ste``: the same output, with the gradient of the generator
   output ``y`` itself (straight through the projection).
 * ``dense+osqp``: unconstrained Dense, projected by OSQP at test time.
+* ``<variant>+aux`` (``per_block``, ``mix``, ``project_ift``): the variant,
+  trained with an auxiliary loss ``aux_weight * mse(y, image)`` on the
+  generator output ``y`` (before the box), which gives clipped pixels a
+  gradient; at inference only the exact output counts. As ``aux_weight``
+  grows, ``y`` approaches the unconstrained Dense fit.
+* ``<variant>+warm``: a curriculum: the first ``--epochs-early`` epochs
+  train ``y`` alone on the images (the unconstrained fit, as Dense), the
+  rest train the exact output ``x`` alone (a fresh Adam), starting from
+  ``x = stage(y_Dense)``.
+* ``<variant>+pull``: the same without the target: the layer adds
+  ``aux_weight * mse(y, stop_gradient(x))`` itself (``add_loss``), pulling
+  ``y`` back towards its exact output ``x`` where the box clipped it.
 
 Reported: test MSE to the input over the MSE of the optimal (OSQP)
 projection of the test images, after ``--epochs-early`` and ``--epochs``.
@@ -65,6 +77,13 @@ VARIANTS = (
     "project_ift",
     "project_ste",
     "dense+osqp",
+    "per_block+aux",
+    "mix+aux",
+    "project_ift+aux",
+    "per_block+pull",
+    "mix+pull",
+    "mix+warm",
+    "project_ift+warm",
 )
 _BISECTIONS = 40
 
@@ -72,10 +91,12 @@ _BISECTIONS = 40
 class ScaledBoxConstraint(keras.layers.Layer):
     """Benchmark-only: the generator layer without box, then a scaled-stage treatment."""
 
-    def __init__(self, A, mode: str, **kwargs):
+    def __init__(self, A, mode: str, pull_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.inner = klc.LinearInequalityConstraint(A)
-        self.mode = mode
+        self.aux = mode.endswith(("+aux", "+warm"))  # also return y
+        self.pull, self.pull_weight = mode.endswith("+pull"), pull_weight
+        self.mode = mode.split("+")[0]
         self.stage = scaling_lib.plan(A, box=(-1.0, 1.0), strict_generator_rows=(mode == "clip_scale"))
 
     def build(self, input_shape):
@@ -139,6 +160,12 @@ class ScaledBoxConstraint(keras.layers.Layer):
 
     def call(self, inputs):
         y = self.inner(inputs)
+        x = self._stage(inputs, y)
+        if self.pull:
+            self.add_loss(self.pull_weight * ops.mean(ops.square(y - ops.stop_gradient(x))))
+        return (x, y) if self.aux else x
+
+    def _stage(self, inputs, y):
         if self.mode.startswith("project"):
             return self._project(y)
         if self.mode != "mix":
@@ -149,7 +176,8 @@ class ScaledBoxConstraint(keras.layers.Layer):
         return per_block + ops.take(alpha, seg, axis=1) * (clip_blend - per_block)
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.inner.units,)
+        shape = tuple(input_shape[:-1]) + (self.inner.units,)
+        return (shape, shape) if self.aux else shape
 
 
 def build_model(arch: str, n: int, hidden: int, head: keras.layers.Layer) -> keras.Model:
@@ -160,12 +188,12 @@ def build_model(arch: str, n: int, hidden: int, head: keras.layers.Layer) -> ker
     return keras.Model(image, head(features))
 
 
-def head_for(variant: str, A: np.ndarray) -> keras.layers.Layer:
+def head_for(variant: str, A: np.ndarray, aux_weight: float = 1.0) -> keras.layers.Layer:
     if variant == "global":
         return klc.LinearInequalityConstraint(A, box=(-1.0, 1.0))
     if variant == "dense+osqp":
         return keras.layers.Dense(A.shape[1])
-    return ScaledBoxConstraint(A, variant)
+    return ScaledBoxConstraint(A, variant, pull_weight=aux_weight)
 
 
 def main(argv=None) -> list:
@@ -180,6 +208,7 @@ def main(argv=None) -> list:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--archs", nargs="+", default=["mlp", "skip"], choices=["mlp", "skip"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--aux-weight", type=float, default=1.0, help="weight of the +aux and +pull losses")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "box_scaling.txt"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -192,31 +221,46 @@ def main(argv=None) -> list:
     header = (
         f"# box_scaling: {data.name}, {len(x_train)} train / {len(x_test)} test, hidden {args.hidden}, "
         f"batch {args.batch}, Adam 1e-3, epochs {args.epochs_early}/{args.epochs}; keras "
-        f"{keras.__version__} ({keras.backend.backend()}); optimal projection test MSE {optimal_mse:.5f}"
+        f"{keras.__version__} ({keras.backend.backend()}); optimal projection test MSE {optimal_mse:.5f}; "
+        f"aux weight {args.aux_weight:g}"
     )
     print(header, flush=True)
-    lines = [header, "arch  variant      mse/opt@early  mse/opt@final  max_rel_violation  train_s"]
+    lines = [header, "arch  variant          mse/opt@early  mse/opt@final  max_rel_violation  train_s"]
     results = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for arch in args.archs:
         for variant in args.variants:
             keras.utils.set_random_seed(0)
-            model = build_model(arch, n, args.hidden, head_for(variant, A))
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+            model = build_model(arch, n, args.hidden, head_for(variant, A, args.aux_weight))
+            aux = variant.endswith(("+aux", "+warm"))
+            if aux:  # outputs (x, y): the loss on y is the auxiliary term; targets for both are the images
+                weights = [0.0, 1.0] if variant.endswith("+warm") else [1.0, args.aux_weight]
+                model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=["mse", "mse"], loss_weights=weights)
+            else:
+                model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
             ratios, worst = [], -np.inf
             start = time.perf_counter()
             done = 0
             for stop in (args.epochs_early, args.epochs):
-                model.fit(x_train, x_train, epochs=stop - done, batch_size=args.batch, verbose=0)
+                model.fit(
+                    x_train,
+                    (x_train, x_train) if aux else x_train,
+                    epochs=stop - done,
+                    batch_size=args.batch,
+                    verbose=0,
+                )
                 done = stop
                 y = model.predict(x_test, batch_size=256, verbose=0)
+                y = y[0] if aux else y  # the exact output
+                if variant.endswith("+warm") and stop == args.epochs_early:  # phase 2: x alone, a fresh Adam
+                    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=["mse", "mse"], loss_weights=[1.0, 0.0])
                 if variant == "dense+osqp":
                     y = osqp.project(y)
                 worst = max(worst, polyhedra.max_violation(y, G, h, relative=True))
                 ratios.append(float(np.mean((np.asarray(y, np.float64) - x_test) ** 2)) / optimal_mse)
             seconds = time.perf_counter() - start
-            line = f"{arch:5s} {variant:12s} {ratios[0]:13.4f}  {ratios[1]:13.4f}  {worst:17.2e}  {seconds:7.0f}"
+            line = f"{arch:5s} {variant:16s} {ratios[0]:13.4f}  {ratios[1]:13.4f}  {worst:17.2e}  {seconds:7.0f}"
             print(line, flush=True)
             lines.append(line)
             out.write_text("\n".join(lines) + "\n")  # partial results survive an interrupted run

@@ -262,6 +262,10 @@ class ConstrainedVAE(keras.Model):
                 f"this ConstrainedVAE needs rhs= (b_s of shape (batch, {self.rhs_dim}) or ({self.rhs_dim},))."
             )
         rhs = ops.cast(rhs, "float32")
+        if len(rhs.shape) not in (1, 2) or rhs.shape[-1] not in (None, self.rhs_dim):
+            raise LinconError(
+                f"rhs must have shape (batch, {self.rhs_dim}) or ({self.rhs_dim},); got {tuple(rhs.shape)}."
+            )
         if len(rhs.shape) == 1 and num is not None:
             rhs = ops.broadcast_to(rhs[None], (num, self.rhs_dim))
         return rhs

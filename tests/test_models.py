@@ -357,6 +357,8 @@ def test_conditional_vae_errors(digits):
         vae(digits.x_test)
     with pytest.raises(klc.LinconError, match="needs rhs="):
         vae.sample(3)
+    with pytest.raises(klc.LinconError, match=r"rhs must have shape \(batch, 1\) or \(1,\); got \(2,\)"):
+        vae.sample(3, rhs=np.zeros(2))
     with pytest.raises(klc.LinconError, match="only for a ConstrainedVAE built with rhs_input"):
         make_vae().sample(3, rhs=np.zeros(1))
     with pytest.raises(klc.LinconError, match="rhs_input=True needs constraint rows"):
