@@ -91,9 +91,9 @@ _BISECTIONS = 40
 class ScaledBoxConstraint(keras.layers.Layer):
     """Benchmark-only: the generator layer without box, then a scaled-stage treatment."""
 
-    def __init__(self, A, mode: str, pull_weight: float = 0.0, **kwargs):
+    def __init__(self, A, mode: str, pull_weight: float = 0.0, nonneg: str = "abs", **kwargs):
         super().__init__(**kwargs)
-        self.inner = klc.LinearInequalityConstraint(A)
+        self.inner = klc.LinearInequalityConstraint(A, nonneg=nonneg)
         self.aux = mode.endswith(("+aux", "+warm"))  # also return y
         self.pull, self.pull_weight = mode.endswith("+pull"), pull_weight
         self.mode = mode.split("+")[0]
@@ -188,12 +188,12 @@ def build_model(arch: str, n: int, hidden: int, head: keras.layers.Layer) -> ker
     return keras.Model(image, head(features))
 
 
-def head_for(variant: str, A: np.ndarray, aux_weight: float = 1.0) -> keras.layers.Layer:
+def head_for(variant: str, A: np.ndarray, aux_weight: float = 1.0, nonneg: str = "abs") -> keras.layers.Layer:
     if variant == "global":
-        return klc.LinearInequalityConstraint(A, box=(-1.0, 1.0))
+        return klc.LinearInequalityConstraint(A, box=(-1.0, 1.0), nonneg=nonneg)
     if variant == "dense+osqp":
         return keras.layers.Dense(A.shape[1])
-    return ScaledBoxConstraint(A, variant, pull_weight=aux_weight)
+    return ScaledBoxConstraint(A, variant, pull_weight=aux_weight, nonneg=nonneg)
 
 
 def main(argv=None) -> list:
@@ -208,6 +208,7 @@ def main(argv=None) -> list:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--archs", nargs="+", default=["mlp", "skip"], choices=["mlp", "skip"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--nonneg", default="abs", choices=sorted(klc.layers.NONNEG_FUNCTIONS), help="ray coefficients")
     parser.add_argument("--aux-weight", type=float, default=1.0, help="weight of the +aux and +pull losses")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "box_scaling.txt"))
     args = parser.parse_args(argv)
@@ -222,7 +223,7 @@ def main(argv=None) -> list:
         f"# box_scaling: {data.name}, {len(x_train)} train / {len(x_test)} test, hidden {args.hidden}, "
         f"batch {args.batch}, Adam 1e-3, epochs {args.epochs_early}/{args.epochs}; keras "
         f"{keras.__version__} ({keras.backend.backend()}); optimal projection test MSE {optimal_mse:.5f}; "
-        f"aux weight {args.aux_weight:g}"
+        f"aux weight {args.aux_weight:g}; nonneg {args.nonneg}"
     )
     print(header, flush=True)
     lines = [header, "arch  variant          mse/opt@early  mse/opt@final  max_rel_violation  train_s"]
@@ -232,7 +233,7 @@ def main(argv=None) -> list:
     for arch in args.archs:
         for variant in args.variants:
             keras.utils.set_random_seed(0)
-            model = build_model(arch, n, args.hidden, head_for(variant, A, args.aux_weight))
+            model = build_model(arch, n, args.hidden, head_for(variant, A, args.aux_weight, args.nonneg))
             aux = variant.endswith(("+aux", "+warm"))
             if aux:  # outputs (x, y): the loss on y is the auxiliary term; targets for both are the images
                 weights = [0.0, 1.0] if variant.endswith("+warm") else [1.0, args.aux_weight]

@@ -80,3 +80,20 @@ def test_bounds_among_the_generator_rows_are_gathered_in_any_order(mode):
     x = keras.ops.convert_to_numpy(layer_ops.scaled_stage(keras.ops.convert_to_tensor(y, "float32"), stage, mode))
     np.testing.assert_allclose(x, sl.scale_map(stage, y, mode=mode), rtol=1e-5, atol=1e-5)
     assert klc.max_violation(x, A, b) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "ids,k",
+    [
+        (np.repeat(np.arange(16), 16), 17),  # equal blocks and an empty free slot: the gather
+        (np.random.default_rng(5).integers(0, 6, 50), 6),  # uneven but close: the gather
+        (np.r_[np.zeros(40, int), np.arange(1, 9)], 10),  # one big segment: the scatter
+    ],
+)
+def test_segment_max_matches_keras_segment_max(ids, k):
+    values = keras.ops.convert_to_tensor(np.random.default_rng(6).normal(size=(9, ids.size)).astype("float32"))
+    expected = keras.ops.transpose(keras.ops.segment_max(keras.ops.transpose(values), ids, num_segments=k))
+    got = keras.ops.convert_to_numpy(layer_ops.segment_max(values, ids, k))
+    filled = np.bincount(ids, minlength=k) > 0  # empty segments: the backend's lowest value or -inf
+    np.testing.assert_array_equal(got[:, filled], keras.ops.convert_to_numpy(expected)[:, filled])
+    assert np.all(got[:, ~filled] <= np.finfo(np.float32).min)
