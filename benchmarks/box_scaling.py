@@ -16,17 +16,13 @@ Variants (all exactly feasible except the Dense baseline):
   of the ``per_block`` and ``clip_blend`` results, ``a = sigmoid(h W + w0)``
   from the layer's input ``h``: two feasible points, so exact too, and the
   network picks per sample and block which treatment fits;
-* ``project``: for blocks with one row that covers the block plus the box
-  (the checkerboard), the exact Euclidean projection of the generator output
-  onto row and box, ``clip(y - mu a)`` with ``mu >= 0`` per block found by
-  bisection that keeps the feasible end of the bracket (so the output is
-  feasible whatever the number of steps); ``mu`` is held constant in the
-  gradient. Structure-specific, benchmark only;
-* ``project_ift``: the same output, with the gradient of the multiplier
-  ``mu(y)`` of an active row by the implicit function theorem (``project``
-  holds ``mu`` constant).
-* ``project_ste``: the same output, with the gradient of the generator
-  output ``y`` itself (straight through the projection).
+* ``project_ift``: the layer's ``scaling="project"``: for blocks with one
+  row besides the box (the checkerboard), the exact Euclidean projection
+  ``clip(y - mu a)`` with ``mu >= 0`` per block by bisection (keeping the
+  feasible end), its gradient by the implicit function theorem. (The
+  benchmark-only variants ``project``, ``mu`` held constant, and
+  ``project_ste``, straight through, were measured with commit 125602f's
+  copy of this script and removed after.)
 * ``dense+osqp``: unconstrained Dense, projected by OSQP at test time.
 * ``<variant>+aux`` (``per_block``, ``mix``, ``project_ift``): the variant,
   trained with an auxiliary loss ``aux_weight * mse(y, image)`` on the
@@ -73,9 +69,7 @@ VARIANTS = (
     "clip_scale",
     "clip_blend",
     "mix",
-    "project",
     "project_ift",
-    "project_ste",
     "dense+osqp",
     "per_block+aux",
     "mix+aux",
@@ -85,7 +79,6 @@ VARIANTS = (
     "mix+warm",
     "project_ift+warm",
 )
-_BISECTIONS = 40
 
 
 class ScaledBoxConstraint(keras.layers.Layer):
@@ -106,58 +99,6 @@ class ScaledBoxConstraint(keras.layers.Layer):
             self.mix_kernel = self.add_weight(name="mix_kernel", shape=(input_shape[-1], k), initializer="zeros")
             self.mix_bias = self.add_weight(name="mix_bias", shape=(k,), initializer="zeros")
 
-    def _project(self, y):
-        st = self.stage
-        k = st.n_blocks
-        if st.rows.shape[0] or np.any(np.bincount(st.gen_block, minlength=k) != 1):
-            raise ValueError("project needs exactly one generator row per block (the checkerboard)")
-        seg = np.maximum(st.coord_block, 0).astype(np.int32)
-        a = np.zeros(st.dim)
-        for row in st.gen_rows:
-            a[row != 0] = row[row != 0]
-        rhs = np.zeros(k)
-        rhs[st.gen_block] = st.gen_rhs
-        a_t = ops.convert_to_tensor(a.astype(np.float32))
-        lo, hi = st.lower.astype(np.float32), st.upper.astype(np.float32)
-
-        def excess(mu):  # (B, k): a.clip(y - mu a) - b per block
-            x = ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)
-            return ops.transpose(ops.segment_sum(ops.transpose(x * a_t), seg, num_segments=k)) - rhs.astype(np.float32)
-
-        y_sg = ops.stop_gradient(y)
-        bound = float(np.max(np.abs(np.concatenate([lo, hi]))))
-        mu_hi = (ops.max(ops.abs(y_sg), axis=-1, keepdims=True) + bound) / float(np.min(np.abs(a[a != 0]))) + 1.0
-        mu_hi = mu_hi * ops.ones((1, k))
-        mu_lo = ops.zeros_like(mu_hi)
-        for _ in range(_BISECTIONS):
-            mid = 0.5 * (mu_lo + mu_hi)
-            ok = ops.stop_gradient(excess(mid)) <= 0
-            mu_hi = ops.where(ok, mid, mu_hi)
-            mu_lo = ops.where(ok, mu_lo, mid)
-        mu = ops.stop_gradient(ops.where(excess(ops.zeros_like(mu_hi)) <= 0, 0.0, mu_hi))
-        if self.mode == "project":  # mu held constant in the gradient (did not train: see BENCHMARKS)
-            return ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)
-        if self.mode == "project_ste":  # straight through: the value is the projection exactly, the
-            # gradient that of y (sg(x) + 0.0 is x bit for bit, so feasibility is that of "project")
-            return ops.stop_gradient(ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)) + (y - y_sg)
-        # project_ift: the gradient of mu(y) by the implicit function theorem on an active row,
-        # d mu / d y = (D a)^T / (a^T D a) with D the unclipped pixels; y - stop_gradient(y) is 0 in
-        # value, so the output (and its feasibility) is exactly that of "project".
-        inside = ops.stop_gradient(
-            ops.cast(
-                ops.abs(ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi) - (y - ops.take(mu, seg, axis=1) * a_t))
-                == 0,
-                y.dtype,
-            )
-        )
-
-        def block_sum(v):
-            return ops.transpose(ops.segment_sum(ops.transpose(v), seg, num_segments=k))
-
-        slope = block_sum(inside * a_t * (y - y_sg)) / ops.maximum(block_sum(inside * a_t * a_t), 1e-12)
-        mu = mu + ops.cast(mu > 0, y.dtype) * slope
-        return ops.clip(y - ops.take(mu, seg, axis=1) * a_t, lo, hi)
-
     def call(self, inputs):
         y = self.inner(inputs)
         x = self._stage(inputs, y)
@@ -166,8 +107,8 @@ class ScaledBoxConstraint(keras.layers.Layer):
         return (x, y) if self.aux else x
 
     def _stage(self, inputs, y):
-        if self.mode.startswith("project"):
-            return self._project(y)
+        if self.mode == "project_ift":  # the layer's scaling="project"
+            return scaled_stage(y, self.stage, "project")
         if self.mode != "mix":
             return scaled_stage(y, self.stage, self.mode)
         per_block, clip_blend = scaled_stage(y, self.stage, "both")

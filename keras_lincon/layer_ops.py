@@ -30,27 +30,50 @@ _FAR = 1e30  # "no limit" for a row the clipped point does not push against
 _MIN_SLACK = 1e-30  # keeps 1 / slack finite when a right-hand side is below its floor
 
 
-def segment_max(values, segment_ids: np.ndarray, num_segments: int):
-    """(B, k) max of the columns of ``values`` (B, c) that share a segment id (``-inf``-like if none).
-
-    Segments of similar sizes (blocks of a box, groups of a budget) are a
-    gather into a (k, widest) table and a max over its rows, which XLA runs
-    far faster than the scatter of ``ops.segment_max``; very uneven segments
-    (the table would be over twice the size of ``values``) use the scatter.
-    """
-    ids = np.asarray(segment_ids)
+def _segment_table(ids: np.ndarray, num_segments: int):
+    """(k, widest) column indices of each segment, padded with ``ids.size``; None if too uneven."""
     counts = np.bincount(ids, minlength=num_segments)
     width = max(int(counts.max(initial=0)), 1)
     if num_segments * width > 2 * max(ids.size, num_segments):
-        return ops.transpose(ops.segment_max(ops.transpose(values), ids, num_segments=num_segments))
-    table = np.full((num_segments, width), ids.size)  # ids.size: a column of the lowest float
+        return None
+    table = np.full((num_segments, width), ids.size)
     order = np.argsort(ids, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     table[ids[order], np.arange(ids.size) - starts[ids[order]]] = order
-    lowest = np.finfo(np.float32).min  # what ops.segment_max gives an empty segment
-    padded = ops.concatenate([values, ops.full_like(values[:, :1], lowest)], axis=1)
-    gathered = ops.take(padded, table.reshape(-1), axis=1)
-    return ops.max(ops.reshape(gathered, (-1, num_segments, width)), axis=-1)
+    return table
+
+
+def _segment_reduce(values, segment_ids, num_segments: int, kind: str):
+    """(B, k) max or sum of the columns of ``values`` (B, c) that share a segment id.
+
+    Segments of similar sizes (blocks of a box, groups of a budget) are a
+    gather into a (k, widest) table and a reduction over its rows, which XLA
+    runs far faster than the scatter of ``ops.segment_max``; very uneven
+    segments (the table would be over twice the size of ``values``) use the scatter.
+    """
+    ids = np.asarray(segment_ids)
+    table = _segment_table(ids, num_segments)
+    if table is None:
+        fn = ops.segment_max if kind == "max" else ops.segment_sum
+        return ops.transpose(fn(ops.transpose(values), ids, num_segments=num_segments))
+    pad = np.finfo(np.float32).min if kind == "max" else 0.0  # the max: what ops.segment_max gives an empty segment
+    padded = ops.concatenate([values, ops.full_like(values[:, :1], pad)], axis=1)
+    gathered = ops.reshape(ops.take(padded, table.reshape(-1), axis=1), (-1, num_segments, table.shape[1]))
+    return ops.max(gathered, axis=-1) if kind == "max" else ops.sum(gathered, axis=-1)
+
+
+#: Bisection steps of the ``"project"`` treatment's multiplier (float32 resolution after about 24).
+PROJECT_BISECTIONS = 32
+
+
+def segment_max(values, segment_ids: np.ndarray, num_segments: int):
+    """(B, k) max of the columns of ``values`` (B, c) that share a segment id (``-inf``-like if none)."""
+    return _segment_reduce(values, segment_ids, num_segments, "max")
+
+
+def segment_sum(values, segment_ids: np.ndarray, num_segments: int):
+    """(B, k) sum of the columns of ``values`` (B, c) that share a segment id (0 if none)."""
+    return _segment_reduce(values, segment_ids, num_segments, "sum")
 
 
 def _affine(x, kernel, bias):
@@ -123,7 +146,8 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
         y: (B, n) generator-stage outputs (points of ``P_gen``).
         stage: the planned stage (numpy constants, embedded in the graph).
         mode: ``"global"``, ``"per_block"``, ``"clip_scale"``, ``"clip_blend"``,
-            or ``"both"`` (returns the ``per_block`` and ``clip_blend`` results).
+            ``"project"``, or ``"both"`` (returns the ``per_block`` and
+            ``clip_blend`` results).
         rhs: (B, m) per-sample right-hand side of the scaled rows, or None
             for the stored one. Exact where ``rhs >= floor``.
         box_weights: optional ``(center, inv_upper, inv_lower)`` tensors used
@@ -165,6 +189,12 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
     per_block = ops.where(free, clipped, c + centered / scale)
     if mode == "per_block":
         return per_block
+    if mode == "project":
+        eligible, *rows = scaling_lib.single_row_blocks(stage)
+        on = ~free & np.append(eligible, False)[seg]
+        if not on.any():
+            return per_block
+        return ops.where(on, _project_single_rows(y, stage, rows, seg, rhs, const), per_block)
     anchor = c + ops.zeros_like(y) if mode == "clip_scale" else per_block
     # the block's inequality rows: generator rows (fixed rhs; reordered, see _times_rows), scaled rows
     order, gen_rows = _coordinate_rows_first(stage.gen_rows)
@@ -205,6 +235,52 @@ def _times_rows(v, split, const):
     if dense.shape[0] or not parts:
         parts.append(ops.matmul(v, const(dense.T)))
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+
+
+def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, seg: np.ndarray, rhs, const):
+    """``clip(y - mu a, lower, upper)`` per block with one row ``a.x <= b`` (see ``scaling_lib``):
+    the smallest feasible ``mu >= 0`` by bisection (the feasible end is kept, so the output
+    is feasible whatever the step count), its gradient by the implicit function theorem."""
+    a, row_of_block, lower, upper = rows  # the box tightened by bound rows
+    k, n_gen = stage.n_blocks, stage.gen_rows.shape[0]
+    on_row = a != 0
+    lower, upper = np.where(on_row, lower, -np.inf), np.where(on_row, upper, np.inf)
+    bound = np.where(a > 0, lower, upper)  # where a coordinate sits once mu clips it
+    a_t, lo, hi = const(a), const(lower), const(upper)
+    row_index = np.where(row_of_block < 0, n_gen + stage.rows.shape[0], row_of_block)
+    if rhs is None:
+        block_b = const(np.append(np.concatenate([stage.gen_rhs, stage.rhs]), 0.0)[row_index])
+    else:
+        all_b = ops.concatenate(
+            [ops.zeros_like(rhs[:, :1]) + const(stage.gen_rhs), rhs, ops.zeros_like(rhs[:, :1])], axis=1
+        )
+        block_b = ops.take(all_b, row_index, axis=1)
+
+    def per_coordinate(v):  # (B, k) -> (B, n); free coordinates and other blocks get 0
+        return ops.take(ops.concatenate([v, ops.zeros_like(v[:, :1])], axis=1), seg, axis=1)
+
+    def block_sum(v):
+        return segment_sum(v, seg, k + 1)[:, :k]
+
+    y_fixed = ops.stop_gradient(y)
+
+    def excess(mu):  # (B, k): a.clip(y - mu a) - b per block
+        return block_sum(ops.clip(y_fixed - per_coordinate(mu) * a_t, lo, hi) * a_t) - block_b
+
+    clipping = ops.where(on_row, (y_fixed - const(np.where(on_row, bound, 0.0))) / const(np.where(on_row, a, 1.0)), 0.0)
+    mu_hi = ops.maximum(segment_max(clipping, seg, k + 1)[:, :k], 0.0)  # every coordinate at its bound: feasible
+    mu_lo = ops.zeros_like(mu_hi)
+    for _ in range(PROJECT_BISECTIONS):
+        mid = 0.5 * (mu_lo + mu_hi)
+        ok = excess(mid) <= 0
+        mu_hi, mu_lo = ops.where(ok, mid, mu_hi), ops.where(ok, mu_lo, mid)
+    mu = ops.stop_gradient(ops.where(excess(ops.zeros_like(mu_hi)) <= 0, 0.0, mu_hi))
+    # d mu / d y = (D a) / (a^T D a), D the unclipped coordinates; y - y_fixed is 0, so the value stays
+    shifted = y_fixed - per_coordinate(mu) * a_t
+    inside = ops.stop_gradient(ops.cast(ops.logical_and(shifted > lo, shifted < hi), y.dtype))
+    slope = block_sum(inside * a_t * (y - y_fixed)) / ops.maximum(block_sum(inside * a_t * a_t), 1e-30)
+    mu = mu + ops.cast(mu > 0, y.dtype) * slope
+    return ops.clip(y - per_coordinate(mu) * a_t, lo, hi)
 
 
 def full_rhs(rhs, stage: scaling_lib.ScaledStage, columns: np.ndarray):

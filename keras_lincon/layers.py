@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - future Keras layout
 
 
 #: Treatments of the box and the scaled rows (see the class docstring).
-SCALINGS = ("per_block", "global", "clip_blend", "clip_scale", "mix")
+SCALINGS = ("per_block", "global", "clip_blend", "clip_scale", "mix", "project")
 #: Former name of :data:`SCALINGS`.
 BOX_SCALINGS = SCALINGS
 #: ``call_mode`` values: ``"auto"`` picks the cheaper path (:func:`keras_lincon.layer_lib.call_mode`).
@@ -76,8 +76,12 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     factor; what configs saved before this option mean), ``"clip_blend"``
     (clip to the box, then move back towards the per-block result only as far
     as the block's rows need), ``"clip_scale"`` (clip, then scale towards a
-    centre strictly inside the generator rows too) or ``"mix"`` (per block a
-    learned ``sigmoid(h W + w0)`` mix of ``per_block`` and ``clip_blend``).
+    centre strictly inside the generator rows too), ``"mix"`` (per block a
+    learned ``sigmoid(h W + w0)`` mix of ``per_block`` and ``clip_blend``) or
+    ``"project"`` (the exact Euclidean projection for blocks with one row, no
+    equality and a finite box, e.g. the checkerboard's, by a bisection on one
+    multiplier per block; ``per_block`` for other blocks; best quality with
+    ``nonneg="relu"``, about 3x slower to train).
 
     Which rows are scaled: ``scaled_rows`` (indices or a boolean mask of the
     rows of ``A``), plus, unless ``fallback=False``, every independent block

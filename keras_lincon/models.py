@@ -221,7 +221,7 @@ class ConstrainedVAE(keras.Model):
         x = keras.KerasTensor((1,) + tuple(x_shape[1:]))
         rhs = keras.KerasTensor((1, self.rhs_dim)) if self.rhs_input else None
         mean, _ = self._posterior_params(x, rhs)
-        features = self.decoder(self._decoder_input(self.code(mean), rhs))
+        features = self.decoder(self._with_rhs(self.code(mean), rhs))
         if len(features.shape) != 2:
             raise ConstraintShapeError(
                 f"the decoder must map codes to flat features (batch, k); it gives shape {tuple(features.shape)}."
@@ -270,13 +270,14 @@ class ConstrainedVAE(keras.Model):
             rhs = ops.broadcast_to(rhs[None], (num, self.rhs_dim))
         return rhs
 
-    def _decoder_input(self, z, rhs):
+    def _with_rhs(self, z, rhs):
+        """``[z, b_s]`` along the last axis (the conditioning of the posterior head and the decoder)."""
         return z if rhs is None else ops.concatenate([z, ops.cast(rhs, z.dtype)], axis=-1)
 
     def _posterior_params(self, x, rhs=None, training=False):
         features = self.encoder(x, training=training)
         features = ops.reshape(features, (ops.shape(features)[0], -1))
-        params = self.posterior_head(self._decoder_input(features, rhs))
+        params = self.posterior_head(self._with_rhs(features, rhs))
         mean, logvar = params[:, : self.latent_dim], params[:, self.latent_dim :]
         return mean, ops.clip(logvar, *_LOGVAR_RANGE)
 
@@ -291,7 +292,7 @@ class ConstrainedVAE(keras.Model):
         outputs must satisfy; else None.
         """
         rhs = self._rhs(rhs, ops.shape(z)[0])
-        features = self.decoder(self._decoder_input(z, rhs), training=training)
+        features = self.decoder(self._with_rhs(z, rhs), training=training)
         flat = self.output_constraint([features, rhs] if self.rhs_input else features)
         return ops.reshape(flat, (-1,) + self.sample_output_shape)
 

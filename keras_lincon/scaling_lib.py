@@ -25,6 +25,13 @@ needs) and holds the numpy reference of every treatment:
   per block. Exact for the same reason (a convex combination of a box point
   and a feasible point), and needs no centre strictly inside the generator
   rows, so it also works for cones with the apex as centre.
+* ``"project"``: the exact Euclidean projection onto the block's set, for
+  blocks with a single inequality row ``a.x <= b`` (generator or scaled)
+  besides bounds, no equality, and finite bounds on the row's support (the
+  checkerboard's blocks, a budget group): ``x = clip(y - mu a, lower,
+  upper)`` with the smallest ``mu >= 0`` that meets the row (one scalar per
+  block, found by bisection). Generator rows of one nonzero (``x_j >= 0``)
+  count as bounds. Other blocks get ``"per_block"``.
 
 Input-dependent right-hand sides: ``b_s`` may change per sample when the
 centre is computed for a declared floor ``b_floor``. The map is exact for
@@ -43,7 +50,7 @@ from keras_lincon.errors import ConstraintShapeError, InfeasibleError, LinconErr
 from keras_lincon.system import blocks, deepest_point
 
 #: Treatments of the scaled stage (see the module docstring).
-MODES = ("global", "per_block", "clip_scale", "clip_blend")
+MODES = ("global", "per_block", "clip_scale", "clip_blend", "project")
 #: Smallest relative slack ``(b_i - a_i.c) / (|b_i| + ||a_i|| ||c||)`` accepted
 #: for a centre: a smaller one makes ``1 / slack`` amplify float32 round-off.
 MIN_RELATIVE_SLACK = 1e-6
@@ -297,6 +304,64 @@ def _ratios(stage: ScaledStage, y: np.ndarray, rhs: np.ndarray):
     return centered, box_ratio, row_ratio
 
 
+def single_row_blocks(stage: ScaledStage) -> tuple:
+    """The blocks ``"project"`` projects onto exactly.
+
+    Returns:
+        ``(eligible, a, row_of_block, lower, upper)``: (k,) bool, blocks with
+        one inequality row besides bounds, no equality and finite bounds on
+        the row's support; (n,) that row's coefficients on those blocks'
+        coordinates (0 elsewhere); (k,) index of each eligible block's row in
+        ``[gen_rows; rows]`` (-1 if not); (n,) the box tightened by the
+        generator rows of one nonzero.
+    """
+    k, n, g = stage.n_blocks, stage.dim, stage.gen_rows.shape[0]
+    all_rows = np.vstack([stage.gen_rows, stage.rows])
+    row_block = np.concatenate([stage.gen_block, stage.row_block])
+    bound_rows = (np.count_nonzero(all_rows, axis=1) == 1) & (np.arange(len(all_rows)) < g)  # fixed b: bounds
+    lower, upper = stage.lower.copy(), stage.upper.copy()
+    for i in np.flatnonzero(bound_rows):
+        j = int(np.flatnonzero(all_rows[i])[0])
+        limit = stage.gen_rhs[i] / all_rows[i, j]
+        if all_rows[i, j] > 0:
+            upper[j] = min(upper[j], limit)
+        else:
+            lower[j] = max(lower[j], limit)
+    others = ~bound_rows & (row_block >= 0)
+    counts = np.bincount(row_block[others], minlength=k)
+    eligible, a, row_of_block = np.zeros(k, bool), np.zeros(n), np.full(k, -1)
+    for j in np.flatnonzero((counts == 1) & ~stage.block_has_equality):
+        i = int(np.flatnonzero(others & (row_block == j))[0])
+        support = all_rows[i] != 0
+        if np.all(np.isfinite(lower[support])) and np.all(np.isfinite(upper[support])):
+            eligible[j], row_of_block[j] = True, i
+            a[support] = all_rows[i, support]
+    return eligible, a, row_of_block, lower, upper
+
+
+def _project_single_rows(stage: ScaledStage, y: np.ndarray, rhs: np.ndarray, steps: int = 200) -> np.ndarray:
+    """(B, n) ``clip(y - mu a)`` on the eligible blocks (y elsewhere); ``mu`` by float64 bisection."""
+    eligible, a, row_of_block, lower, upper = single_row_blocks(stage)
+    rhs_all = np.concatenate([np.broadcast_to(stage.gen_rhs, (y.shape[0], stage.gen_rhs.size)), rhs], axis=1)
+    out = y.copy()
+    for j in np.flatnonzero(eligible):
+        cols = stage.coord_block == j  # bound rows couple nothing, so the row covers the block
+        aj, lo, hi, b = a[cols], lower[cols], upper[cols], rhs_all[:, row_of_block[j]][:, None]
+
+        def excess(mu, yj=y[:, cols], aj=aj, lo=lo, hi=hi, b=b):
+            return np.sum(np.clip(yj - mu * aj, lo, hi) * aj, axis=1, keepdims=True) - b
+
+        mu_lo = np.zeros((y.shape[0], 1))
+        mu_hi = np.max((y[:, cols] - np.where(aj > 0, lo, hi)) / aj, axis=1, keepdims=True).clip(0)  # all clipped
+        for _ in range(steps):
+            mid = 0.5 * (mu_lo + mu_hi)
+            ok = excess(mid) <= 0
+            mu_hi, mu_lo = np.where(ok, mid, mu_hi), np.where(ok, mu_lo, mid)
+        mu = np.where(excess(np.zeros_like(mu_hi)) <= 0, 0.0, mu_hi)
+        out[:, cols] = np.clip(y[:, cols] - mu * aj, lo, hi)
+    return out
+
+
 def scale_map(stage: ScaledStage, y, b_s=None, mode: str = "per_block") -> np.ndarray:
     """Numpy reference of the scaled stage.
 
@@ -330,6 +395,12 @@ def scale_map(stage: ScaledStage, y, b_s=None, mode: str = "per_block") -> np.nd
     clipped = np.clip(y, stage.lower, stage.upper)
     scaled[:, free] = clipped[:, free]
     if mode == "per_block":
+        return scaled
+    if mode == "project":
+        eligible = single_row_blocks(stage)[0]
+        projected = _project_single_rows(stage, y, np.broadcast_to(rhs, (y.shape[0], stage.rows.shape[0])))
+        on = coupled & eligible[np.maximum(stage.coord_block, 0)]
+        scaled[:, on] = projected[:, on]
         return scaled
     # Clip variants: the box is met by clipping; the block's inequality rows
     # (generator and scaled) by moving back towards an anchor that meets them.

@@ -189,6 +189,9 @@ INPUT_RHS = textwrap.dedent(
                            scaling="mix"),
         # every row's b an input: the shifted-apex form
         "apex": dict(A=rng.normal(size=(4, n)), rhs_input=True),
+        # the exact projection onto the budget row, x >= 0 and the box (bisection, implicit gradient)
+        "budget_project": dict(A=A, b=np.r_[np.zeros(n), 0.5], box=(None, 2.0), scaled_rows=[n], rhs_input=True,
+                               scaling="project", nonneg="relu"),
     }
     for name, kwargs in cases.items():
         layer = klc.LinearInequalityConstraint(**kwargs)
@@ -221,6 +224,6 @@ INPUT_RHS = textwrap.dedent(
 def test_input_rhs_on_backend(backend, jit, tmp_path):
     _require(backend)
     report = _run(INPUT_RHS, backend, backend, str(tmp_path), jit)
-    assert set(report) == {"budget_mix", "apex"}
+    assert set(report) == {"budget_mix", "apex", "budget_project"}
     for name, case in report.items():
         assert case["worst"] <= 1e-5 and case["reload_diff"] <= 1e-5, (name, case)

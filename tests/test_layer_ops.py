@@ -29,7 +29,7 @@ def test_scaled_stage_matches_the_numpy_reference(mode):
     np.testing.assert_allclose(x, sl.scale_map(stage, y, mode=mode), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["per_block", "clip_blend"])
+@pytest.mark.parametrize("mode", ["per_block", "clip_blend", "project"])
 def test_scaled_stage_with_per_sample_rhs_matches_and_full_rhs_fills_moved_rows(mode):
     rng = np.random.default_rng(1)
     stage = budget_stage(rng)
@@ -97,3 +97,62 @@ def test_segment_max_matches_keras_segment_max(ids, k):
     filled = np.bincount(ids, minlength=k) > 0  # empty segments: the backend's lowest value or -inf
     np.testing.assert_array_equal(got[:, filled], keras.ops.convert_to_numpy(expected)[:, filled])
     assert np.all(got[:, ~filled] <= np.finfo(np.float32).min)
+
+
+def test_project_is_the_euclidean_projection_of_each_single_row_block():
+    """Budget groups with x >= 0 as generator rows (bounds) and per-sample budgets: project = OSQP's projection."""
+    rng = np.random.default_rng(7)
+    n, groups = 12, 3
+    rows = np.kron(np.eye(groups), np.ones(n // groups))
+    floor = np.full(groups, 0.5)
+    stage = sl.plan(-np.eye(n), np.zeros(n), scaled_rows=rows, scaled_rhs=floor, input_dependent=True, box=(None, 1.0))
+    eligible, a, *_ = sl.single_row_blocks(stage)
+    assert eligible.all() and np.array_equal(a, np.ones(n))
+    y = np.abs(rng.standard_normal((40, n))) * 2  # points of x >= 0
+    b_s = floor + rng.uniform(0, 3, (40, groups))
+    x = keras.ops.convert_to_numpy(
+        layer_ops.scaled_stage(
+            keras.ops.convert_to_tensor(y, "float32"), stage, "project", keras.ops.convert_to_tensor(b_s, "float32")
+        )
+    )
+    reference = sl.scale_map(stage, y, b_s, mode="project")
+    np.testing.assert_allclose(x, reference, rtol=1e-5, atol=1e-5)
+    # the reference is the projection: for each sample, the KKT conditions of min ||x - y||^2
+    # over {sum_group x <= b_s, 0 <= x <= 1}: x = clip(y - mu, 0, 1) with mu >= 0, mu (b_s - sum) = 0
+    for g in range(groups):
+        cols = slice(g * n // groups, (g + 1) * n // groups)
+        total = reference[:, cols].sum(axis=1)
+        assert np.all(total <= b_s[:, g] + 1e-9)
+        mu = np.array([_multiplier(y[i, cols], reference[i, cols]) for i in range(len(y))])
+        assert np.all(mu >= -1e-9) and np.allclose(mu * (b_s[:, g] - total), 0, atol=1e-6)
+
+
+def _multiplier(y, x):
+    """The common shift y - x of the coordinates strictly inside (0, 1); 0 if none or none moved."""
+    inside = (x > 1e-12) & (x < 1 - 1e-12)
+    shifts = (y - x)[inside]
+    assert shifts.size == 0 or np.ptp(shifts) < 1e-8
+    return float(shifts.mean()) if shifts.size else 0.0
+
+
+def test_project_gradient_is_the_implicit_function_gradient():
+    """d x / d y of the projection (checked against central finite differences of the numpy reference)."""
+    stage = sl.plan(CHECKER, box=(-1.0, 1.0))
+    rng = np.random.default_rng(8)
+    y = rng.standard_normal((1, 64)) * 0.8
+    y = y - (np.maximum(CHECKER @ y.T, 0).T / np.sum(CHECKER**2, axis=1)) @ CHECKER  # in the cone
+    w = rng.standard_normal(64)
+    import tensorflow as tf
+
+    yt = tf.Variable(y.astype("float32"))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer_ops.scaled_stage(yt, stage, "project") * w)
+    grad = tape.gradient(loss, yt).numpy()[0]
+    eps, fd = 1e-6, np.zeros(64)
+    for j in range(64):
+        e = np.zeros((1, 64))
+        e[0, j] = eps
+        fd[j] = (
+            (sl.scale_map(stage, y + e, mode="project") - sl.scale_map(stage, y - e, mode="project"))[0] @ w / (2 * eps)
+        )
+    np.testing.assert_allclose(grad, fd, atol=2e-3)

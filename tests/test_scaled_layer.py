@@ -333,3 +333,19 @@ def test_mirrored_strategy_fit_with_input_rhs_and_mix(tmp_path):
     from tests.conftest import run_python
 
     assert "ok 2" in run_python(MIRRORED.format(tmp=tmp_path))
+
+
+def test_project_scaling_trains_saves_and_stays_feasible_at_any_scale(tmp_path):
+    layer = LinearInequalityConstraint(CHECKER, box=(-1.0, 1.0), scaling="project", nonneg="relu")
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"), layer])
+    rng = np.random.default_rng(11)
+    x, target = rng.standard_normal((256, 16)).astype("float32"), rng.uniform(-1.2, 1.2, (256, 64)).astype("float32")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    history = model.fit(x, target, epochs=4, batch_size=64, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    for scale in (1e-6, 1.0, 1e6):
+        layer.assert_constraints(model.predict(x * scale, verbose=0))
+    model.save(tmp_path / "project.keras")
+    loaded = keras.saving.load_model(tmp_path / "project.keras")
+    assert loaded.layers[-1].scaling == "project"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
