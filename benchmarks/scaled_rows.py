@@ -19,13 +19,17 @@ run in interleaved rounds, each reports the median of its 5 round means).
      only (16 more input columns would not change its cost measurably).
    * ``budget/box``: the same feasible set with ``x >= 0`` left to the box
      (the box's lower bound already says it): no generator rows, so the
-     generator stage is one Dense and only the scaled stage is added.
+     generator stage is one Dense and only the scaled stage is added; also
+     with ``scaling="project"`` (the exact projection per group).
    * ``polytope``: n = 64, 200 rows, ``A ~ N(0, 1)``, ``b ~ U(0.5, 1.5)``,
      box (-2, 2), k = n. Its double description would be refused
      (McMullen's bound), so the fallback moves every row to the scaled stage
      (the ScaledRowsWarning is expected and silenced here).
    * ``checkerboard``: the paper's 28 x 28 checkerboard cone with the box
-     (-1, 1), ``scaling="per_block"``, k = n = 784; for reference.
+     (-1, 1), ``scaling="per_block"``, k = n = 784; for reference; and
+     ``scaling="project"`` with ``nonneg="relu"``.
+
+   ``--cases`` keeps only the named cases.
 
    Every layer output timed is checked:
    ``layer.max_violation(y, rhs=b_s, relative=True) <= 1e-5`` (column
@@ -182,6 +186,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--osqp-batch", type=int, default=256)
     parser.add_argument("--tutorial-epochs", type=int, default=None, help="default: the tutorial's (20)")
     parser.add_argument("--tutorial-train-size", type=int, default=None, help="default: the tutorial's (20,000)")
+    parser.add_argument("--cases", nargs="+", help="only these cases of part 1 (e.g. checkerboard budget/box)")
     parser.add_argument("--inference-only", action="store_true", help="part 1 only (no OSQP, no tutorial)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scaled_rows_cpu.txt"))
     args = parser.parse_args(argv)
@@ -219,11 +224,16 @@ def main(argv=None) -> dict:
             ("budget", "mix", budget_n, groups, lambda: budget_layer("mix", True)),
             ("budget/box", "per_block", budget_n, groups, lambda: budget_layer("per_block", False)),
             ("budget/box", "mix", budget_n, groups, lambda: budget_layer("mix", False)),
+            ("budget/box", "project", budget_n, groups, lambda: budget_layer("project", False)),
             ("polytope", "per_block", poly_n, 0, lambda: klc.LinearInequalityConstraint(
                 A_poly, b_poly, box=(-2.0, 2.0), scaling="per_block")),
             ("checkerboard", "per_block", board.shape[1], 0, lambda: klc.LinearInequalityConstraint(
                 board, box=(-1.0, 1.0), scaling="per_block")),
+            ("checkerboard", "project", board.shape[1], 0, lambda: klc.LinearInequalityConstraint(
+                board, box=(-1.0, 1.0), scaling="project", nonneg="relu")),
         ]  # fmt: skip
+        if args.cases:
+            cases = [c for c in cases if c[0] in args.cases]
 
         machine = f"{machine_description()}, numpy {np.__version__}"
         if on_jax:

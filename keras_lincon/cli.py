@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--train-size", type=positive_int, help="use only this many training images")
     vae.add_argument(
         "--scaling",
-        choices=("per_block", "global", "clip_blend", "clip_scale", "mix"),
+        choices=("per_block", "global", "clip_blend", "clip_scale", "mix", "project"),
         help="box treatment of the constraint layer (default per_block; global = the paper)",
     )
     vae.add_argument("--out", help="output folder (default runs/vae, runs/vae-quick with --quick)")

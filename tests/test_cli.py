@@ -175,3 +175,12 @@ def test_toy_quick_from_the_package(tmp_path, capsys):
     # a second run needs --overwrite
     assert cli.main(["toy", "--quick", "--out", str(tmp_path)]) == 2
     assert cli.main(["toy", "--quick", "--out", str(tmp_path), "--overwrite"]) == 0
+
+
+def test_vae_scaling_choices_are_the_layers():
+    """The CLI lists the treatments itself (its --help imports no Keras); they must be the layer's."""
+    from keras_lincon.layers import SCALINGS
+
+    vae = cli.build_parser()._subparsers._group_actions[0].choices["vae"]
+    (scaling,) = [a for a in vae._actions if a.dest == "scaling"]
+    assert set(scaling.choices) == set(SCALINGS)
