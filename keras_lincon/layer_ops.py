@@ -30,50 +30,36 @@ _FAR = 1e30  # "no limit" for a row the clipped point does not push against
 _MIN_SLACK = 1e-30  # keeps 1 / slack finite when a right-hand side is below its floor
 
 
-def _segment_table(ids: np.ndarray, num_segments: int):
-    """(k, widest) column indices of each segment, padded with ``ids.size``; None if too uneven."""
+#: Bisection steps of the ``"project"`` treatment's multiplier (float32 resolution after about 24).
+PROJECT_BISECTIONS = 32
+
+
+def _segment_table(ids: np.ndarray, num_segments: int) -> np.ndarray:
+    """(k, widest) column indices of each segment, padded with ``ids.size``."""
     counts = np.bincount(ids, minlength=num_segments)
-    width = max(int(counts.max(initial=0)), 1)
-    if num_segments * width > 2 * max(ids.size, num_segments):
-        return None
-    table = np.full((num_segments, width), ids.size)
+    table = np.full((num_segments, max(int(counts.max(initial=0)), 1)), ids.size)
     order = np.argsort(ids, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     table[ids[order], np.arange(ids.size) - starts[ids[order]]] = order
     return table
 
 
-def _segment_reduce(values, segment_ids, num_segments: int, kind: str):
-    """(B, k) max or sum of the columns of ``values`` (B, c) that share a segment id.
+def segment_max(values, segment_ids: np.ndarray, num_segments: int):
+    """(B, k) max of the columns of ``values`` (B, c) that share a segment id (``-inf``-like if none).
 
     Segments of similar sizes (blocks of a box, groups of a budget) are a
-    gather into a (k, widest) table and a reduction over its rows, which XLA
-    runs far faster than the scatter of ``ops.segment_max``; very uneven
-    segments (the table would be over twice the size of ``values``) use the scatter.
+    gather into a (k, widest) table and a max over its rows, which XLA runs
+    far faster than the scatter of ``ops.segment_max``; very uneven segments
+    (the table would be over twice the size of ``values``) use the scatter.
     """
     ids = np.asarray(segment_ids)
     table = _segment_table(ids, num_segments)
-    if table is None:
-        fn = ops.segment_max if kind == "max" else ops.segment_sum
-        return ops.transpose(fn(ops.transpose(values), ids, num_segments=num_segments))
-    pad = np.finfo(np.float32).min if kind == "max" else 0.0  # the max: what ops.segment_max gives an empty segment
-    padded = ops.concatenate([values, ops.full_like(values[:, :1], pad)], axis=1)
-    gathered = ops.reshape(ops.take(padded, table.reshape(-1), axis=1), (-1, num_segments, table.shape[1]))
-    return ops.max(gathered, axis=-1) if kind == "max" else ops.sum(gathered, axis=-1)
-
-
-#: Bisection steps of the ``"project"`` treatment's multiplier (float32 resolution after about 24).
-PROJECT_BISECTIONS = 32
-
-
-def segment_max(values, segment_ids: np.ndarray, num_segments: int):
-    """(B, k) max of the columns of ``values`` (B, c) that share a segment id (``-inf``-like if none)."""
-    return _segment_reduce(values, segment_ids, num_segments, "max")
-
-
-def segment_sum(values, segment_ids: np.ndarray, num_segments: int):
-    """(B, k) sum of the columns of ``values`` (B, c) that share a segment id (0 if none)."""
-    return _segment_reduce(values, segment_ids, num_segments, "sum")
+    if table.size > 2 * max(ids.size, num_segments):
+        return ops.transpose(ops.segment_max(ops.transpose(values), ids, num_segments=num_segments))
+    lowest = np.finfo(np.float32).min  # what ops.segment_max gives an empty segment
+    padded = ops.concatenate([values, ops.full_like(values[:, :1], lowest)], axis=1)
+    gathered = ops.reshape(ops.take(padded, table.reshape(-1), axis=1), (-1, *table.shape))
+    return ops.max(gathered, axis=-1)
 
 
 def _affine(x, kernel, bias):
@@ -194,7 +180,7 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
         on = ~free & np.append(eligible, False)[seg]
         if not on.any():
             return per_block
-        return ops.where(on, _project_single_rows(y, stage, rows, seg, rhs, const), per_block)
+        return ops.where(on, _project_single_rows(y, stage, rows, eligible, rhs, const), per_block)
     anchor = c + ops.zeros_like(y) if mode == "clip_scale" else per_block
     # the block's inequality rows: generator rows (fixed rhs; reordered, see _times_rows), scaled rows
     order, gen_rows = _coordinate_rows_first(stage.gen_rows)
@@ -237,38 +223,50 @@ def _times_rows(v, split, const):
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
 
-def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, seg: np.ndarray, rhs, const):
+def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, eligible: np.ndarray, rhs, const):
     """``clip(y - mu a, lower, upper)`` per block with one row ``a.x <= b`` (see ``scaling_lib``):
     the smallest feasible ``mu >= 0`` by bisection (the feasible end is kept, so the output
-    is feasible whatever the step count), its gradient by the implicit function theorem."""
+    is feasible whatever the step count), its gradient by the implicit function theorem.
+
+    Works in a (B, blocks, widest block) layout: one gather in, one out, and only
+    reshapes and reductions inside the bisection loop (gathers there are slow under XLA).
+    Returns (B, n); coordinates outside the eligible blocks hold 0.
+    """
     a, row_of_block, lower, upper = rows  # the box tightened by bound rows
-    k, n_gen = stage.n_blocks, stage.gen_rows.shape[0]
-    on_row = a != 0
-    lower, upper = np.where(on_row, lower, -np.inf), np.where(on_row, upper, np.inf)
-    bound = np.where(a > 0, lower, upper)  # where a coordinate sits once mu clips it
-    a_t, lo, hi = const(a), const(lower), const(upper)
-    row_index = np.where(row_of_block < 0, n_gen + stage.rows.shape[0], row_of_block)
+    blocks, n = np.flatnonzero(eligible), stage.dim
+    slot = np.full(stage.n_blocks + 1, len(blocks))  # eligible block -> its row of the table; others: dropped
+    slot[blocks] = np.arange(len(blocks))
+    table = _segment_table(slot[stage.coord_block], len(blocks) + 1)[:-1]  # (kb, w), padded with n
+    padded = table == n
+    pick = np.where(padded, 0, table)
+    # padding slots: a = 0 and no bounds, so they add nothing to a.x
+    a_b = np.where(padded, 0.0, a[pick])
+    lo_b, hi_b = np.where(padded, -np.inf, lower[pick]), np.where(padded, np.inf, upper[pick])
+    bound = np.where(a_b > 0, lo_b, hi_b)  # where a coordinate sits once mu clips it
+    a_t, lo, hi = const(a_b), const(lo_b), const(hi_b)
+    all_b = np.concatenate([stage.gen_rhs, stage.rhs])
     if rhs is None:
-        block_b = const(np.append(np.concatenate([stage.gen_rhs, stage.rhs]), 0.0)[row_index])
-    else:
-        all_b = ops.concatenate(
-            [ops.zeros_like(rhs[:, :1]) + const(stage.gen_rhs), rhs, ops.zeros_like(rhs[:, :1])], axis=1
+        block_b = const(all_b[row_of_block[blocks]])
+    else:  # (B, kb): stored b of generator rows, the input for scaled rows
+        block_b = ops.take(
+            ops.concatenate([ops.zeros_like(rhs[:, :1]) + const(stage.gen_rhs), rhs], axis=1),
+            row_of_block[blocks],
+            axis=1,
         )
-        block_b = ops.take(all_b, row_index, axis=1)
 
-    def per_coordinate(v):  # (B, k) -> (B, n); free coordinates and other blocks get 0
-        return ops.take(ops.concatenate([v, ops.zeros_like(v[:, :1])], axis=1), seg, axis=1)
+    def to_blocks(v):  # (B, n) -> (B, kb, w)
+        return ops.reshape(ops.take(v, pick.reshape(-1), axis=1), (-1, *table.shape))
 
-    def block_sum(v):
-        return segment_sum(v, seg, k + 1)[:, :k]
+    y_b = to_blocks(y)
+    y_fixed = ops.stop_gradient(y_b)
 
-    y_fixed = ops.stop_gradient(y)
+    def excess(mu):  # (B, kb): a.clip(y - mu a) - b per block
+        return ops.sum(ops.clip(y_fixed - mu[..., None] * a_t, lo, hi) * a_t, axis=-1) - block_b
 
-    def excess(mu):  # (B, k): a.clip(y - mu a) - b per block
-        return block_sum(ops.clip(y_fixed - per_coordinate(mu) * a_t, lo, hi) * a_t) - block_b
-
-    clipping = ops.where(on_row, (y_fixed - const(np.where(on_row, bound, 0.0))) / const(np.where(on_row, a, 1.0)), 0.0)
-    mu_hi = ops.maximum(segment_max(clipping, seg, k + 1)[:, :k], 0.0)  # every coordinate at its bound: feasible
+    clipping = ops.where(
+        a_b != 0, (y_fixed - const(np.where(a_b != 0, bound, 0.0))) / const(np.where(a_b != 0, a_b, 1.0)), 0.0
+    )
+    mu_hi = ops.maximum(ops.max(clipping, axis=-1), 0.0)  # every coordinate at its bound: feasible
     mu_lo = ops.zeros_like(mu_hi)
     for _ in range(PROJECT_BISECTIONS):
         mid = 0.5 * (mu_lo + mu_hi)
@@ -276,11 +274,14 @@ def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, seg: np
         mu_hi, mu_lo = ops.where(ok, mid, mu_hi), ops.where(ok, mu_lo, mid)
     mu = ops.stop_gradient(ops.where(excess(ops.zeros_like(mu_hi)) <= 0, 0.0, mu_hi))
     # d mu / d y = (D a) / (a^T D a), D the unclipped coordinates; y - y_fixed is 0, so the value stays
-    shifted = y_fixed - per_coordinate(mu) * a_t
+    shifted = y_fixed - mu[..., None] * a_t
     inside = ops.stop_gradient(ops.cast(ops.logical_and(shifted > lo, shifted < hi), y.dtype))
-    slope = block_sum(inside * a_t * (y - y_fixed)) / ops.maximum(block_sum(inside * a_t * a_t), 1e-30)
+    slope = ops.sum(inside * a_t * (y_b - y_fixed), axis=-1) / ops.maximum(ops.sum(inside * a_t * a_t, axis=-1), 1e-30)
     mu = mu + ops.cast(mu > 0, y.dtype) * slope
-    return ops.clip(y - per_coordinate(mu) * a_t, lo, hi)
+    x_b = ops.reshape(ops.clip(y_b - mu[..., None] * a_t, lo, hi), (-1, table.size))
+    position = np.full(n, table.size)  # back to (B, n): a zero slot for coordinates of other blocks
+    position[table[~padded]] = np.flatnonzero(~padded.reshape(-1))
+    return ops.take(ops.concatenate([x_b, ops.zeros_like(x_b[:, :1])], axis=1), position, axis=1)
 
 
 def full_rhs(rhs, stage: scaling_lib.ScaledStage, columns: np.ndarray):
