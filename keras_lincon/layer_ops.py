@@ -58,8 +58,9 @@ def segment_max(values, segment_ids: np.ndarray, num_segments: int):
         return ops.transpose(ops.segment_max(ops.transpose(values), ids, num_segments=num_segments))
     lowest = np.finfo(np.float32).min  # what ops.segment_max gives an empty segment
     padded = ops.concatenate([values, ops.full_like(values[:, :1], lowest)], axis=1)
-    gathered = ops.reshape(ops.take(padded, table.reshape(-1), axis=1), (-1, *table.shape))
-    return ops.max(gathered, axis=-1)
+    # the batch size, not -1, and an initial value: an empty batch has no size to infer and no maximum
+    gathered = ops.reshape(ops.take(padded, table.reshape(-1), axis=1), (ops.shape(values)[0], *table.shape))
+    return ops.max(gathered, axis=-1, initial=lowest)
 
 
 def _affine(x, kernel, bias):
@@ -255,7 +256,7 @@ def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, eligibl
         )
 
     def to_blocks(v):  # (B, n) -> (B, kb, w)
-        return ops.reshape(ops.take(v, pick.reshape(-1), axis=1), (-1, *table.shape))
+        return ops.reshape(ops.take(v, pick.reshape(-1), axis=1), (ops.shape(v)[0], *table.shape))
 
     y_b = to_blocks(y)
     y_fixed = ops.stop_gradient(y_b)
@@ -266,19 +267,22 @@ def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, eligibl
     clipping = ops.where(
         a_b != 0, (y_fixed - const(np.where(a_b != 0, bound, 0.0))) / const(np.where(a_b != 0, a_b, 1.0)), 0.0
     )
-    mu_hi = ops.maximum(ops.max(clipping, axis=-1), 0.0)  # every coordinate at its bound: feasible
-    mu_lo = ops.zeros_like(mu_hi)
-    for _ in range(PROJECT_BISECTIONS):
-        mid = 0.5 * (mu_lo + mu_hi)
+    mu_hi = ops.max(clipping, axis=-1, initial=0.0)  # every coordinate at its bound: feasible
+    def bisect(_, bracket):
+        lower_mu, upper_mu = bracket
+        mid = 0.5 * (lower_mu + upper_mu)
         ok = excess(mid) <= 0
-        mu_hi, mu_lo = ops.where(ok, mid, mu_hi), ops.where(ok, mu_lo, mid)
+        return ops.where(ok, lower_mu, mid), ops.where(ok, mid, upper_mu)
+
+    # a loop, not unrolled: XLA's compile time grew steeply with unrolled steps (over 40 s for 32)
+    _, mu_hi = ops.fori_loop(0, PROJECT_BISECTIONS, bisect, (ops.zeros_like(mu_hi), mu_hi))
     mu = ops.stop_gradient(ops.where(excess(ops.zeros_like(mu_hi)) <= 0, 0.0, mu_hi))
     # d mu / d y = (D a) / (a^T D a), D the unclipped coordinates; y - y_fixed is 0, so the value stays
     shifted = y_fixed - mu[..., None] * a_t
     inside = ops.stop_gradient(ops.cast(ops.logical_and(shifted > lo, shifted < hi), y.dtype))
     slope = ops.sum(inside * a_t * (y_b - y_fixed), axis=-1) / ops.maximum(ops.sum(inside * a_t * a_t, axis=-1), 1e-30)
     mu = mu + ops.cast(mu > 0, y.dtype) * slope
-    x_b = ops.reshape(ops.clip(y_b - mu[..., None] * a_t, lo, hi), (-1, table.size))
+    x_b = ops.reshape(ops.clip(y_b - mu[..., None] * a_t, lo, hi), (ops.shape(y)[0], table.size))
     position = np.full(n, table.size)  # back to (B, n): a zero slot for coordinates of other blocks
     position[table[~padded]] = np.flatnonzero(~padded.reshape(-1))
     return ops.take(ops.concatenate([x_b, ops.zeros_like(x_b[:, :1])], axis=1), position, axis=1)

@@ -96,9 +96,12 @@ def test_nan_outputs_count_as_violations():
     assert klc.max_violation(np.array([[np.inf, 1.0, 2.0]]), klc.monotone_chain(3)) == np.inf
 
 
-def test_empty_batch_with_box():
-    layer = klc.LinearInequalityConstraint(klc.monotone_chain(3), box=(-1, 1))
+@pytest.mark.parametrize("scaling", klc.layers.SCALINGS)
+def test_empty_batch_with_box(scaling):
+    layer = klc.LinearInequalityConstraint(klc.monotone_chain(3), box=(-1, 1), scaling=scaling)
     assert tuple(layer(np.zeros((0, 4), "float32")).shape) == (0, 3)
+    board = klc.LinearInequalityConstraint(klc.checkerboard((4, 4), (2, 2)), box=(-1.0, 1.0), scaling=scaling)
+    assert tuple(board(np.zeros((0, 5), "float32")).shape) == (0, 16)
 
 
 def test_wrong_length_box_is_a_clear_error():
