@@ -268,6 +268,7 @@ def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, eligibl
         a_b != 0, (y_fixed - const(np.where(a_b != 0, bound, 0.0))) / const(np.where(a_b != 0, a_b, 1.0)), 0.0
     )
     mu_hi = ops.max(clipping, axis=-1, initial=0.0)  # every coordinate at its bound: feasible
+
     def bisect(_, bracket):
         lower_mu, upper_mu = bracket
         mid = 0.5 * (lower_mu + upper_mu)
