@@ -218,6 +218,9 @@ import numpy as np
 pkg = types.ModuleType("keras_lincon"); pkg.__path__ = [PACKAGE_DIR]
 sys.modules["keras_lincon"] = pkg
 from keras_lincon import double_description as dd
+# Ctrl-C as in a terminal: a Python started with SIGINT ignored (as a background job of a
+# non-interactive shell can be) keeps ignoring it, and then no KeyboardInterrupt ever comes
+signal.signal(signal.SIGINT, signal.default_int_handler)
 rng = np.random.default_rng(1)
 A, b = rng.standard_normal((30, 10)), abs(rng.standard_normal(30)) + 0.1
 threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
