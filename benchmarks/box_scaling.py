@@ -23,6 +23,12 @@ Variants (all exactly feasible except the Dense baseline):
   benchmark-only variants ``project``, ``mu`` held constant, and
   ``project_ste``, straight through, were measured with commit 125602f's
   copy of this script and removed after.)
+* ``scaled_project``: every checkerboard row a scaled row
+  (``LinearInequalityConstraint(A, box=(-1, 1), scaled_rows=all,
+  scaling="project")``): no generator rows, so the generator stage is a
+  Dense, and the output is the exact projection of that Dense's output onto
+  row and box, trained end to end (Dense + OSQP with the projection inside
+  the training loop).
 * ``dense+osqp``: unconstrained Dense, projected by OSQP at test time.
 * ``<variant>+aux`` (``per_block``, ``mix``, ``project_ift``): the variant,
   trained with an auxiliary loss ``aux_weight * mse(y, image)`` on the
@@ -70,6 +76,7 @@ VARIANTS = (
     "clip_blend",
     "mix",
     "project_ift",
+    "scaled_project",
     "dense+osqp",
     "per_block+aux",
     "mix+aux",
@@ -134,6 +141,10 @@ def head_for(variant: str, A: np.ndarray, aux_weight: float = 1.0, nonneg: str =
         return klc.LinearInequalityConstraint(A, box=(-1.0, 1.0), nonneg=nonneg)
     if variant == "dense+osqp":
         return keras.layers.Dense(A.shape[1])
+    if variant == "scaled_project":
+        return klc.LinearInequalityConstraint(
+            A, box=(-1.0, 1.0), scaled_rows=np.arange(len(A)), scaling="project", fallback=False
+        )
     return ScaledBoxConstraint(A, variant, pull_weight=aux_weight, nonneg=nonneg)
 
 
@@ -150,6 +161,7 @@ def main(argv=None) -> list:
     parser.add_argument("--archs", nargs="+", default=["mlp", "skip"], choices=["mlp", "skip"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--nonneg", default="abs", choices=sorted(klc.layers.NONNEG_FUNCTIONS), help="ray coefficients")
+    parser.add_argument("--seed", type=int, default=0, help="weights and shuffling (every model starts from it)")
     parser.add_argument("--aux-weight", type=float, default=1.0, help="weight of the +aux and +pull losses")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "box_scaling.txt"))
     args = parser.parse_args(argv)
@@ -164,7 +176,7 @@ def main(argv=None) -> list:
         f"# box_scaling: {data.name}, {len(x_train)} train / {len(x_test)} test, hidden {args.hidden}, "
         f"batch {args.batch}, Adam 1e-3, epochs {args.epochs_early}/{args.epochs}; keras "
         f"{keras.__version__} ({keras.backend.backend()}); optimal projection test MSE {optimal_mse:.5f}; "
-        f"aux weight {args.aux_weight:g}; nonneg {args.nonneg}"
+        f"aux weight {args.aux_weight:g}; nonneg {args.nonneg}; seed {args.seed}"
     )
     print(header, flush=True)
     lines = [header, "arch  variant          mse/opt@early  mse/opt@final  max_rel_violation  train_s"]
@@ -173,7 +185,7 @@ def main(argv=None) -> list:
     out.parent.mkdir(parents=True, exist_ok=True)
     for arch in args.archs:
         for variant in args.variants:
-            keras.utils.set_random_seed(0)
+            keras.utils.set_random_seed(args.seed)
             model = build_model(arch, n, args.hidden, head_for(variant, A, args.aux_weight, args.nonneg))
             aux = variant.endswith(("+aux", "+warm"))
             if aux:  # outputs (x, y): the loss on y is the auxiliary term; targets for both are the images

@@ -39,7 +39,7 @@ MASK_LOGIT = -1e9
 #: Relative tolerance when checking stored (float32) generator weights.
 LOAD_TOLERANCE = 1e-6
 VERTEX_PATHS = ("none", "gather", "dense")
-GENERATOR_PATHS = ("dense", "gather")
+GENERATOR_PATHS = ("dense", "gather", "diagonal")
 CALL_MODES = ("direct", "projected")
 
 
@@ -57,7 +57,9 @@ class GeneratorLayout:
         generator_path: ``"gather"`` when every lineality vector and ray is a
             multiple of a unit vector, each on its own coordinate (e.g. the
             cone ``x >= 0``): in ``direct`` mode the product with ``[L; R]``
-            is then a gather, O(n); else ``"dense"``.
+            is then a gather, O(n); ``"diagonal"`` when moreover every
+            coordinate has one and the lineality's come first (the
+            coefficients times a scale, no gather); else ``"dense"``.
         has_offset: whether a constant offset point is added.
         version: layout version (1: previous release, zero padding slots).
     """
@@ -116,9 +118,15 @@ class StagePlan:
 
 
 def row_indices(scaled_rows, m: int) -> tuple:
-    """Sorted row indices of ``A`` from indices or an (m,) boolean mask."""
+    """Sorted row indices of ``A`` from indices, an (m,) boolean mask or ``"all"``."""
     if scaled_rows is None:
         return ()
+    if isinstance(scaled_rows, str):
+        if scaled_rows != "all":
+            raise ConstraintShapeError(
+                f"scaled_rows must be row indices, a boolean mask or 'all'; got {scaled_rows!r}."
+            )
+        return tuple(range(m))
     arr = np.asarray(scaled_rows)
     if arr.dtype == bool:
         if arr.shape != (m,):
@@ -282,7 +290,7 @@ def plan_layout(rep: VRepresentation) -> GeneratorLayout:
         n_lineality=int(rep.lineality_dim),
         n_basis=int(rep.dim - rep.lineality_dim),
         has_offset=bool(np.any(offset)),
-        generator_path="gather" if coordinate_generators(rep) is not None else "dense",
+        generator_path=generator_path(rep),
     )
     if polytopes:
         supports = [vertex_support(v) for v in polytopes]
@@ -315,6 +323,31 @@ def coordinate_generators(rep: VRepresentation) -> tuple | None:
     return columns, gens[np.arange(len(columns)), columns]
 
 
+def generator_path(rep: VRepresentation) -> str:
+    """``"diagonal"``, ``"gather"`` or ``"dense"`` (see :class:`GeneratorLayout`)."""
+    if diagonal_generators(rep) is not None:
+        return "diagonal"
+    return "gather" if coordinate_generators(rep) is not None else "dense"
+
+
+def diagonal_generators(rep: VRepresentation) -> np.ndarray | None:
+    """(n,) scales ``s`` when ``[L; R]``, reordered by coordinate, is ``diag(s)``
+    with the lineality's coordinates first (``0 .. l-1``); else None.
+
+    In that order coefficient ``j`` drives coordinate ``j`` alone, so the
+    layer's product with the generators is ``coefficients * s``.
+    """
+    found = coordinate_generators(rep)
+    if found is None or len(found[0]) != rep.dim:
+        return None
+    columns, scales = found
+    if not np.array_equal(np.sort(columns[: rep.lineality_dim]), np.arange(rep.lineality_dim)):
+        return None
+    diagonal = np.empty(rep.dim)
+    diagonal[columns] = scales
+    return diagonal
+
+
 def call_mode(layout: GeneratorLayout, input_dim: int, units: int) -> str:
     """How the lineality part is computed, whichever costs fewer flops.
 
@@ -325,7 +358,7 @@ def call_mode(layout: GeneratorLayout, input_dim: int, units: int) -> str:
     Projecting the output (not the kernel) keeps rounding relative to ``||x||``.
     """
     n, n_lin, n_rays, q = units, layout.n_lineality, layout.n_rays, layout.n_basis
-    direct = input_dim * (n_lin + n_rays) + (n if layout.generator_path == "gather" else (n_lin + n_rays) * n)
+    direct = input_dim * (n_lin + n_rays) + (n if layout.generator_path != "dense" else (n_lin + n_rays) * n)
     projected = input_dim * (n + n_rays) + 2 * n * q + n_rays * q
     return "direct" if direct <= projected else "projected"
 

@@ -13,6 +13,10 @@ Every function takes its constants (numpy, embedded in the graph) or weights
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import weakref
+
 import numpy as np
 from keras import ops
 
@@ -34,6 +38,18 @@ _MIN_SLACK = 1e-30  # keeps 1 / slack finite when a right-hand side is below its
 PROJECT_BISECTIONS = 32
 
 
+_STAGE_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _planned(stage: scaling_lib.ScaledStage, key: str, make):
+    """``make()``, computed once per stage: numpy planning stays off the per-call path
+    (eager calls and retracing run it again otherwise)."""
+    plans = _STAGE_PLANS.setdefault(stage, {})
+    if key not in plans:
+        plans[key] = make()
+    return plans[key]
+
+
 def _segment_table(ids: np.ndarray, num_segments: int) -> np.ndarray:
     """(k, widest) column indices of each segment, padded with ``ids.size``."""
     counts = np.bincount(ids, minlength=num_segments)
@@ -44,23 +60,81 @@ def _segment_table(ids: np.ndarray, num_segments: int) -> np.ndarray:
     return table
 
 
+@dataclasses.dataclass(frozen=True)
+class _Segments:
+    """How columns with segment ids are reduced per segment and broadcast back (numpy, planned once).
+
+    ``kind``: ``"one"`` (every column in segment ``first``), ``"runs"`` (segments
+    ``0..used-1`` in order, ``width`` columns each: a reshape), ``"table"`` (a
+    gather into ``table``, (k, widest)), ``"scatter"`` (very uneven segments).
+    """
+
+    kind: str
+    ids: np.ndarray
+    num_segments: int
+    first: int = 0
+    used: int = 0
+    width: int = 0
+    table: np.ndarray | None = None
+
+
+@functools.lru_cache(maxsize=256)
+def _plan_segments(ids_bytes: bytes, size: int, num_segments: int) -> _Segments:
+    ids = np.frombuffer(ids_bytes, dtype=np.int64, count=size)
+    if size and np.all(ids == ids[0]):
+        return _Segments("one", ids, num_segments, first=int(ids[0]))
+    counts = np.bincount(ids, minlength=num_segments)
+    used = int(np.count_nonzero(counts))
+    if size and np.all(np.diff(ids) >= 0) and np.all(counts[:used] == counts[0]) and not counts[used:].any():
+        return _Segments("runs", ids, num_segments, used=used, width=int(counts[0]))
+    table = _segment_table(ids, num_segments)
+    if table.size > 2 * max(size, num_segments):
+        return _Segments("scatter", ids, num_segments)
+    return _Segments("table", ids, num_segments, table=table)
+
+
+def _segments(segment_ids: np.ndarray, num_segments: int) -> _Segments:
+    ids = np.ascontiguousarray(segment_ids, dtype=np.int64)
+    return _plan_segments(ids.tobytes(), ids.size, int(num_segments))
+
+
 def segment_max(values, segment_ids: np.ndarray, num_segments: int):
     """(B, k) max of the columns of ``values`` (B, c) that share a segment id (``-inf``-like if none).
 
-    Segments of similar sizes (blocks of a box, groups of a budget) are a
-    gather into a (k, widest) table and a max over its rows, which XLA runs
-    far faster than the scatter of ``ops.segment_max``; very uneven segments
-    (the table would be over twice the size of ``values``) use the scatter.
+    The planning is numpy and cached. One segment is a max; equal runs in
+    order (groups of a budget) a reshape and a max; other segments of similar
+    sizes (blocks of a box) a gather into a (k, widest) table and a max, which
+    XLA runs far faster than the scatter of ``ops.segment_max``; very uneven
+    segments (the table would be over twice the size of ``values``) use the
+    scatter.
     """
-    ids = np.asarray(segment_ids)
-    table = _segment_table(ids, num_segments)
-    if table.size > 2 * max(ids.size, num_segments):
-        return ops.transpose(ops.segment_max(ops.transpose(values), ids, num_segments=num_segments))
+    plan = _segments(segment_ids, num_segments)
     lowest = np.finfo(np.float32).min  # what ops.segment_max gives an empty segment
+    batch = ops.shape(values)[0]  # not -1, and max with `initial`: an empty batch has no size to infer
+    if plan.kind == "scatter":
+        return ops.transpose(ops.segment_max(ops.transpose(values), plan.ids, num_segments=num_segments))
+    if plan.kind == "one":
+        top = ops.max(values, axis=-1, keepdims=True, initial=lowest)
+        return top if num_segments == 1 else ops.where(np.arange(num_segments) == plan.first, top, lowest)
+    if plan.kind == "runs":
+        top = ops.max(ops.reshape(values, (batch, plan.used, plan.width)), axis=-1, initial=lowest)
+        if plan.used == num_segments:
+            return top
+        return ops.concatenate([top, ops.full_like(values[:, :1], lowest) + np.zeros(num_segments - plan.used)], 1)
     padded = ops.concatenate([values, ops.full_like(values[:, :1], lowest)], axis=1)
-    # the batch size, not -1, and an initial value: an empty batch has no size to infer and no maximum
-    gathered = ops.reshape(ops.take(padded, table.reshape(-1), axis=1), (ops.shape(values)[0], *table.shape))
+    gathered = ops.reshape(ops.take(padded, plan.table.reshape(-1), axis=1), (batch, *plan.table.shape))
     return ops.max(gathered, axis=-1, initial=lowest)
+
+
+def segment_broadcast(values, segment_ids: np.ndarray, num_segments: int):
+    """``values[:, segment_ids]``: (B, k) per-segment values -> (B, c), or (B, 1) when one segment
+    holds every column (it broadcasts the same)."""
+    plan = _segments(segment_ids, num_segments)
+    if plan.kind == "one":
+        return values[:, plan.first : plan.first + 1]
+    if plan.kind == "runs":
+        return ops.repeat(values[:, : plan.used], plan.width, axis=1)
+    return ops.take(values, plan.ids, axis=1)
 
 
 def _affine(x, kernel, bias):
@@ -86,9 +160,13 @@ def generator_outputs(x, w, layout: GeneratorLayout, mode: str, nonneg: str):
         out, logits = None, coeffs[..., gen_end : gen_end + n_logits]
         if gen_end:
             gen_coeffs = coeffs if not n_logits else coeffs[..., :gen_end]
-            if n_rays:  # nonneg on the ray coefficients only
+            if n_rays and not n_lin:
+                gen_coeffs = NONNEG_FUNCTIONS[nonneg](gen_coeffs)
+            elif n_rays:  # nonneg on the ray coefficients only
                 gen_coeffs = ops.where(np.arange(gen_end) >= n_lin, NONNEG_FUNCTIONS[nonneg](gen_coeffs), gen_coeffs)
-            if layout.generator_path == "gather":  # generator j = scale_j e_column_j: O(n), no product
+            if layout.generator_path == "diagonal":  # generator j = scale_j e_j
+                out = gen_coeffs * ops.cast(w.generator_scale, x.dtype)
+            elif layout.generator_path == "gather":  # generator j = scale_j e_column_j: O(n), no product
                 scaled = gen_coeffs * ops.cast(w.generator_scale, x.dtype)
                 padded = ops.concatenate([scaled, ops.zeros_like(scaled[..., :1])], axis=-1)
                 out = ops.take(padded, w.generator_gather, axis=-1)
@@ -170,21 +248,23 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
     if m:
         row_seg = np.where(stage.row_block < 0, k, stage.row_block).astype(np.int32)
         block_ratio = ops.maximum(block_ratio, segment_max(row_ratio, row_seg, k + 1))
-    scale = ops.take(ops.maximum(block_ratio, 1.0), seg, axis=1)
+    scale = segment_broadcast(ops.maximum(block_ratio, 1.0), seg, k + 1)
     free = np.asarray(stage.coord_block < 0)
+    if mode == "per_block" and not free.any():  # no coordinate is clipped alone
+        return c + centered / scale
     clipped = ops.clip(y, const(stage.lower), const(stage.upper))
     per_block = ops.where(free, clipped, c + centered / scale)
     if mode == "per_block":
         return per_block
     if mode == "project":
-        eligible, *rows = scaling_lib.single_row_blocks(stage)
+        eligible, *rows = _planned(stage, "single_row_blocks", lambda: scaling_lib.single_row_blocks(stage))
         on = ~free & np.append(eligible, False)[seg]
         if not on.any():
             return per_block
         return ops.where(on, _project_single_rows(y, stage, rows, eligible, rhs, const), per_block)
     anchor = c + ops.zeros_like(y) if mode == "clip_scale" else per_block
     # the block's inequality rows: generator rows (fixed rhs; reordered, see _times_rows), scaled rows
-    order, gen_rows = _coordinate_rows_first(stage.gen_rows)
+    order, gen_rows = _planned(stage, "coordinate_rows", lambda: _coordinate_rows_first(stage.gen_rows))
     step = _times_rows(clipped - anchor, gen_rows, const)
     room = const(stage.gen_rhs[order]) - _times_rows(anchor, gen_rows, const)
     if m:
@@ -197,7 +277,7 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
     limit = ops.where(positive, ops.relu(room) / ops.where(positive, step, 1.0), _FAR)
     lam = ops.clip(-segment_max(-limit, row_seg, k + 1), 0.0, 1.0)
     keep = np.append(~stage.block_has_equality, False)  # clipping breaks equalities: lam = 0
-    lam = ops.take(lam * const(keep), seg, axis=1)
+    lam = segment_broadcast(lam * const(keep), seg, k + 1)
     blended = anchor + lam * (clipped - anchor)
     if mode == "clip_scale" and stage.block_has_equality.any():
         blended = ops.where(np.append(stage.block_has_equality, False)[seg], per_block, blended)
@@ -295,6 +375,8 @@ def full_rhs(rhs, stage: scaling_lib.ScaledStage, columns: np.ndarray):
     ``columns`` (m_in,) are the positions of the input rows among the scaled
     rows; the others (rows the fallback moved) keep their stored ``b``.
     """
+    if np.array_equal(columns, np.arange(stage.rhs.size)):  # every scaled row is an input
+        return rhs
     select = np.zeros((columns.size, stage.rhs.size), dtype=np.float32)
     select[np.arange(columns.size), columns] = 1.0
     base = stage.rhs.astype(np.float32)
@@ -311,7 +393,12 @@ def mixed_stage(y, features, stage: scaling_lib.ScaledStage, mix_kernel, mix_bia
     """
     per_block, clip_blend = scaled_stage(y, stage, "both", rhs)
     alpha = ops.sigmoid(_affine(ops.cast(features, y.dtype), mix_kernel, mix_bias))
-    # (k, n) block membership; a product, not a gather (torch.compile's CPU codegen fails on the
-    # gather here). Free coordinates get 0: both candidates are the clip there.
-    member = (stage.coord_block[None, :] == np.arange(stage.n_blocks)[:, None]).astype(np.float32)
-    return per_block + ops.matmul(alpha, ops.convert_to_tensor(member, y.dtype)) * (clip_blend - per_block)
+    # Free coordinates get 0: both candidates are the clip there.
+    k = stage.n_blocks
+    seg = np.where(stage.coord_block < 0, k, stage.coord_block)
+    if _segments(seg, k + 1).kind in ("one", "runs"):  # a slice or a repeat
+        weight = segment_broadcast(ops.pad(alpha, [[0, 0], [0, 1]]), seg, k + 1)
+    else:  # (k, n) block membership; a product, not a gather (torch.compile's CPU codegen fails on one here)
+        member = (stage.coord_block[None, :] == np.arange(k)[:, None]).astype(np.float32)
+        weight = ops.matmul(alpha, ops.convert_to_tensor(member, y.dtype))
+    return per_block + weight * (clip_blend - per_block)

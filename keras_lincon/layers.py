@@ -80,11 +80,15 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     learned ``sigmoid(h W + w0)`` mix of ``per_block`` and ``clip_blend``) or
     ``"project"`` (the exact Euclidean projection for blocks with one row, no
     equality and a finite box, e.g. the checkerboard's, by a bisection on one
-    multiplier per block; ``per_block`` for other blocks; best quality with
-    ``nonneg="relu"``, about 3x slower to train).
+    multiplier per block; ``per_block`` for other blocks; about 3x slower to
+    train). With ``scaled_rows="all"`` and ``scaling="project"`` the layer
+    is an affine map followed by the exact projection onto each block's row
+    and box, trained end to end: on the paper's toy it fits better than an
+    unconstrained Dense projected by a QP solver after training
+    (BENCHMARKS.md); with generator rows, ``nonneg="relu"`` suits it best.
 
     Which rows are scaled: ``scaled_rows`` (indices or a boolean mask of the
-    rows of ``A``), plus, unless ``fallback=False``, every independent block
+    rows of ``A``, or ``"all"``), plus, unless ``fallback=False``, every independent block
     whose double description would be refused or fails (McMullen's bound,
     checked before enumerating), with a :class:`~keras_lincon.ScaledRowsWarning`
     naming the rows. Scaling costs quality (outputs are pulled towards ``c``
@@ -123,7 +127,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         box: optional ``(lower, upper)`` bounds, scalars or (n,) arrays.
         box_center: optional (n,) centre of the scaled stage (see above).
         units: the output size when ``A`` is None.
-        scaled_rows: rows of ``A`` enforced by scaling (indices or a mask).
+        scaled_rows: rows of ``A`` enforced by scaling (indices, a mask or ``"all"``).
         rhs_input: right-hand sides are the second input (see above).
         scaling: see above. fallback: see above (default True).
         call_mode: ``"auto"``, ``"direct"`` or ``"projected"`` (same sets, different weight shapes).

@@ -18,6 +18,7 @@ from keras_lincon.layer_lib import (
     MASK_LOGIT,
     GeneratorLayout,
     coordinate_generators,
+    diagonal_generators,
     offset_point,
     vertex_support,
 )
@@ -42,6 +43,8 @@ def weight_specs(layout: GeneratorLayout, mode: str, units: int, input_dim: int,
         specs = affine("", n_gen + n_logits)
         if n_gen and layout.generator_path == "gather":  # generator j = scale_j e_column_j
             specs += [("generator_scale", (n_gen,), "fixed"), ("generator_gather", (n,), "index")]
+        elif n_gen and layout.generator_path == "diagonal":  # generator j = scale_j e_j
+            specs.append(("generator_scale", (n_gen,), "fixed"))
         elif n_gen:
             specs.append(("generators", (n_gen, n), "fixed"))
     else:
@@ -75,6 +78,8 @@ def generator_arrays(rep: VRepresentation, layout: GeneratorLayout, mode: str) -
             gather = np.full(n, len(columns))  # the zero slot
             gather[columns] = np.arange(len(columns))
             arrays.update(generator_scale=scales, generator_gather=gather.astype(np.int32))
+        elif layout.n_lineality + layout.n_rays and layout.generator_path == "diagonal":
+            arrays["generator_scale"] = diagonal_generators(rep)
         elif layout.n_lineality + layout.n_rays:
             arrays["generators"] = np.vstack([rep.lineality, rep.rays])
     else:
@@ -191,6 +196,8 @@ def _stored_generators(w: dict, layout: GeneratorLayout, n: int) -> np.ndarray:
     """(l + r, n) ``[L; R]`` of the direct mode's stored weights."""
     if layout.generator_path == "dense" or "generator_scale" not in w:
         return w.get("generators", np.zeros((0, n)))
+    if layout.generator_path == "diagonal":
+        return np.diag(w["generator_scale"])
     scales, gather = w["generator_scale"], w["generator_gather"].astype(np.int64)
     if gather.shape != (n,) or np.any(gather < 0) or np.any(gather > len(scales)):
         raise GeneratorMismatchError("generator_gather indices are out of range: the weights are corrupt.")

@@ -83,20 +83,33 @@ def test_bounds_among_the_generator_rows_are_gathered_in_any_order(mode):
 
 
 @pytest.mark.parametrize(
-    "ids,k",
+    "ids,k,kind",
     [
-        (np.repeat(np.arange(16), 16), 17),  # equal blocks and an empty free slot: the gather
-        (np.random.default_rng(5).integers(0, 6, 50), 6),  # uneven but close: the gather
-        (np.r_[np.zeros(40, int), np.arange(1, 9)], 10),  # one big segment: the scatter
+        (np.repeat(np.arange(16), 16), 17, "runs"),  # budget groups in order, an empty free slot
+        (np.arange(5), 5, "runs"),  # one row per block
+        (np.zeros(7, int), 2, "one"),  # a polytope: one block, no free coordinate
+        (np.full(4, 3), 4, "one"),  # every coordinate free
+        (np.tile(np.repeat(np.arange(4), 7), 28), 5, "table"),  # checkerboard-like: not in order
+        (np.random.default_rng(5).integers(0, 6, 50), 6, "table"),  # uneven but close
+        (np.r_[np.zeros(40, int), np.arange(1, 9)], 10, "scatter"),  # one big segment
     ],
 )
-def test_segment_max_matches_keras_segment_max(ids, k):
-    values = keras.ops.convert_to_tensor(np.random.default_rng(6).normal(size=(9, ids.size)).astype("float32"))
+def test_segment_max_and_broadcast_match_keras_on_every_plan(ids, k, kind):
+    assert layer_ops._segments(ids, k).kind == kind
+    rng = np.random.default_rng(6)
+    values = keras.ops.convert_to_tensor(rng.normal(size=(9, ids.size)).astype("float32"))
     expected = keras.ops.transpose(keras.ops.segment_max(keras.ops.transpose(values), ids, num_segments=k))
     got = keras.ops.convert_to_numpy(layer_ops.segment_max(values, ids, k))
     filled = np.bincount(ids, minlength=k) > 0  # empty segments: the backend's lowest value or -inf
     np.testing.assert_array_equal(got[:, filled], keras.ops.convert_to_numpy(expected)[:, filled])
     assert np.all(got[:, ~filled] <= np.finfo(np.float32).min)
+    per_segment = rng.normal(size=(9, k)).astype("float32")
+    spread = layer_ops.segment_broadcast(keras.ops.convert_to_tensor(per_segment), ids, k)
+    np.testing.assert_array_equal(
+        np.broadcast_to(keras.ops.convert_to_numpy(spread), values.shape), per_segment[:, ids]
+    )
+    empty = keras.ops.zeros((0, ids.size))  # an empty batch
+    assert tuple(keras.ops.shape(layer_ops.segment_max(empty, ids, k))) == (0, k)
 
 
 def test_project_is_the_euclidean_projection_of_each_single_row_block():

@@ -132,6 +132,27 @@ def test_explicit_scaled_rows_mask_and_indices_agree():
     np.testing.assert_allclose(a._stage.center, c._stage.center)
 
 
+def test_all_rows_scaled_with_project_is_the_exact_projection_of_an_affine_map(tmp_path):
+    """scaled_rows="all", scaling="project": Dense, then the Euclidean projection onto rows and box."""
+    pytest.importorskip("osqp")
+    from keras_lincon.projection import OSQPProjector
+
+    A = klc.checkerboard((8, 8), (2, 2))
+    layer = LinearInequalityConstraint(A, box=(-1.0, 1.0), scaled_rows="all", scaling="project")
+    assert layer.scaled_rows == (0, 1, 2, 3) and layer._plan.split.moved == ()
+    model = keras.Sequential([keras.Input((5,)), layer])
+    h = np.random.default_rng(2).normal(size=(32, 5)).astype("float32")
+    x = model.predict(h, verbose=0)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
+    affine = h.astype(np.float64) @ kernel + bias  # no generator rows: the generator stage is this map
+    np.testing.assert_allclose(x, OSQPProjector(A, box=(-1.0, 1.0)).project(affine), atol=1e-4)
+    layer.assert_constraints(x)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras").predict(h, verbose=0), x)
+    with pytest.raises(ConstraintShapeError, match="or 'all'; got 'every'"):
+        LinearInequalityConstraint(A, box=(-1.0, 1.0), scaled_rows="every")
+
+
 def test_no_warning_when_nothing_explodes():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ScaledRowsWarning)

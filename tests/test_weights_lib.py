@@ -11,9 +11,10 @@ from keras_lincon.representation import VRepresentation
 TOL = klc.layers.FLOAT32_TOLERANCE
 
 
-def budget(n: int):
-    """x >= 0 by generators (n unit rays) and sum(x) <= 1 as a scaled row."""
-    return np.vstack([-np.eye(n), np.ones((1, n))]), np.r_[np.zeros(n), 1.0]
+def budget(n: int, free: int = 0):
+    """x >= 0 by generators (unit rays; the last ``free`` coordinates unbounded: lineality)
+    and sum(x) <= 1 as a scaled row (row n - free)."""
+    return np.vstack([-np.eye(n)[: n - free], np.ones((1, n))]), np.r_[np.zeros(n - free), 1.0]
 
 
 @pytest.mark.parametrize(
@@ -37,9 +38,9 @@ def test_coordinate_generators_are_detected(rays, expected):
 
 
 def test_gather_path_equals_the_product_with_the_generators():
-    A, b = budget(32)
-    A[:32] *= np.linspace(0.5, 2.0, 32)[:, None]  # rays of different lengths
-    layer = klc.LinearInequalityConstraint(A, b, scaled_rows=[32])
+    A, b = budget(32, free=2)  # the lineality's coordinates last: a gather, not the diagonal
+    A[:30] *= np.linspace(0.5, 2.0, 30)[:, None]  # rays of different lengths
+    layer = klc.LinearInequalityConstraint(A, b, scaled_rows=[30])
     x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
     layer.assert_constraints(layer(x))
     assert layer.layout["generator_path"] == "gather" and layer._call_mode == "direct"
@@ -47,13 +48,14 @@ def test_gather_path_equals_the_product_with_the_generators():
     rep = layer._representation
     y = layer_ops.generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "abs")
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
-    expected = np.abs(x @ kernel + bias) @ rep.rays  # nonneg="abs"; no lineality, offset 0
+    coeffs = x @ kernel + bias  # lineality first, then rays: nonneg="abs" on those; offset 0
+    expected = coeffs[:, :2] @ rep.lineality + np.abs(coeffs[:, 2:]) @ rep.rays
     np.testing.assert_allclose(keras.ops.convert_to_numpy(y), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_tampered_gather_weights_are_refused():
-    A, b = budget(8)
-    layer = klc.LinearInequalityConstraint(A, b, scaled_rows=[8])
+    A, b = budget(8, free=1)
+    layer = klc.LinearInequalityConstraint(A, b, scaled_rows=[7])
     layer.build((None, 4))
     names = [w.name for w in layer.weights]
     good = layer.get_weights()
@@ -72,8 +74,9 @@ def test_tampered_gather_weights_are_refused():
 
 
 def test_gather_path_saves_and_loads_and_older_layouts_stay_dense(tmp_path):
-    A, b = budget(16)
-    model = keras.Sequential([keras.Input((4,)), klc.LinearInequalityConstraint(A, b, scaled_rows=[16])])
+    A, b = budget(16, free=3)
+    model = keras.Sequential([keras.Input((4,)), klc.LinearInequalityConstraint(A, b, scaled_rows=[13])])
+    assert model.layers[-1].layout["generator_path"] == "gather"
     x = np.random.default_rng(1).normal(size=(8, 4)).astype("float32") * 1e3
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
@@ -85,9 +88,48 @@ def test_gather_path_saves_and_loads_and_older_layouts_stay_dense(tmp_path):
         layer_lib.GeneratorLayout.from_config({**config, "generator_path": "sparse"})
 
 
+def test_diagonal_path_needs_every_coordinate_and_the_lineality_first():
+    def path(A):
+        return klc.LinearInequalityConstraint(A, units=4).layout["generator_path"]
+
+    assert path(-np.eye(4)) == "diagonal"  # x >= 0: 4 rays, in any order h_to_v gives them
+    assert path(-np.eye(4)[2:]) == "diagonal"  # x0, x1 free (lineality), then rays
+    assert path(-np.eye(4)[:2]) == "gather"  # the lineality's coordinates (2, 3) come last
+    assert path(np.array([[1.0, -1.0, 0.0, 0.0]])) == "dense"
+
+
+def test_diagonal_path_equals_the_product_saves_and_refuses_tampering(tmp_path):
+    A, b = budget(16)
+    A[:16] *= np.linspace(0.5, 2.0, 16)[:, None]
+    layer = klc.LinearInequalityConstraint(A, b, scaled_rows=[16], nonneg="softplus")
+    model = keras.Sequential([keras.Input((8,)), layer])
+    assert layer.layout["generator_path"] == "diagonal" and layer._call_mode == "direct"
+    assert "generator_gather" not in {w.name for w in layer.weights}
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    y = layer_ops.generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "softplus")
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
+    # coefficient j drives coordinate j: the representation's rays in coordinate order
+    rays = layer._representation.rays
+    in_order = rays[np.argsort(np.argmax(np.abs(rays), axis=1))]
+    expected = np.logaddexp(0.0, x @ kernel + bias) @ in_order
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(y), expected, rtol=1e-5, atol=1e-6)
+    layer.assert_constraints(model.predict(x * 1e4, verbose=0))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    weights = layer.get_weights()
+    at = [w.name for w in layer.weights].index("generator_scale")
+    weights[at] = -weights[at]  # rays leaving x >= 0
+    with pytest.raises(klc.GeneratorMismatchError, match="do not generate points"):
+        layer.set_weights(weights)
+
+
 def test_weight_specs_follow_the_path():
     layout = layer_lib.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="gather")
     names = [name for name, _, _ in weights_lib.weight_specs(layout, "direct", 6, 3, box=False)]
     assert names == ["kernel", "bias", "generator_scale", "generator_gather", "offset"]
     names = [name for name, _, _ in weights_lib.weight_specs(layout, "projected", 6, 3, box=False)]
     assert "generator_gather" not in names and "complement_basis" in names
+    layout = layer_lib.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="diagonal")
+    names = [name for name, _, _ in weights_lib.weight_specs(layout, "direct", 6, 3, box=False)]
+    assert names == ["kernel", "bias", "generator_scale", "offset"]
