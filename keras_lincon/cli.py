@@ -116,7 +116,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; building it imports neither Keras nor TensorFlow."""
-    from keras_lincon.experiments.checkerboard_projection import DATA_CHOICES, add_arguments, positive_int
+    from keras_lincon.experiments.checkerboard_projection import (
+        DATA_CHOICES,
+        SCALING_CHOICES,
+        add_arguments,
+        positive_int,
+    )
 
     parser = argparse.ArgumentParser(prog="keras-lincon", description="Hard linear constraints for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--train-size", type=positive_int, help="use only this many training images")
     vae.add_argument(
         "--scaling",
-        choices=("per_block", "global", "clip_blend", "clip_scale", "mix", "project"),
+        choices=SCALING_CHOICES,
         help="box treatment of the constraint layer (default per_block; global = the paper)",
     )
     vae.add_argument("--out", help="output folder (default runs/vae, runs/vae-quick with --quick)")

@@ -64,18 +64,38 @@ def _segment_table(ids: np.ndarray, num_segments: int) -> np.ndarray:
 class _Segments:
     """How columns with segment ids are reduced per segment and broadcast back (numpy, planned once).
 
-    ``kind``: ``"one"`` (every column in segment ``first``), ``"runs"`` (segments
-    ``0..used-1`` in order, ``width`` columns each: a reshape), ``"table"`` (a
-    gather into ``table``, (k, widest)), ``"scatter"`` (very uneven segments).
+    ``kind``: ``"one"`` (every column in segment ``first``); ``"grid"`` (the
+    columns are a row-major (rows * h, cols * w) array cut into h x w tiles,
+    tile (i, j) being segment ``i * cols + j``, segments ``rows * cols`` and up
+    empty: budget groups in order (``rows = h = 1``), the checkerboard's
+    blocks; reshapes only); ``"table"`` (a gather into ``table``, (k,
+    widest)); ``"scatter"`` (very uneven segments).
     """
 
     kind: str
     ids: np.ndarray
     num_segments: int
     first: int = 0
-    used: int = 0
-    width: int = 0
+    tiles: tuple = ()  # (rows, h, cols, w) of a grid
     table: np.ndarray | None = None
+
+
+def _grid_tiles(ids: np.ndarray) -> tuple:
+    """``(rows, h, cols, w)`` when ``ids`` is a tiling (see :class:`_Segments`), else ``()``."""
+    n = ids.size
+    w = int(np.argmax(ids != ids[0])) or n  # the first tile's width
+    for width in range(w, n + 1, w):  # the array's width: a multiple of the tile's
+        if n % width:
+            continue
+        grid = ids.reshape(n // width, width)
+        h = int(np.argmax(grid[:, 0] != grid[0, 0])) or grid.shape[0]
+        if grid.shape[0] % h:
+            continue
+        rows, cols = grid.shape[0] // h, width // w
+        tile_of = (np.arange(grid.shape[0])[:, None] // h) * cols + np.arange(width)[None, :] // w
+        if np.array_equal(grid, tile_of):
+            return rows, h, cols, w
+    return ()
 
 
 @functools.lru_cache(maxsize=256)
@@ -83,10 +103,9 @@ def _plan_segments(ids_bytes: bytes, size: int, num_segments: int) -> _Segments:
     ids = np.frombuffer(ids_bytes, dtype=np.int64, count=size)
     if size and np.all(ids == ids[0]):
         return _Segments("one", ids, num_segments, first=int(ids[0]))
-    counts = np.bincount(ids, minlength=num_segments)
-    used = int(np.count_nonzero(counts))
-    if size and np.all(np.diff(ids) >= 0) and np.all(counts[:used] == counts[0]) and not counts[used:].any():
-        return _Segments("runs", ids, num_segments, used=used, width=int(counts[0]))
+    tiles = _grid_tiles(ids) if size else ()
+    if tiles and tiles[0] * tiles[2] <= num_segments:
+        return _Segments("grid", ids, num_segments, tiles=tiles)
     table = _segment_table(ids, num_segments)
     if table.size > 2 * max(size, num_segments):
         return _Segments("scatter", ids, num_segments)
@@ -101,12 +120,12 @@ def _segments(segment_ids: np.ndarray, num_segments: int) -> _Segments:
 def segment_max(values, segment_ids: np.ndarray, num_segments: int):
     """(B, k) max of the columns of ``values`` (B, c) that share a segment id (``-inf``-like if none).
 
-    The planning is numpy and cached. One segment is a max; equal runs in
-    order (groups of a budget) a reshape and a max; other segments of similar
-    sizes (blocks of a box) a gather into a (k, widest) table and a max, which
-    XLA runs far faster than the scatter of ``ops.segment_max``; very uneven
-    segments (the table would be over twice the size of ``values``) use the
-    scatter.
+    The planning is numpy and cached. One segment is a max; tiles of a
+    row-major grid (budget groups in order, an image's blocks) reshapes and a
+    max; other segments of similar sizes a gather into a (k, widest) table
+    and a max, which XLA runs far faster than the scatter of
+    ``ops.segment_max``; very uneven segments (the table would be over twice
+    the size of ``values``) use the scatter.
     """
     plan = _segments(segment_ids, num_segments)
     lowest = np.finfo(np.float32).min  # what ops.segment_max gives an empty segment
@@ -116,11 +135,13 @@ def segment_max(values, segment_ids: np.ndarray, num_segments: int):
     if plan.kind == "one":
         top = ops.max(values, axis=-1, keepdims=True, initial=lowest)
         return top if num_segments == 1 else ops.where(np.arange(num_segments) == plan.first, top, lowest)
-    if plan.kind == "runs":
-        top = ops.max(ops.reshape(values, (batch, plan.used, plan.width)), axis=-1, initial=lowest)
-        if plan.used == num_segments:
+    if plan.kind == "grid":
+        rows, h, cols, w = plan.tiles
+        top = ops.max(ops.reshape(values, (batch, rows, h, cols, w)), axis=(2, 4), initial=lowest)
+        top = ops.reshape(top, (batch, rows * cols))
+        if rows * cols == num_segments:
             return top
-        return ops.concatenate([top, ops.full_like(values[:, :1], lowest) + np.zeros(num_segments - plan.used)], 1)
+        return ops.pad(top, [[0, 0], [0, num_segments - rows * cols]], constant_values=lowest)
     padded = ops.concatenate([values, ops.full_like(values[:, :1], lowest)], axis=1)
     gathered = ops.reshape(ops.take(padded, plan.table.reshape(-1), axis=1), (batch, *plan.table.shape))
     return ops.max(gathered, axis=-1, initial=lowest)
@@ -132,8 +153,11 @@ def segment_broadcast(values, segment_ids: np.ndarray, num_segments: int):
     plan = _segments(segment_ids, num_segments)
     if plan.kind == "one":
         return values[:, plan.first : plan.first + 1]
-    if plan.kind == "runs":
-        return ops.repeat(values[:, : plan.used], plan.width, axis=1)
+    if plan.kind == "grid":
+        rows, h, cols, w = plan.tiles
+        tiles = ops.reshape(values[:, : rows * cols], (ops.shape(values)[0], rows, 1, cols, 1))
+        spread = ops.repeat(ops.repeat(tiles, h, axis=2), w, axis=4)  # no-ops where h or w is 1
+        return ops.reshape(spread, (ops.shape(values)[0], rows * h * cols * w))
     return ops.take(values, plan.ids, axis=1)
 
 
@@ -396,7 +420,7 @@ def mixed_stage(y, features, stage: scaling_lib.ScaledStage, mix_kernel, mix_bia
     # Free coordinates get 0: both candidates are the clip there.
     k = stage.n_blocks
     seg = np.where(stage.coord_block < 0, k, stage.coord_block)
-    if _segments(seg, k + 1).kind in ("one", "runs"):  # a slice or a repeat
+    if _segments(seg, k + 1).kind in ("one", "grid"):  # a slice or reshapes
         weight = segment_broadcast(ops.pad(alpha, [[0, 0], [0, 1]]), seg, k + 1)
     else:  # (k, n) block membership; a product, not a gather (torch.compile's CPU codegen fails on one here)
         member = (stage.coord_block[None, :] == np.arange(k)[:, None]).astype(np.float32)

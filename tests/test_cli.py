@@ -177,10 +177,11 @@ def test_toy_quick_from_the_package(tmp_path, capsys):
     assert cli.main(["toy", "--quick", "--out", str(tmp_path), "--overwrite"]) == 0
 
 
-def test_vae_scaling_choices_are_the_layers():
+@pytest.mark.parametrize("command", ["vae", "toy"])
+def test_scaling_choices_are_the_layers(command):
     """The CLI lists the treatments itself (its --help imports no Keras); they must be the layer's."""
     from keras_lincon.layers import SCALINGS
 
-    vae = cli.build_parser()._subparsers._group_actions[0].choices["vae"]
-    (scaling,) = [a for a in vae._actions if a.dest == "scaling"]
+    parser = cli.build_parser()._subparsers._group_actions[0].choices[command]
+    (scaling,) = [a for a in parser._actions if a.dest == "scaling"]
     assert set(scaling.choices) == set(SCALINGS)

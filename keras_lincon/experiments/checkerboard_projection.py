@@ -28,6 +28,8 @@ import json
 from collections.abc import Sequence
 
 DATA_CHOICES = ("auto", "fashion_mnist", "mnist", "digits")
+#: The layer's ``scaling`` values (``keras_lincon.layers.SCALINGS``, listed here so ``--help`` imports no Keras).
+SCALING_CHOICES = ("per_block", "global", "clip_blend", "clip_scale", "mix", "project")
 
 
 def positive_int(text: str) -> int:
@@ -58,6 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="centre of the box rescaling: the cone's apex 0 (zero, the paper; "
         "test MSE 1.125x optimal in our run) or 0.9 x the projection of the mean "
         "training image (data; 1.25x: backgrounds at -1 then have almost no margin)",
+    )
+    parser.add_argument(
+        "--scaling",
+        choices=SCALING_CHOICES,
+        default="per_block",
+        help="the layer's treatment of the box and scaled rows (default per_block; see LinearInequalityConstraint)",
+    )
+    parser.add_argument(
+        "--scaled-rows",
+        choices=["none", "all"],
+        default="none",
+        help="all: every checkerboard row is a scaled row, so the layer is an affine map and, with "
+        "--scaling project, the exact projection onto each block's row and box (best quality, slower)",
     )
     return parser
 
@@ -130,7 +145,15 @@ def run(args: argparse.Namespace) -> dict:
     # (a) constrained layer and (b) unconstrained twin, same budget
     models = {
         "constrained layer": build_model(
-            n, args.hidden, klc.LinearInequalityConstraint(A, box=(-1.0, 1.0), box_center=center)
+            n,
+            args.hidden,
+            klc.LinearInequalityConstraint(
+                A,
+                box=(-1.0, 1.0),
+                box_center=center,
+                scaling=args.scaling,
+                scaled_rows="all" if args.scaled_rows == "all" else None,
+            ),
         ),
         "unconstrained": build_model(n, args.hidden, keras.layers.Dense(n)),
     }
@@ -164,6 +187,8 @@ def run(args: argparse.Namespace) -> dict:
         "test_size": len(x_test),
         "hidden": args.hidden,
         "center": args.center,
+        "scaling": args.scaling,
+        "scaled_rows": args.scaled_rows,
         "optimal_mse": mse(optimal),
         "layer_mse": mse(outputs["constrained layer"]),
         "unconstrained_mse": mse(outputs["unconstrained"]),
