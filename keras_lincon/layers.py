@@ -118,7 +118,9 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     Cost: about one ``Dense`` of the same shape plus ``k * r + r * n`` for
     ``r`` rays; the lineality part uses whichever of ``(h W) L`` and a
     projection of a full ``k x n`` map onto ``span(L)`` is cheaper
-    (``call_mode="auto"``; ``"direct"`` or ``"projected"`` force one).
+    (``call_mode="auto"``; ``"direct"`` or ``"projected"`` force one). The
+    scaled stage adds ``m n`` for ``m`` scaled rows and a few passes over
+    the output (``"project"``: 32 bisection passes; ``"mix"``: two candidates).
 
     Args:
         A: (m, n) constraint matrix (``n`` is the output size), or None with ``units=``.

@@ -135,3 +135,17 @@ def test_scaled_rows_benchmark_quick(tmp_path):
     assert f"RESULT True True 8 {speedups}" in out
     text = out_file.read_text()
     assert "load average before" in text and "load average after" in text and "numpy" in text
+
+
+def test_box_scaling_benchmark_quick(tmp_path):
+    """benchmarks/box_scaling.py --quick: the exact variants stay feasible, ratios are reported (no quality claim)."""
+    out_file = tmp_path / "box_scaling.txt"
+    out = run_python(f"""
+        import sys; sys.path.insert(0, "benchmarks")
+        import box_scaling
+        r = box_scaling.main(["--quick", "--archs", "mlp", "--variants", "scaled_project", "per_block",
+                              "--seed", "3", "--data", "digits", "--out", "{out_file}"])
+        print("RESULT", [(x["variant"], x["max_violation"] <= 1e-5, x["final"] > 0) for x in r])
+    """)
+    assert "RESULT [('scaled_project', True, True), ('per_block', True, True)]" in out
+    assert "seed 3" in out_file.read_text()
