@@ -84,8 +84,11 @@ def _grid_tiles(ids: np.ndarray) -> tuple:
     """``(rows, h, cols, w)`` when ``ids`` is a tiling (see :class:`_Segments`), else ``()``."""
     n = ids.size
     w = int(np.argmax(ids != ids[0])) or n  # the first tile's width
-    for width in range(w, n + 1, w):  # the array's width: a multiple of the tile's
-        if n % width:
+    # The array's width: where the ids first drop (back to tile row 0 on the next pixel row), or
+    # the whole (one pixel row per tile row is the same as one long row). Two checks, O(n) each.
+    drops = np.flatnonzero(np.diff(ids) < 0)
+    for width in ([int(drops[0]) + 1] if drops.size else []) + [n]:
+        if n % width or width % w:
             continue
         grid = ids.reshape(n // width, width)
         h = int(np.argmax(grid[:, 0] != grid[0, 0])) or grid.shape[0]
