@@ -137,6 +137,7 @@ def test_scaled_rows_benchmark_quick(tmp_path):
     assert "load average before" in text and "load average after" in text and "numpy" in text
 
 
+@pytest.mark.slow  # a benchmark's smoke test (about 25 s); `make test` stays under 15 minutes
 def test_box_scaling_benchmark_quick(tmp_path):
     """benchmarks/box_scaling.py --quick: the exact variants stay feasible, ratios are reported (no quality claim)."""
     out_file = tmp_path / "box_scaling.txt"
