@@ -57,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--center",
         choices=["zero", "data"],
         default="zero",
-        help="centre of the box rescaling: the cone's apex 0 (zero, the paper; "
-        "test MSE 1.125x optimal in our run) or 0.9 x the projection of the mean "
-        "training image (data; 1.25x: backgrounds at -1 then have almost no margin)",
+        help="centre of the box rescaling: the cone's apex 0 (zero, the paper) or 0.9 x the "
+        "projection of the mean training image (data; with the first release's global factor "
+        "1.25x the optimal test MSE vs 1.125x: backgrounds at -1 then have almost no margin)",
     )
     parser.add_argument(
         "--scaling",
