@@ -308,36 +308,51 @@ def coordinate_generators(rep: VRepresentation) -> tuple | None:
     """``(columns, scales)``, (l + r,) each, when every row of ``[L; R]`` is
     ``scale * e_column`` with distinct columns; else None.
 
-    Entries below ``1e-12`` of a row's largest are rounding of ``h_to_v``
-    (they would vanish in float32).
+    The rest of a row may be rounding of ``h_to_v`` (it would vanish in
+    float32): its norm may be up to ``1e-12 sqrt(n)`` of the row's largest
+    entry. The lineality's unit vectors are never formed (a box alone on
+    n = 20,000 outputs has 20,000), and the other rows take three passes and
+    no copy.
     """
-    gens = np.vstack([rep.lineality, rep.rays])
-    if not gens.shape[0]:
+    unit_columns, rest = rep.lineality_parts()
+    columns, scales = [unit_columns], [np.ones(unit_columns.size)]
+    for gens in (rest, rep.rays):
+        if not gens.shape[0]:
+            continue
+        rows = np.arange(gens.shape[0])
+        top, bottom = np.argmax(gens, axis=1), np.argmin(gens, axis=1)
+        column = np.where(np.abs(gens[rows, top]) >= np.abs(gens[rows, bottom]), top, bottom)
+        peak = gens[rows, column]
+        off_peak = np.einsum("ij,ij->i", gens, gens) - peak**2  # squared norm of the rest of the row
+        if np.any(peak == 0) or np.any(off_peak > gens.shape[1] * (1e-12 * peak) ** 2):
+            return None
+        columns.append(column)
+        scales.append(peak)
+    columns = np.concatenate(columns)
+    if not columns.size:
         return None
-    big = np.abs(gens) > 1e-12 * np.max(np.abs(gens), axis=1, keepdims=True)
-    if not np.all(big.sum(axis=1) == 1):
-        return None
-    columns = np.argmax(big, axis=1)
     if len(np.unique(columns)) != len(columns):
         return None
-    return columns, gens[np.arange(len(columns)), columns]
+    return columns, np.concatenate(scales)
 
 
 def generator_path(rep: VRepresentation) -> str:
     """``"diagonal"``, ``"gather"`` or ``"dense"`` (see :class:`GeneratorLayout`)."""
-    if diagonal_generators(rep) is not None:
-        return "diagonal"
-    return "gather" if coordinate_generators(rep) is not None else "dense"
+    found = coordinate_generators(rep)
+    if found is None:
+        return "dense"
+    return "diagonal" if diagonal_generators(rep, found) is not None else "gather"
 
 
-def diagonal_generators(rep: VRepresentation) -> np.ndarray | None:
+def diagonal_generators(rep: VRepresentation, found: tuple | None = None) -> np.ndarray | None:
     """(n,) scales ``s`` when ``[L; R]``, reordered by coordinate, is ``diag(s)``
     with the lineality's coordinates first (``0 .. l-1``); else None.
 
     In that order coefficient ``j`` drives coordinate ``j`` alone, so the
-    layer's product with the generators is ``coefficients * s``.
+    layer's product with the generators is ``coefficients * s``. ``found``:
+    :func:`coordinate_generators`'s result, if already computed.
     """
-    found = coordinate_generators(rep)
+    found = coordinate_generators(rep) if found is None else found
     if found is None or len(found[0]) != rep.dim:
         return None
     columns, scales = found

@@ -36,22 +36,36 @@ def orthonormal_rows(vectors: np.ndarray, n: int) -> np.ndarray:
     return basis * signs[:, None]
 
 
+def complement_parts(basis: np.ndarray, n: int) -> tuple:
+    """The complement of an orthonormal (k, n) basis in two parts, without its unit vectors.
+
+    Returns:
+        ``(free, rest)``: (f,) coordinates ``basis`` does not touch (their
+        unit vectors belong to the complement) and (n - k - f, n) the other
+        orthonormal vectors, from a (small) complete QR on the touched
+        coordinates. :func:`orthogonal_complement` stacks them in this order.
+    """
+    touched = np.flatnonzero(np.any(basis != 0, axis=0))
+    free = np.setdiff1d(np.arange(n), touched)
+    rest = np.zeros((0, n))
+    if touched.size:
+        q, _ = scipy.linalg.qr(basis[:, touched].T, mode="full")
+        local = q[:, basis.shape[0] :].T
+        rest = np.zeros((local.shape[0], n))
+        rest[:, touched] = local
+    return free, rest
+
+
 def orthogonal_complement(basis: np.ndarray, n: int) -> np.ndarray:
     """Orthonormal basis (n - k, n) of the complement of an orthonormal (k, n) basis.
 
     Coordinates that ``basis`` does not touch get unit vectors; only the
-    touched coordinates need a (small) complete QR.
+    touched coordinates need a (small) complete QR (:func:`complement_parts`).
     """
-    touched = np.flatnonzero(np.any(basis != 0, axis=0))
-    free = np.setdiff1d(np.arange(n), touched)
-    parts = [np.eye(n)[free]] if free.size else []
-    if touched.size:
-        q, _ = scipy.linalg.qr(basis[:, touched].T, mode="full")
-        local = q[:, basis.shape[0] :].T
-        full = np.zeros((local.shape[0], n))
-        full[:, touched] = local
-        parts.append(full)
-    return np.vstack(parts) if parts else np.zeros((0, n))
+    free, rest = complement_parts(basis, n)
+    unit = np.zeros((free.size, n))
+    unit[np.arange(free.size), free] = 1.0  # not np.eye(n)[free]: no second n x n array
+    return np.vstack([unit, rest])
 
 
 class VRepresentation:
@@ -130,6 +144,15 @@ class VRepresentation:
             lineality.setflags(write=False)
             self._lineality = lineality
         return self._lineality
+
+    def lineality_parts(self) -> tuple:
+        """``(unit_columns, rest)``: the lineality basis as unit vectors on
+        ``unit_columns`` (f,) followed by the (l - f, n) rows ``rest``, in the
+        order of :attr:`lineality`, without forming the unit vectors (a box
+        alone on n = 20,000 outputs has 20,000 of them)."""
+        if self._lineality is None:
+            return complement_parts(self._row_space, self.dim)
+        return np.zeros(0, dtype=np.int64), self._lineality
 
     @property
     def row_space(self) -> np.ndarray:

@@ -136,3 +136,4 @@ def test_large_box_layer_builds_without_n_by_n_work():
     assert layer.representation.row_space.shape == (0, n)
     y = keras.ops.convert_to_numpy(layer(np.random.default_rng(3).standard_normal((4, 8)).astype("float32") * 10))
     assert y.shape == (4, n) and np.all(np.abs(y) <= 1.0)
+    assert layer.representation._lineality is None  # the n x n lineality basis was never formed

@@ -37,6 +37,28 @@ def test_coordinate_generators_are_detected(rays, expected):
         np.testing.assert_allclose(found[1], expected[1])
 
 
+def test_coordinate_generators_read_a_row_space_without_forming_the_lineality():
+    """A representation holding only its row space gives what the explicit lineality basis gives."""
+    from keras_lincon.representation import orthogonal_complement
+
+    on_4_5 = -np.eye(6)[[4, 5]]
+    for row_space, rays, expected in [
+        (np.zeros((0, 6)), np.zeros((0, 6)), "coordinates"),  # lineality = every unit vector
+        (np.eye(6)[[4, 5]], on_4_5, "coordinates"),  # rays on 4, 5; unit vectors on 0..3
+        (np.array([[0.6, 0.8, 0, 0, 0, 0], [0, 0, 0, 0, 1.0, 0], [0, 0, 0, 0, 0, 1.0]]), on_4_5, None),  # mixed
+    ]:
+        lazy = VRepresentation(np.zeros((1, 6)), rays, None, row_space=row_space)
+        found = layer_lib.coordinate_generators(lazy)
+        assert lazy._lineality is None
+        explicit = VRepresentation(np.zeros((1, 6)), rays, orthogonal_complement(row_space, 6))
+        reference = layer_lib.coordinate_generators(explicit)
+        if expected is None:
+            assert found is None and reference is None
+        else:
+            np.testing.assert_array_equal(found[0], reference[0])
+            np.testing.assert_allclose(found[1], reference[1])
+
+
 def test_gather_path_equals_the_product_with_the_generators():
     A, b = budget(32, free=2)  # the lineality's coordinates last: a gather, not the diagonal
     A[:30] *= np.linspace(0.5, 2.0, 30)[:, None]  # rays of different lengths
