@@ -164,6 +164,11 @@ def segment_broadcast(values, segment_ids: np.ndarray, num_segments: int):
     return ops.take(values, plan.ids, axis=1)
 
 
+def _free_slot(block_ids: np.ndarray, k: int) -> np.ndarray:
+    """Block ids with ``-1`` (no block: free coordinates, rows of none) as ``k``, the extra segment."""
+    return np.where(block_ids < 0, k, block_ids).astype(np.int32)
+
+
 def _affine(x, kernel, bias):
     return ops.matmul(x, ops.cast(kernel, x.dtype)) + ops.cast(bias, x.dtype)
 
@@ -270,10 +275,10 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
         if m:
             worst = ops.maximum(worst, ops.max(row_ratio, axis=-1, keepdims=True))
         return c + centered / worst
-    seg = np.where(stage.coord_block < 0, k, stage.coord_block).astype(np.int32)  # k: the free slot
+    seg = _free_slot(stage.coord_block, k)
     block_ratio = segment_max(ratio, seg, k + 1)
     if m:
-        row_seg = np.where(stage.row_block < 0, k, stage.row_block).astype(np.int32)
+        row_seg = _free_slot(stage.row_block, k)
         block_ratio = ops.maximum(block_ratio, segment_max(row_ratio, row_seg, k + 1))
     scale = segment_broadcast(ops.maximum(block_ratio, 1.0), seg, k + 1)
     free = np.asarray(stage.coord_block < 0)
@@ -299,7 +304,7 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
         step = ops.concatenate([step, ops.matmul(clipped - anchor, const(stage.rows.T))], axis=-1)
         room = ops.concatenate([room, s_rhs - ops.matmul(anchor, const(stage.rows.T))], axis=-1)
     row_seg = np.concatenate([stage.gen_block[order], stage.row_block])
-    row_seg = np.where(row_seg < 0, k, row_seg).astype(np.int32)
+    row_seg = _free_slot(row_seg, k)
     positive = step > 0
     limit = ops.where(positive, ops.relu(room) / ops.where(positive, step, 1.0), _FAR)
     lam = ops.clip(-segment_max(-limit, row_seg, k + 1), 0.0, 1.0)
@@ -422,7 +427,7 @@ def mixed_stage(y, features, stage: scaling_lib.ScaledStage, mix_kernel, mix_bia
     alpha = ops.sigmoid(_affine(ops.cast(features, y.dtype), mix_kernel, mix_bias))
     # Free coordinates get 0: both candidates are the clip there.
     k = stage.n_blocks
-    seg = np.where(stage.coord_block < 0, k, stage.coord_block)
+    seg = _free_slot(stage.coord_block, k)
     if _segments(seg, k + 1).kind in ("one", "grid"):  # a slice or reshapes
         weight = segment_broadcast(ops.pad(alpha, [[0, 0], [0, 1]]), seg, k + 1)
     else:  # (k, n) block membership; a product, not a gather (torch.compile's CPU codegen fails on one here)
