@@ -18,13 +18,26 @@ three ways a plain cddlib call goes wrong:
   instead of returning a partial set.
   Integer or small-rational systems (denominators <= 10^6) always run
   exactly, as before (measured 5-20x slower than float, not 100x).
-* **Unbounded work.** McMullen's upper bound on the generator count is
-  computed first; far above ``max_generators`` (more than
-  :data:`REFUSE_FACTOR` times) the call is refused at once with
-  :class:`GeneratorExplosionError`. Runs whose bound says they may be long
-  (above :data:`WORKER_MIN_BOUND`) go to a worker process, so Ctrl-C stops them
-  promptly and ``time_budget`` ends them with
-  :class:`ConstructionTimeoutError`; short runs stay in-process.
+* **Unbounded work.** A call is refused up front
+  (:class:`GeneratorExplosionError`, ``reason == "bound"``, "certainly above
+  the cap") only when a *true lower bound* on the vertex count exceeds
+  ``max_generators`` (:func:`generator_lower_bound`: products of intervals,
+  symmetric-group orbits, perfect-matching polytopes), never on McMullen's
+  upper bound, which ignores structure and refused 16-vertex sets. Every
+  other set is enumerated; runs that McMullen's bound says may be long
+  (above :data:`WORKER_MIN_BOUND`) go to a worker process, so Ctrl-C stops
+  them promptly and ``time_budget`` ends them with
+  :class:`ConstructionTimeoutError` (``reason == "time"``); a finished run
+  with more than ``max_generators`` generators raises
+  :class:`TooManyGeneratorsError` (``reason == "count"``, "above the cap
+  after N generators"). cddlib has no hook to stop at a count, so the time
+  budget is what bounds a run that would explode. The worker process is
+  kept between calls (a fork costs ~30 ms with TensorFlow imported, more
+  than a small exact run) and replaced after a timeout, Ctrl-C or error.
+* **Near-duplicates.** Vertices and rays closer than
+  :data:`keras_lincon.representation.MERGE_RTOL` (relative) are one
+  generator (:func:`keras_lincon.representation.merge_close_rows`) before
+  they are counted, so counts do not depend on the order or scale of rows.
 * **Raw cddlib errors** (``RuntimeError: Numerical inconsistency``, ...)
   become :class:`RepresentationCheckError` with advice.
 
@@ -56,6 +69,7 @@ import logging
 import math
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import time
 from fractions import Fraction
@@ -74,13 +88,11 @@ from keras_lincon.errors import (
     TooManyGeneratorsError,
 )
 from keras_lincon.generator_check import ADVICE, check_generators, lp_support
+from keras_lincon.representation import merge_close_rows
+from keras_lincon.system import blocks as _blocks
 
 logger = logging.getLogger("keras_lincon")
 
-#: Refuse up front when the generator bound exceeds ``max_generators`` by this
-#: factor (McMullen's bound is tight for cyclic polytopes but random systems
-#: stay 10-30x below it, so a smaller factor would refuse feasible systems).
-REFUSE_FACTOR = 100
 #: Default wall-clock budget (seconds) of a worker-process run.
 DEFAULT_TIME_BUDGET = 120.0
 #: Exact arithmetic when the bound is at most this (measured: <= ~1-3 s).
@@ -214,17 +226,23 @@ def _run_cdd(table: np.ndarray, num_ineq: int, exact: bool):
     return vertices, array[~is_point & ~lines, 1:], array[lines, 1:]
 
 
-def _worker_main(conn, table, num_ineq, exact) -> None:
+def _worker_main(conn) -> None:
+    """Loop of the kept worker process: (table, num_ineq, exact) in, a result out."""
     # The parent handles Ctrl-C and terminates this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        result = ("ok", _run_cdd(table, num_ineq, exact))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-        result = ("error", type(exc).__name__, str(exc))
-    try:
-        conn.send(result)
-    finally:
-        conn.close()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            result = ("ok", _run_cdd(*task))
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+            result = ("error", type(exc).__name__, str(exc))
+        try:
+            conn.send(result)
+        except (BrokenPipeError, OSError):
+            return
 
 
 def _start_method() -> str:
@@ -242,26 +260,52 @@ def _stop(proc) -> None:
         proc.join()
 
 
+# The kept worker: (pid of the process that started it, process, connection).
+_WORKER: tuple | None = None
+
+
+def shutdown_worker() -> None:
+    """Stops the kept double-description worker process, if any (the next run starts a new one)."""
+    global _WORKER
+    worker, _WORKER = _WORKER, None
+    if worker is not None and worker[0] == os.getpid():
+        _stop(worker[1])
+        worker[2].close()
+
+
+def _worker():
+    """The kept worker process and its connection, started (forked) on first use."""
+    global _WORKER
+    if _WORKER is not None and (_WORKER[0] != os.getpid() or not _WORKER[1].is_alive()):
+        shutdown_worker()  # a dead worker, or one that belongs to our parent (we were forked)
+    if _WORKER is None:
+        ctx = multiprocessing.get_context(_start_method())
+        here, there = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_worker_main, args=(there,), daemon=True, name="keras_lincon-double-description")
+        proc.start()
+        there.close()
+        _WORKER = (os.getpid(), proc, here)
+    return _WORKER[1], _WORKER[2]
+
+
 def _run_in_worker(table, num_ineq, exact, time_budget, describe: str):
-    """:func:`_run_cdd` in a child process, bounded by ``time_budget`` and Ctrl-C."""
-    ctx = multiprocessing.get_context(_start_method())
-    receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(
-        target=_worker_main,
-        args=(sender, table, num_ineq, exact),
-        daemon=True,
-        name="keras_lincon-double-description",
-    )
+    """:func:`_run_cdd` in the kept worker process, bounded by ``time_budget`` and Ctrl-C.
+
+    A timeout, Ctrl-C or a dead worker ends the process (cddlib cannot be
+    interrupted otherwise); the next call starts a new one.
+    """
+    proc, conn = _worker()
     start = time.monotonic()
-    proc.start()
-    sender.close()
+    message, finished = None, False
     try:
+        conn.send((table, num_ineq, exact))
         while True:
             left = None if time_budget is None else time_budget - (time.monotonic() - start)
             if left is not None and left <= 0:
                 raise ConstructionTimeoutError(
-                    f"double description of {describe} did not finish within time_budget="
-                    f"{time_budget:g} s and was stopped. Split the constraints into "
+                    f"double description of {describe} did not finish within the time budget "
+                    f"(time_budget={time_budget:g} s) and was stopped: the set may have too many "
+                    "generators, or is only slow to enumerate. Split the constraints into "
                     "independent blocks, use fewer rows, put a box on a cone (box=...) "
                     "instead of listing bounds as rows, or pass a larger time_budget "
                     "(None waits without limit)."
@@ -269,20 +313,18 @@ def _run_in_worker(table, num_ineq, exact, time_budget, describe: str):
             # Wakes on a result, on the child's exit, or every 0.5 s (so that
             # the budget is checked; Ctrl-C interrupts the wait at once).
             ready = multiprocessing.connection.wait(
-                [receiver, proc.sentinel], timeout=0.5 if left is None else min(0.5, left)
+                [conn, proc.sentinel], timeout=0.5 if left is None else min(0.5, left)
             )
-            if receiver in ready:
+            if conn in ready or proc.sentinel in ready:
                 try:
-                    message = receiver.recv()
-                except EOFError:
+                    message = conn.recv() if conn.poll() else None
+                except (EOFError, OSError):
                     message = None
-                break
-            if proc.sentinel in ready:
-                message = receiver.recv() if receiver.poll() else None
+                finished = message is not None
                 break
     finally:
-        _stop(proc)
-        receiver.close()
+        if not finished:
+            shutdown_worker()
     if message is None:
         raise RepresentationCheckError(
             f"the double description worker for {describe} died without a result "
@@ -324,7 +366,8 @@ def enumerate_generators(
         time_budget: seconds a worker-process run may take (None: no limit).
             In-process runs (bound <= :data:`WORKER_MIN_BOUND`) are short and
             not timed.
-        allow_large: skip the up-front refusal of :class:`GeneratorExplosionError`.
+        allow_large: skip the up-front refusal of :class:`GeneratorExplosionError`
+            (the run is then still bounded by ``time_budget`` and counted).
         arithmetic: ``"auto"`` (exact when the bound is at most
             :data:`EXACT_MAX_BOUND` or all entries are small rationals, else
             floating point; if that fails its checks or cddlib raises, it
@@ -341,10 +384,13 @@ def enumerate_generators(
 
     Raises:
         ConstraintShapeError, NonFiniteError: bad input.
-        GeneratorExplosionError: the bound exceeds ``REFUSE_FACTOR *
-            max_generators`` (a :class:`TooManyGeneratorsError`).
-        TooManyGeneratorsError: more than ``max_generators`` generators.
-        ConstructionTimeoutError: a worker run exceeded ``time_budget``.
+        GeneratorExplosionError: a true lower bound on the count exceeds
+            ``max_generators`` (:func:`generator_lower_bound`; a
+            :class:`TooManyGeneratorsError` with ``reason == "bound"``).
+        TooManyGeneratorsError: the run counted more than ``max_generators``
+            generators (``reason == "count"``).
+        ConstructionTimeoutError: a worker run exceeded ``time_budget``
+            (``reason == "time"``).
         InfeasibleError: ``P`` is empty.
         RepresentationCheckError: cddlib failed or a check failed.
         KeyboardInterrupt: Ctrl-C (a worker is terminated first).
@@ -359,18 +405,23 @@ def enumerate_generators(
     (m, n), p = A.shape, C.shape[0]
     table = normalised_table(A, b, C, d)
     eq_rank = int(np.linalg.matrix_rank(table[m:, 1:])) if p else 0  # rows normalised
-    bound = generator_upper_bound(m, n - eq_rank)
+    bound = generator_upper_bound(m, n - eq_rank)  # McMullen: steers arithmetic and worker only
     describe = f"{m} inequalities and {p} equalities in {n} dimensions"
-    if bound > REFUSE_FACTOR * max_generators and not allow_large:
-        raise GeneratorExplosionError(
-            f"double description of {describe} refused: up to {bound:.3g} vertices and rays "
-            f"are possible (McMullen's bound), more than {REFUSE_FACTOR} x max_generators="
-            f"{max_generators}, and enumerating them could take hours. Split the constraints "
-            "into independent blocks (variables no row shares), use fewer rows, put a box "
-            "on a cone (box=...) instead of listing bounds as rows of A, use "
-            "LinearInequalityConstraint with fallback=True (its default: such rows move to a scaled "
-            "stage), or raise max_generators / pass allow_large=True to try anyway."
-        )
+    if bound > max_generators and not allow_large:
+        # Only a *lower* bound above the cap refuses without a run.
+        lower, rule = generator_lower_bound(A, b, C, d, seed=seed)
+        if lower > max_generators:
+            raise GeneratorExplosionError(
+                f"double description of {describe} refused: the set certainly has more vertices "
+                f"than max_generators={max_generators}: it is certainly above the cap (bound: at "
+                f"least {lower:,} vertices, from {rule}). Split the constraints into independent "
+                "blocks (variables no row shares), use fewer rows, put a box on a cone (box=...) "
+                "instead of listing bounds as rows of A, use LinearInequalityConstraint with "
+                "fallback=True (its default: such rows move to a scaled stage), or raise "
+                "max_generators.",
+                bound=lower,
+                rule=rule,
+            )
     if arithmetic == "auto":
         exact = bound <= EXACT_MAX_BOUND or all(
             _rational(float(v)).denominator <= _MAX_DENOMINATOR for v in table.reshape(-1)
@@ -390,8 +441,8 @@ def enumerate_generators(
         # Warn when the result may be refused after the run (bound above the cap).
         logger.log(
             logging.WARNING if bound > max_generators else logging.INFO,
-            "keras_lincon: double description of %s (%s arithmetic): up to %.3g generators are "
-            "possible (max_generators=%d), this may take a while%s.",
+            "keras_lincon: double description of %s (%s arithmetic): McMullen's upper bound allows "
+            "up to %.3g generators (a bound, not a count; max_generators=%d), this may take a while%s.",
             describe,
             "exact" if exact else "floating-point",
             bound,
@@ -424,14 +475,16 @@ def _generate(table, m, describe, max_generators, homogeneous, verify, seed, *, 
         vertices, rays, lineality = _run_in_worker(table, m, exact, time_budget, describe)
     else:
         vertices, rays, lineality = _run_cdd(table, m, exact)
+    # Near-duplicates (float round-off at degenerate vertices) are one generator.
+    vertices, rays = merge_close_rows(vertices), merge_close_rows(rays, unit=True)
     total = len(vertices) + len(rays) + len(lineality)
     if total > max_generators:
         raise TooManyGeneratorsError(
-            f"double description produced {total} generators for {describe}, more than "
-            f"max_generators={max_generators}. Split the constraints into independent blocks "
-            "(method='auto' does this), use fewer constraints, or put a box on a cone "
-            "(box=...) instead of listing bounds as rows of A; raise max_generators only if "
-            "the layer can afford that many."
+            f"double description of {describe} is above the cap after {total} generators "
+            f"(max_generators={max_generators}; the run finished and counted them). Split the "
+            "constraints into independent blocks (method='auto' does this), use fewer "
+            "constraints, or put a box on a cone (box=...) instead of listing bounds as rows "
+            "of A; raise max_generators only if the layer can afford that many."
         )
     if total == 0 and not homogeneous:
         if not exact and lp_support(np.zeros(n), -table[:m, 1:], table[:m, 0], -table[m:, 1:], table[m:, 0]) != -np.inf:
@@ -449,3 +502,272 @@ def _generate(table, m, describe, max_generators, homogeneous, verify, seed, *, 
     if verify or (verify is None and not exact):
         check_generators(table, m, vertices, rays, lineality, seed=seed)
     return vertices, rays, lineality
+
+
+# ------------------------------------------------------- certain lower bounds
+#
+# Refusing on McMullen's upper bound refused small sets (a 16-vertex cut
+# polytope, cross-polytopes, the Birkhoff polytope B6: the bound ignores
+# structure). A refusal up front therefore needs a *lower* bound on the
+# vertex count, from a closed form that the rows certify; everything else is
+# enumerated (bounded by the time budget). Each rule below is exact on the
+# given floats: symmetries are checked on bitwise-equal normalised rows, and
+# every claimed vertex comes with a witness (a vertex of P and its orbit, or
+# a perfect matching).
+
+#: Seconds :func:`generator_lower_bound` may spend testing symmetries.
+LOWER_BOUND_SECONDS = 0.5
+#: Coordinates of an LP vertex closer than this (relative) count as equal
+#: (fewer distinct values make a smaller orbit: the bound stays true).
+_ORBIT_RTOL = 1e-7
+#: Exact perfect-matching counts up to this many rows a side (subset DP).
+_MATCHING_MAX_SIDE = 16
+
+
+def _normalised_rows(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[a_i, b_i] / max|a_i|`` for the nonzero rows: (m', n + 1), invariant under permuting columns."""
+    peak = np.max(np.abs(A), axis=1) if A.size else np.zeros(len(A))
+    keep = peak > 0
+    return np.column_stack([A[keep], b[keep]]) / peak[keep, None]
+
+
+def _sorted_rows(rows: np.ndarray) -> np.ndarray:
+    return rows[np.lexsort(rows.T[::-1])] if len(rows) else rows
+
+
+def _transposition_orbits(A, b, C, d, deadline: float) -> np.ndarray:
+    """Orbits (labels, (n,)) of the group generated by coordinate swaps that map the rows onto themselves.
+
+    A swap ``(i j)`` is an automorphism when the normalised inequality rows,
+    columns ``i`` and ``j`` exchanged, are the same multiset (bitwise), and
+    the swapped equality rows stay in the span of ``[C, d]``. Swaps that are
+    automorphisms generate the full symmetric group on each connected orbit,
+    so the group is a product of symmetric groups (the permutahedron: all of
+    ``S_n``). Only coordinates with equal sorted columns are tried; the search
+    stops at ``deadline`` (``time.monotonic()``) with the group found so far.
+    """
+    n = A.shape[1]
+    rows = _normalised_rows(A, b)
+    reference = _sorted_rows(rows)
+    eq = np.column_stack([C, d]) if len(C) else None
+    eq_basis = None
+    if eq is not None:
+        u, s, vt = np.linalg.svd(eq, full_matrices=False)
+        eq_basis = vt[: int(np.sum(s > 1e-12 * s[0]))] if s.size and s[0] > 0 else np.zeros((0, n + 1))
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def is_automorphism(i, j):
+        perm = np.arange(n + 1)
+        perm[[i, j]] = perm[[j, i]]
+        if not np.array_equal(_sorted_rows(rows[:, perm]), reference):
+            return False
+        if eq_basis is not None:
+            swapped = eq[:, perm]
+            resid = swapped - (swapped @ eq_basis.T) @ eq_basis
+            if np.max(np.abs(resid)) > 1e-12 * max(1.0, float(np.max(np.abs(eq)))):
+                return False
+        return True
+
+    columns = np.sort(rows[:, :n], axis=0).T  # (n, m'): a column's sorted entries
+    _, klass = np.unique(columns, axis=0, return_inverse=True)
+    for k in np.unique(klass):
+        members = np.flatnonzero(klass.reshape(-1) == k)
+        for a_idx, i in enumerate(members):
+            for j in members[a_idx + 1 :]:
+                if time.monotonic() > deadline:
+                    return np.array([find(x) for x in range(n)])
+                if find(i) != find(j) and is_automorphism(i, j):
+                    parent[find(j)] = find(i)
+    return np.array([find(x) for x in range(n)])
+
+
+def _lp_vertex(A, b, C, d, rng) -> np.ndarray | None:
+    """A vertex of ``P`` (pointed, checked: ``n`` independent tight rows) maximising a random objective, or None."""
+    import scipy.optimize
+
+    n = A.shape[1]
+    for _ in range(2):
+        res = scipy.optimize.linprog(
+            -rng.standard_normal(n),
+            A_ub=A if len(A) else None,
+            b_ub=b if len(A) else None,
+            A_eq=C if len(C) else None,
+            b_eq=d if len(C) else None,
+            bounds=(None, None),
+            method="highs-ds",
+        )
+        if res.status != 0:
+            continue
+        x = res.x
+        scale = np.abs(b) + np.linalg.norm(A, axis=1) * np.linalg.norm(x)
+        tight = A[np.abs(A @ x - b) <= 1e-9 * np.maximum(scale, 1e-300)]
+        if np.linalg.matrix_rank(np.vstack([tight, C]), tol=None) == n:
+            return x
+    return None
+
+
+def _orbit_size(x: np.ndarray, labels: np.ndarray) -> int:
+    """Size of the orbit of ``x`` under the product of symmetric groups on the orbits ``labels``."""
+    size = 1
+    tol = _ORBIT_RTOL * max(1.0, float(np.max(np.abs(x))))
+    for label in np.unique(labels):
+        values = np.sort(x[labels == label])
+        # Values within tol of their neighbour are one value (fewer distinct
+        # values: a smaller orbit, so the bound stays a lower bound).
+        runs = np.diff(np.flatnonzero(np.r_[True, np.diff(values) > tol, True]))
+        size *= math.factorial(len(values)) // math.prod(math.factorial(int(r)) for r in runs)
+    return size
+
+
+def _perfect_matchings(A, b, C, d) -> int | None:
+    """Perfect matchings of the bipartite graph whose polytope ``{x >= 0, C x = d}`` is, or None.
+
+    Recognised when the inequalities are exactly ``-x_e <= 0`` (every
+    variable, nothing else) and each equality is a positive multiple of
+    ``sum_{e in S} x_e = 1``, every variable lies in exactly two equalities,
+    and the equalities split into two sides (a bipartite graph: equalities are
+    nodes, variables edges). Its vertices are the perfect matchings
+    (Birkhoff-von Neumann; the Birkhoff polytope B_k has k!).
+    """
+    n = A.shape[1]
+    if len(C) == 0 or len(A) < n or np.any(b != 0):
+        return None
+    nonzero = A != 0
+    if np.any(nonzero.sum(axis=1) != 1) or np.any(A[nonzero] >= 0):
+        return None
+    if not np.array_equal(np.unique(np.nonzero(nonzero)[1]), np.arange(n)):
+        return None
+    support = C != 0
+    peak = np.max(np.abs(C), axis=1)
+    if np.any(peak == 0) or np.any(C[support] <= 0):
+        return None
+    if np.any(np.abs(C - support * peak[:, None]) > 0) or np.any(d != peak):
+        return None
+    support = np.unique(support, axis=0)  # repeated equalities are one node
+    if np.any(support.sum(axis=0) != 2):
+        return None
+    # two-colour the equality nodes
+    side = np.full(len(support), -1)
+    for start in range(len(support)):
+        if side[start] >= 0:
+            continue
+        side[start], stack = 0, [start]
+        while stack:
+            u = stack.pop()
+            for e in np.flatnonzero(support[u]):
+                (v,) = [w for w in np.flatnonzero(support[:, e]) if w != u]
+                if side[v] < 0:
+                    side[v] = 1 - side[u]
+                    stack.append(v)
+                elif side[v] == side[u]:
+                    return None  # odd cycle: not bipartite
+    left, right = np.flatnonzero(side == 0), np.flatnonzero(side == 1)
+    if len(left) != len(right):
+        return 0
+    adjacency = support[left][:, None, :] & support[right][None, :, :]
+    adjacency = adjacency.any(axis=2)  # (k, k): an edge between left u and right v
+    k = len(left)
+    degrees = adjacency.sum(axis=1)
+    if k > _MATCHING_MAX_SIDE:
+        # van der Waerden (Egorychev-Falikman): a r-regular bipartite graph has
+        # at least k! (r/k)^k perfect matchings; rounded down, a true bound.
+        r = int(degrees[0])
+        if np.all(degrees == r) and np.all(adjacency.sum(axis=0) == r):
+            return int(math.floor(math.exp(math.lgamma(k + 1) + k * math.log(r / k)) * (1 - 1e-9)))
+        return None
+    counts = {0: 1}  # subset DP over the right side: matchings of the first rows
+    for u in range(k):
+        nxt: dict = {}
+        for mask, c in counts.items():
+            for v in np.flatnonzero(adjacency[u]):
+                if not mask >> v & 1:
+                    nxt[mask | 1 << v] = nxt.get(mask | 1 << v, 0) + c
+        counts = nxt
+    return sum(counts.values())
+
+
+def _block_lower_bound(A, b, C, d, rng, deadline) -> tuple[int, str, bool]:
+    """``(bound, rule, nonempty)``: a true lower bound on the vertices of one coupled block.
+
+    ``nonempty`` says whether the rule also certified that the block has a
+    point (a product's bound needs every factor non-empty).
+    """
+    n = A.shape[1]
+    if n == 1 and len(C) == 0:
+        a = A[:, 0]
+        hi = np.min(b[a > 0] / a[a > 0]) if np.any(a > 0) else np.inf
+        lo = np.max(b[a < 0] / a[a < 0]) if np.any(a < 0) else -np.inf
+        if lo > hi:
+            return 0, "an empty interval", True
+        return (2 if np.isfinite(lo) and np.isfinite(hi) and lo < hi else 1), "an interval", True
+    matchings = _perfect_matchings(A, b, C, d)
+    if matchings is not None:
+        return matchings, f"{matchings} perfect matchings of a bipartite matching polytope", True
+    if n >= 2 and time.monotonic() < deadline:
+        labels = _transposition_orbits(A, b, C, d, deadline)
+        if len(np.unique(labels)) < n and np.linalg.matrix_rank(np.vstack([A, C])) == n:
+            vertex = _lp_vertex(A, b, C, d, rng)
+            if vertex is not None:
+                size = _orbit_size(vertex, labels)
+                sizes = sorted(np.unique(labels, return_counts=True)[1].tolist(), reverse=True)
+                return size, f"the orbit of an LP vertex under coordinate permutations (S_{sizes[0]}...)", True
+    return 1, "", False
+
+
+def generator_lower_bound(A, b=None, C=None, d=None, *, seconds: float = LOWER_BOUND_SECONDS, seed: int = 0):
+    """A true lower bound on the number of vertices of ``P = {x : A x <= b, C x = d}``.
+
+    Unlike :func:`generator_upper_bound` (McMullen's, which ignores
+    structure), this is only above 1 where the rows certify it:
+
+    * a product of blocks (variables no row shares) has the product of the
+      blocks' vertex counts; a variable with two finite bounds has 2 (a box
+      in ``k`` dimensions: ``2^k``);
+    * a block whose rows are symmetric under swapping coordinates (checked
+      exactly) has at least the orbit of one of its vertices (an LP vertex)
+      under the group the swaps generate (the permutahedron of order ``k``:
+      ``k!``);
+    * a block ``{x >= 0, C x = d}`` that is a bipartite perfect-matching
+      polytope has one vertex per perfect matching (the Birkhoff polytope
+      ``B_k``: ``k!``), counted exactly up to :data:`_MATCHING_MAX_SIDE` nodes a
+      side.
+
+    Args:
+        A: (m, n); b: (m,) or None; C: (p, n) or None; d: (p,) or None.
+        seconds: time allowed for the symmetry search (its result stays a
+            true bound when cut short).
+        seed: seed of the LP objectives.
+
+    Returns:
+        ``(bound, rule)``: int bound (0 when a rule proves ``P`` empty) and a
+        description of the rules used ("" when nothing certified more than 1).
+    """
+    A, b, C, d = _as_arrays(A, b, C, d)
+    n = A.shape[1]
+    deadline = time.monotonic() + seconds
+    rng = np.random.default_rng(seed)
+    coord, (row_blk, eq_blk) = _blocks(n, A, C)
+    bound, rules, uncertified = 1, [], False
+    for j in range(int(coord.max()) + 1 if coord.size else 0):
+        var, rows, eqs = coord == j, row_blk == j, eq_blk == j
+        sub = (A[np.ix_(rows, var)], b[rows], C[np.ix_(eqs, var)], d[eqs])
+        count, rule, nonempty = _block_lower_bound(*sub, rng, deadline)
+        bound *= count
+        uncertified |= not nonempty
+        if count > 1 and rule not in rules:
+            rules.append(rule)
+        if count == 0:
+            return 0, rule
+    if bound > 1 and uncertified and lp_support(np.zeros(n), A, b, C, d) == -np.inf:
+        return 0, "an empty set (LP)"
+    blocks_used = int(coord.max()) + 1 if coord.size else 0
+    rule = "; ".join(rules)
+    if bound > 1 and blocks_used > 1:
+        rule = f"a product of {blocks_used} independent blocks: {rule}"
+    return bound, rule

@@ -27,7 +27,16 @@ class DegenerateSetError(LinconError):
 
 
 class TooManyGeneratorsError(LinconError):
-    """The V-representation has more generators than allowed."""
+    """The V-representation has more generators than allowed.
+
+    ``reason`` says which rule refused: ``"count"`` (double description ran
+    and counted more than the cap: "above the cap after N generators") or,
+    on :class:`GeneratorExplosionError`, ``"bound"`` (a true lower bound on
+    the count is above the cap, so no enumeration was run). The same field on
+    :class:`ConstructionTimeoutError` is ``"time"``.
+    """
+
+    reason = "count"
 
 
 class RepresentationCheckError(LinconError):
@@ -58,17 +67,29 @@ class GeneratorMismatchError(LinconError):
 
 
 class GeneratorExplosionError(TooManyGeneratorsError):
-    """Refused before double description: the generator bound is far above the cap.
+    """Refused before double description: the set certainly has more generators than the cap.
 
-    Raised up front (in milliseconds) when McMullen's upper bound on the
-    number of generators exceeds ``max_generators`` by a large factor; a
-    caller may catch it to fall back to another construction (for example
-    scaled rows) without waiting for an enumeration that would be refused.
+    Raised up front (in milliseconds) only when a true lower bound on the
+    number of vertices (a closed form: a product of intervals, a
+    permutation-symmetric polytope's vertex orbit, a perfect-matching
+    polytope's matchings; see
+    :func:`keras_lincon.double_description.generator_lower_bound`) exceeds
+    ``max_generators``, never on an upper bound alone. ``bound`` is that
+    lower bound and ``rule`` names the closed form. A caller may catch it to
+    fall back to another construction (for example scaled rows).
     """
+
+    reason = "bound"
+
+    def __init__(self, *args, bound: int | None = None, rule: str | None = None):
+        super().__init__(*args)
+        self.bound, self.rule = bound, rule
 
 
 class ConstructionTimeoutError(LinconError):
-    """Building the generators took longer than the allowed time budget."""
+    """Building the generators took longer than the allowed time budget (``reason == "time"``)."""
+
+    reason = "time"
 
 
 class MissingDependencyError(LinconError, ImportError):

@@ -43,9 +43,11 @@ from keras_lincon.errors import (
     TooManyGeneratorsError,
 )
 from keras_lincon.representation import (  # noqa: F401  (re-exported)
+    MERGE_RTOL,
     RANK_RTOL,
     VRepresentation,
     check_representation,
+    merge_close_rows,
     orthonormal_rows,
 )
 from keras_lincon.system import (  # noqa: F401  (re-exported)
@@ -72,29 +74,21 @@ METHODS = ("auto", "cdd", "closed_form", "blocks")
 # ---------------------------------------------------------------- helpers
 
 
-def _unique_sorted_rows(rows: np.ndarray) -> np.ndarray:
-    if rows.shape[0] <= 1:
-        return rows
-    keys = np.round(rows, 10) + 0.0  # +0.0 folds -0.0 into 0.0
-    order = np.lexsort(keys.T[::-1])  # numeric, first column most significant
-    keys, rows = keys[order], rows[order]
-    keep = np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)]
-    return rows[keep]
-
-
 def _canonical(vertices, rays, row_space):
-    """Vertices and rays reduced modulo the lineality space, unit rays, sorted.
+    """Vertices and rays reduced modulo the lineality space, unit rays, near-duplicates merged, sorted.
 
     ``row_space`` (k, n) is an orthonormal basis of the complement of the
     lineality space; reducing keeps the component inside it (O(n k) a row).
+    A ray is dropped when its reduced part is below ``1e-12`` of its own
+    norm (it lay in the lineality space): a ray's length means nothing, so no
+    absolute threshold (rays of tiny rows are tiny). Near-duplicates are
+    identified by :func:`merge_close_rows` (:data:`MERGE_RTOL`).
     """
     vertices = (vertices @ row_space.T) @ row_space
-    rays = (rays @ row_space.T) @ row_space
     norms = np.linalg.norm(rays, axis=1)
-    scale = max(1.0, float(norms.max())) if norms.size else 1.0
-    rays = rays[norms > 1e-12 * scale]
-    rays = rays / np.linalg.norm(rays, axis=1, keepdims=True)
-    return _unique_sorted_rows(vertices), _unique_sorted_rows(rays)
+    rays = (rays @ row_space.T) @ row_space
+    rays = rays[np.linalg.norm(rays, axis=1) > 1e-12 * norms]
+    return merge_close_rows(vertices), merge_close_rows(rays, unit=True)
 
 
 def _full_row_rank(A: np.ndarray) -> bool:
@@ -263,7 +257,7 @@ def h_to_v(
         blocks.append(_embed(v, var_idx, n))
         ray_parts.append(_embed(r, var_idx, n))
         row_parts.append(_embed(q, var_idx, n))
-    rays = _unique_sorted_rows(np.vstack(ray_parts)) if ray_parts else np.zeros((0, n))
+    rays = merge_close_rows(np.vstack(ray_parts), unit=True) if ray_parts else np.zeros((0, n))
     row_space = np.vstack(row_parts) if row_parts else np.zeros((0, n))
     used = "+".join(sorted(used_parts)) or "free"
     if method in ("auto", "blocks") and (method == "blocks" or len(components) + n_free > 1):

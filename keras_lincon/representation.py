@@ -19,6 +19,71 @@ from keras_lincon.system import CHECK_TOLERANCE, ConstraintSystem, violations
 
 # Relative singular-value cut-off for ranks and null spaces.
 RANK_RTOL = 1e-10
+#: Generators closer than this (relative; see :func:`merge_close_rows`) are
+#: one generator. Below the 1e-8 of a thin triangle's short side, above the
+#: round-off of floating-point double description (~1e-13..1e-10).
+MERGE_RTOL = 1e-9
+# Floor of the vertex tolerance, relative to the largest coordinate: float
+# round-off of one coordinate (matters only for sets far from the origin
+# compared with their size).
+_MERGE_EPS_FLOOR = 64 * np.finfo(np.float64).eps
+
+
+def merge_close_rows(rows, *, unit: bool = False, rtol: float = MERGE_RTOL) -> np.ndarray:
+    """Identifies generators closer than a relative tolerance: (k, n) -> (k', n), sorted.
+
+    The one rule by which near-duplicate generators (float round-off of a
+    degenerate vertex, or one vertex reached twice) are counted once, so
+    that counts do not depend on the order or the scale of the rows:
+
+    * vertices (``unit=False``): ``u`` and ``v`` are one vertex when
+      ``||u - v|| <= rtol * extent``, ``extent`` the largest coordinate range
+      of the set (``max_j (max_i v_ij - min_i v_ij)``), so scaling or
+      translating the set changes nothing; at least ``64 eps max|v_ij|``;
+    * rays (``unit=True``): scaled to unit length (zero rows dropped), then
+      one ray when the unit vectors are within ``rtol``.
+
+    Clusters are single-linkage (connected components of the "closer than"
+    graph, from a KD-tree): independent of the row order, unlike rounding to
+    a grid, where two copies of a vertex can straddle a grid line. Each
+    cluster keeps its lexicographically smallest member.
+
+    Args:
+        rows: (k, n) float array. unit: rows are directions (rays).
+        rtol: relative tolerance (default :data:`MERGE_RTOL`).
+
+    Returns:
+        (k', n) float64 array, rows in lexicographic order (first column most
+        significant).
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    if unit and len(rows):
+        norms = np.linalg.norm(rows, axis=1)
+        rows = rows[norms > 0] / norms[norms > 0, None]
+    rows = rows + 0.0  # folds -0.0 into 0.0 (sorting and printing)
+    if len(rows) == 0:
+        return rows
+    order = np.lexsort(rows.T[::-1])
+    rows = rows[order]
+    if len(rows) == 1:
+        return rows
+    if unit:
+        tol = rtol
+    else:
+        extent = float(np.max(np.ptp(rows, axis=0)))
+        tol = max(rtol * extent, _MERGE_EPS_FLOOR * float(np.max(np.abs(rows))))
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(rows).query_pairs(tol, output_type="ndarray")
+    if len(pairs) == 0:
+        return rows
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(rows), len(rows)))
+    _, labels = connected_components(graph, directed=False)
+    # rows are sorted, so a cluster's first occurrence is its smallest member
+    _, first = np.unique(labels, return_index=True)
+    return rows[np.sort(first)]
 
 
 def orthonormal_rows(vectors: np.ndarray, n: int) -> np.ndarray:

@@ -298,7 +298,7 @@ def test_interior_point_in_box():
         (
             dict(A=np.vstack([np.eye(6), -np.eye(6)]), b=np.ones(12), method="cdd", max_generators=10),
             klc.TooManyGeneratorsError,
-            "64 generators",
+            r"certainly above the cap \(bound: at least 64 vertices",
         ),
         (dict(A=[[1.0, 0.0]], method="fast"), klc.LinconError, "method must be one of"),
         (dict(A=[[1.0, 0.0], [2.0, 0.0]], method="closed_form"), klc.LinconError, "full row"),
