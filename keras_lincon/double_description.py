@@ -65,6 +65,7 @@ but take about a second at most.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import multiprocessing
@@ -288,11 +289,14 @@ def _worker():
     return _WORKER[1], _WORKER[2]
 
 
-def _run_in_worker(table, num_ineq, exact, time_budget, describe: str):
+def _run_in_worker(table, num_ineq, exact, time_budget, describe: str, walk: VertexWalk | None = None):
     """:func:`_run_cdd` in the kept worker process, bounded by ``time_budget`` and Ctrl-C.
 
     A timeout, Ctrl-C or a dead worker ends the process (cddlib cannot be
-    interrupted otherwise); the next call starts a new one.
+    interrupted otherwise); the next call starts a new one. While it runs,
+    the parent advances ``walk`` (if given) in slices of 50 ms and stops the
+    worker with :class:`TooManyGeneratorsError` as soon as the walk has
+    counted more than its cap.
     """
     proc, conn = _worker()
     start = time.monotonic()
@@ -310,11 +314,23 @@ def _run_in_worker(table, num_ineq, exact, time_budget, describe: str):
                     "instead of listing bounds as rows, or pass a larger time_budget "
                     "(None waits without limit)."
                 )
+            if walk is not None and not walk.done:
+                if walk.step(0.05 if left is None else min(0.05, left)):
+                    raise TooManyGeneratorsError(
+                        f"double description of {describe} is above the cap after {walk.count} "
+                        f"generators: a walk along the edges of its simple vertices counted more than "
+                        f"max_generators={walk.cap} distinct vertices while cddlib ran, so the run was "
+                        "stopped. Split the constraints into independent blocks (method='auto' does "
+                        "this), use fewer constraints, or put a box on a cone (box=...) instead of "
+                        "listing bounds as rows of A; raise max_generators only if the layer can "
+                        "afford that many."
+                    )
+                timeout = 0.0
+            else:
+                timeout = 0.5 if left is None else min(0.5, left)
             # Wakes on a result, on the child's exit, or every 0.5 s (so that
             # the budget is checked; Ctrl-C interrupts the wait at once).
-            ready = multiprocessing.connection.wait(
-                [conn, proc.sentinel], timeout=0.5 if left is None else min(0.5, left)
-            )
+            ready = multiprocessing.connection.wait([conn, proc.sentinel], timeout=timeout)
             if conn in ready or proc.sentinel in ready:
                 try:
                     message = conn.recv() if conn.poll() else None
@@ -451,7 +467,10 @@ def enumerate_generators(
         )
     start = time.monotonic()
     homogeneous = not np.any(b) and not np.any(d)
-    run = (table, m, describe, max_generators, homogeneous, verify, seed)
+    # The count may pass the cap (McMullen allows it): walk the vertex graph
+    # while the worker runs, to stop as soon as it certainly has.
+    walk = VertexWalk(A, b, C, d, max_generators, seed) if bound > max_generators else None
+    run = (table, m, describe, max_generators, homogeneous, verify, seed, walk)
     try:
         return _generate(*run, exact=exact, in_worker=in_worker, time_budget=time_budget)
     except RepresentationCheckError as exc:
@@ -468,11 +487,12 @@ def enumerate_generators(
         return _generate(*run, exact=True, in_worker=True, time_budget=left)
 
 
-def _generate(table, m, describe, max_generators, homogeneous, verify, seed, *, exact, in_worker, time_budget):
+def _generate(table, m, describe, max_generators, homogeneous, verify, seed, walk, *, exact, in_worker, time_budget):
     """One run of :func:`enumerate_generators` after the bound: cddlib, counts, checks."""
     n = table.shape[1] - 1
     if in_worker:
-        vertices, rays, lineality = _run_in_worker(table, m, exact, time_budget, describe)
+        args = (table, m, exact, time_budget, describe) + ((walk,) if walk is not None else ())
+        vertices, rays, lineality = _run_in_worker(*args)
     else:
         vertices, rays, lineality = _run_cdd(table, m, exact)
     # Near-duplicates (float round-off at degenerate vertices) are one generator.
@@ -771,3 +791,118 @@ def generator_lower_bound(A, b=None, C=None, d=None, *, seconds: float = LOWER_B
     if bound > 1 and blocks_used > 1:
         rule = f"a product of {blocks_used} independent blocks: {rule}"
     return bound, rule
+
+
+class VertexWalk:
+    """Counts vertices of ``P = {x : A x <= b, C x = d}`` by walking its edges, to stop at a cap.
+
+    cddlib cannot be stopped when its count passes ``max_generators``; this
+    walk, run by the parent while the worker enumerates, can: breadth-first
+    from an LP vertex along the edges of *simple* vertices (exactly
+    ``dim`` tight rows). An edge from a simple vertex with basis ``B`` that
+    leaves row ``k`` ends where a row ``j`` becomes tight; when ``j`` is
+    unique with a clear margin, the end is the simple vertex with basis
+    ``B - {k} + {j}``, so each counted vertex is identified by its tight rows
+    (combinatorially, not by coordinates) and the count is a true lower bound.
+    Degenerate vertices and ties are not expanded or counted (the walk then
+    counts less, never more). Equalities are eliminated first
+    (``x = x0 + N z``); a set with lineality is not walked.
+
+    Args:
+        A: (m, n); b: (m,); C: (p, n); d: (p,) float arrays.
+        cap: stop (``passed`` becomes True) once more than ``cap`` vertices are found.
+        seed: seed of the starting LP's objective.
+    """
+
+    #: Slack (relative to the row norm, rows are unit) below which a row is tight.
+    TIGHT = 1e-9
+    #: Relative gap the first blocking row needs over the second one.
+    MARGIN = 1e-7
+
+    def __init__(self, A, b, C, d, cap: int, seed: int = 0):
+        self.cap, self.count, self.passed, self.done = int(cap), 0, False, False
+        self._problem = (A, b, C, d)
+        self._seed = seed
+        self._queue: collections.deque = collections.deque()
+        self._seen: set = set()
+
+    def _start(self) -> None:
+        A, b, C, d = self._problem
+        if len(C):
+            # x = x0 + N z: a particular solution and a null-space basis of C
+            x0 = np.linalg.lstsq(C, d, rcond=None)[0]
+            if np.max(np.abs(C @ x0 - d), initial=0.0) > 1e-9 * max(1.0, float(np.max(np.abs(d)))):
+                self.done = True
+                return
+            _, s, vt = np.linalg.svd(C)
+            rank = int(np.sum(s > 1e-12 * s[0])) if s.size else 0
+            N = vt[rank:].T
+            A, b = A @ N, b - A @ x0
+        norms = np.linalg.norm(A, axis=1)
+        keep = norms > 0
+        A, b = A[keep] / norms[keep, None], b[keep] / norms[keep]
+        self._A, self._b = A, b
+        dim = A.shape[1]
+        if dim == 0 or np.linalg.matrix_rank(A) < dim:
+            self.done = True  # a point, or lineality: nothing to walk
+            return
+        vertex = _lp_vertex(A, b, np.zeros((0, dim)), np.zeros(0), np.random.default_rng(self._seed))
+        basis = None if vertex is None else self._simple_basis(vertex)
+        if basis is None:
+            self.done = True  # the start is degenerate: no certified walk
+            return
+        self._seen.add(basis)
+        self._queue.append(basis)
+        self.count = 1
+
+    def _simple_basis(self, x) -> tuple | None:
+        slack = self._b - self._A @ x
+        tight = np.flatnonzero(np.abs(slack) <= self.TIGHT * max(1.0, float(np.max(np.abs(x)))))
+        return tuple(tight.tolist()) if len(tight) == self._A.shape[1] else None
+
+    def step(self, seconds: float) -> bool:
+        """Walks for about ``seconds``; returns ``passed`` (more than ``cap`` vertices found)."""
+        stop = time.monotonic() + seconds
+        if not self._seen and not self.done:
+            self._start()
+        A, b = getattr(self, "_A", None), getattr(self, "_b", None)
+        while self._queue and not self.passed and time.monotonic() < stop:
+            basis = self._queue.popleft()
+            rows = np.array(basis)
+            M = A[rows]
+            try:
+                inv = np.linalg.inv(M)
+            except np.linalg.LinAlgError:
+                continue
+            if np.linalg.norm(M, 1) * np.linalg.norm(inv, 1) > 1e8:
+                continue  # ill-conditioned: the tight rows are not certain
+            x = inv @ b[rows]
+            slack = b - A @ x
+            scale = max(1.0, float(np.max(np.abs(x))))
+            others = np.ones(len(A), dtype=bool)
+            others[rows] = False
+            if np.any(slack[others] <= self.TIGHT * scale):
+                continue  # degenerate after all: do not expand
+            other_idx = np.flatnonzero(others)
+            if len(other_idx) < 2:
+                continue
+            edges = -inv.T  # edges[k]: a_{B_l}.e_k = -delta_kl
+            rate = edges @ A[other_idx].T  # (dim, m - dim)
+            grow = rate > 1e-12 * np.linalg.norm(edges, axis=1)[:, None]
+            ratio = np.where(grow, slack[other_idx][None, :] / np.where(grow, rate, 1.0), np.inf)
+            two = np.partition(ratio, 1, axis=1)[:, :2]
+            # a bounded edge whose first blocking row is unique with a margin (else: a ray or a tie)
+            clear = np.isfinite(two[:, 0]) & (two[:, 1] - two[:, 0] > self.MARGIN * np.maximum(two[:, 0], scale))
+            blocking = other_idx[np.argmin(ratio, axis=1)]
+            for k in np.flatnonzero(clear):
+                nxt = tuple(sorted(basis[:k] + basis[k + 1 :] + (int(blocking[k]),)))
+                if nxt not in self._seen:
+                    self._seen.add(nxt)
+                    self._queue.append(nxt)
+                    self.count += 1
+                    if self.count > self.cap:
+                        self.passed = True
+                        break
+        if not self._queue:
+            self.done = True
+        return self.passed

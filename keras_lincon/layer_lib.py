@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from keras_lincon import double_description, polyhedra, scaling_lib
+from keras_lincon import polyhedra, scaling_lib
 from keras_lincon.errors import (
     ConstraintShapeError,
     ConstructionTimeoutError,
@@ -137,13 +137,23 @@ def row_indices(scaled_rows, m: int) -> tuple:
     return tuple(sorted(set(arr.reshape(-1).astype(int).tolist())))
 
 
-def _warn_moved(rows, why: str) -> None:
+#: What each refusal rule means, for the fallback warning (the ``reason`` of the error).
+_REFUSALS = {
+    "bound": "certainly above the cap: a true lower bound on their block's vertices exceeds max_generators, "
+    "so no double description was run",
+    "count": "above the cap: double description ran and counted more generators than max_generators",
+    "time": "double description did not finish within the time budget (the count is unknown)",
+}
+
+
+def _warn_moved(rows, why: str, reason: str) -> None:
+    """Warns that ``rows`` moved to the scaled stage; ``reason`` is the refusal rule (bound, count or time)."""
     rows = list(rows)
     warnings.warn(
         f"rows {rows[:20]}{' ...' if len(rows) > 20 else ''} of A ({len(rows)} rows) are enforced by scaling, "
-        f"not generators: {why}. Outputs stay exactly feasible, but are pulled towards a centre where those "
-        "rows bind, so the layer fits targets near them less well. Pass fallback=False to refuse instead, "
-        "or scaled_rows= to choose.",
+        f"not generators: their generators were refused as {_REFUSALS.get(reason, reason)} ({why}). Outputs "
+        "stay exactly feasible, but are pulled towards a centre where those rows bind, so the layer fits "
+        "targets near them less well. Pass fallback=False to refuse instead, or scaled_rows= to choose.",
         ScaledRowsWarning,
         stacklevel=4,
     )
@@ -183,14 +193,12 @@ def plan_stages(
     n, m = system.dim, system.A.shape[0]
     if rhs_input and not scaled_rows:
         return _shifted_apex(system, box, method, max_generators, representation, loading)
-    limit = double_description.REFUSE_FACTOR * max_generators  # h_to_v refuses above this without enumerating
-    split = scaling_lib.split_rows(system, set(scaled_rows) | set(moved_rows), limit, fallback and not loading)
+    # Blocks that certainly exceed the cap (a true lower bound, as h_to_v refuses up front) move now.
+    split = scaling_lib.split_rows(system, set(scaled_rows) | set(moved_rows), max_generators, fallback and not loading)
     if moved_rows:
         split = scaling_lib.RowSplit(split.generator, split.scaled, tuple(sorted(moved_rows)), ())
     elif split.moved:
-        _warn_moved(
-            split.moved, f"their block's double description could have up to {max(split.bounds):.3g} generators"
-        )
+        _warn_moved(split.moved, f"at least {max(split.bounds):,} vertices, max_generators={max_generators}", "bound")
     gen_system = _rows(system, split.generator)
     if loading:
         representation = None
@@ -202,7 +210,7 @@ def plan_stages(
         except (TooManyGeneratorsError, ConstructionTimeoutError) as exc:
             if not fallback or not split.generator:
                 raise
-            _warn_moved(split.generator, f"their double description was refused ({exc})")
+            _warn_moved(split.generator, str(exc).split(". ")[0], exc.reason)
             split = scaling_lib.RowSplit(
                 (), tuple(range(m)), tuple(sorted(set(split.moved) | set(split.generator))), ()
             )

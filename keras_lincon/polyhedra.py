@@ -192,14 +192,14 @@ def h_to_v(
             double description of the whole system) or ``"closed_form"``
             (whole system; needs full row rank and no equalities).
         max_generators: refuse representations with more vertices + rays than
-            this (double description is refused up front when its bound is
-            far above it; see :mod:`keras_lincon.double_description`).
+            this (up front only when a true lower bound on the count exceeds
+            it, else after counting; see :mod:`keras_lincon.double_description`).
         tol: relative tolerance of the self-check (see
             :func:`check_representation`).
         time_budget: seconds a long double description may run (in a worker
             process, so Ctrl-C also stops it); None for no limit.
-        allow_large: run double description even when its generator bound is
-            far above ``max_generators``.
+        allow_large: run double description even when a lower bound on the
+            count is above ``max_generators`` (the count is still checked).
 
     Returns:
         A :class:`VRepresentation` with unit-norm rays, orthonormal lineality
@@ -208,9 +208,12 @@ def h_to_v(
     Raises:
         ConstraintShapeError, NonFiniteError: bad input.
         InfeasibleError: ``P`` is empty. DegenerateSetError: ``P`` is a point.
-        TooManyGeneratorsError: more than ``max_generators`` generators
-            (GeneratorExplosionError: refused up front, before any enumeration).
-        ConstructionTimeoutError: double description exceeded ``time_budget``.
+        TooManyGeneratorsError: more than ``max_generators`` generators;
+            ``reason`` says which rule: ``"bound"`` (a
+            :class:`GeneratorExplosionError`: certainly above the cap, no
+            enumeration) or ``"count"`` (above the cap after counting).
+        ConstructionTimeoutError: double description exceeded ``time_budget``
+            (``reason == "time"``).
         MissingDependencyError: the set needs pycddlib, which is not installed.
         RepresentationCheckError: numerical failure of the self-check.
 
@@ -285,8 +288,8 @@ def h_to_v(
     total = sum(len(v) for v in vertex_list) + rays.shape[0]
     if total > max_generators:
         raise TooManyGeneratorsError(
-            f"the representation has {total} vertices and rays, more than "
-            f"max_generators={max_generators}. Use fewer coupled constraints, a box "
+            f"the representation is above the cap after {total} generators (vertices and rays "
+            f"of all blocks), more than max_generators={max_generators}. Use fewer coupled constraints, a box "
             "(box=...) instead of bound rows, or raise max_generators."
         )
     rep = VRepresentation(

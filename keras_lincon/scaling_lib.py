@@ -438,7 +438,7 @@ class RowSplit:
 
     ``generator`` / ``scaled``: sorted row indices of ``A``; ``moved``: rows the
     automatic fallback moved to the scaled stage (a subset of ``scaled``), with
-    ``bounds`` the generator bound of each moved block.
+    ``bounds`` a true lower bound on the generators of each moved block.
     """
 
     generator: tuple
@@ -450,26 +450,30 @@ class RowSplit:
 def split_rows(
     system: polyhedra.ConstraintSystem,
     scaled=(),
-    limit: float = double_description.REFUSE_FACTOR * polyhedra.DEFAULT_MAX_GENERATORS,
+    limit: float = polyhedra.DEFAULT_MAX_GENERATORS,
     fallback: bool = True,
 ) -> RowSplit:
     """Splits the rows of ``system.A`` into generator rows and scaled rows.
 
     Rows in ``scaled`` always go to the scaled stage. With ``fallback``, every
-    independent block of the remaining rows whose generator bound exceeds
-    ``limit`` (McMullen's bound on its vertices plus rays,
-    :func:`keras_lincon.double_description.generator_upper_bound`, known
-    before any enumeration; the layer uses the bound above which
-    :func:`keras_lincon.h_to_v` refuses up front) moves to the scaled stage as a whole: its output
-    is then exact but no longer covers the whole set freely (ray scaling
-    towards a centre instead of generators). Blocks with at most as many rows
-    as variables never move (closed form or few generators).
+    independent block of the remaining rows that certainly has more than
+    ``limit`` generators (a true lower bound on its vertices,
+    :func:`keras_lincon.double_description.generator_lower_bound`, the rule
+    by which :func:`keras_lincon.h_to_v` refuses up front) moves to the
+    scaled stage as a whole: its output is then exact but no longer covers
+    the whole set freely (ray scaling towards a centre instead of
+    generators). An upper bound alone (McMullen's) moves nothing: such
+    blocks are enumerated, and the layer moves them only if that is refused
+    (cap or time budget). Blocks with at most as many rows as variables never
+    move (closed form or few generators).
 
     Args:
         system: all rows ``(A, b, C, d)``; ``scaled``: row indices of ``A``.
+        limit: the generator cap (the layer's ``max_generators``).
+        fallback: move blocks at all.
 
     Returns:
-        A :class:`RowSplit`.
+        A :class:`RowSplit`; ``bounds`` holds each moved block's lower bound.
     """
     m, n = system.A.shape
     scaled_set = set(int(i) for i in scaled)
@@ -481,10 +485,15 @@ def split_rows(
         coord, (row_blk, eq_blk) = blocks(n, system.A[keep], system.C)
         for j in range(int(coord.max()) + 1 if coord.size else 0):
             rows = keep[row_blk == j]
-            n_vars = int(np.sum(coord == j))
-            eq = system.C[eq_blk == j]
-            dim = n_vars - (np.linalg.matrix_rank(eq) if eq.size else 0)
-            bound = double_description.generator_upper_bound(rows.size, dim) if rows.size > dim else 0.0
+            var = coord == j
+            eqs = eq_blk == j
+            n_vars = int(np.sum(var))
+            dim = n_vars - (np.linalg.matrix_rank(system.C[eqs]) if np.any(eqs) else 0)
+            if rows.size <= dim or double_description.generator_upper_bound(rows.size, dim) <= limit:
+                continue  # cannot exceed the cap: no lower bound needed
+            bound, _ = double_description.generator_lower_bound(
+                system.A[np.ix_(rows, var)], system.b[rows], system.C[np.ix_(eqs, var)], system.d[eqs]
+            )
             if bound > limit:
                 moved.extend(rows.tolist())
                 bounds.append(bound)
