@@ -608,13 +608,16 @@ def _transposition_orbits(A, b, C, d, deadline: float) -> np.ndarray:
 
 
 def _lp_vertex(A, b, C, d, rng) -> np.ndarray | None:
-    """A vertex of ``P`` (pointed, checked: ``n`` independent tight rows) maximising a random objective, or None."""
+    """A vertex of ``P`` (checked: ``n`` independent tight rows) maximising a random bounded objective, or None."""
     import scipy.optimize
 
     n = A.shape[1]
     for _ in range(2):
+        # c = A^T lam + C^T mu with lam > 0 bounds c.x by lam.b + mu.d: the LP
+        # has an optimum whenever P is non-empty (and a vertex when pointed).
+        c = rng.uniform(0.5, 1.5, len(A)) @ A + (rng.standard_normal(len(C)) @ C if len(C) else 0.0)
         res = scipy.optimize.linprog(
-            -rng.standard_normal(n),
+            -c,
             A_ub=A if len(A) else None,
             b_ub=b if len(A) else None,
             A_eq=C if len(C) else None,
@@ -890,9 +893,11 @@ class VertexWalk:
             rate = edges @ A[other_idx].T  # (dim, m - dim)
             grow = rate > 1e-12 * np.linalg.norm(edges, axis=1)[:, None]
             ratio = np.where(grow, slack[other_idx][None, :] / np.where(grow, rate, 1.0), np.inf)
-            two = np.partition(ratio, 1, axis=1)[:, :2]
             # a bounded edge whose first blocking row is unique with a margin (else: a ray or a tie)
-            clear = np.isfinite(two[:, 0]) & (two[:, 1] - two[:, 0] > self.MARGIN * np.maximum(two[:, 0], scale))
+            two = np.partition(ratio, 1, axis=1)[:, :2]
+            with np.errstate(invalid="ignore"):  # inf - inf: an unbounded edge, not clear
+                gap = two[:, 1] - two[:, 0]
+            clear = np.isfinite(two[:, 0]) & (gap > self.MARGIN * np.maximum(two[:, 0], scale))
             blocking = other_idx[np.argmin(ratio, axis=1)]
             for k in np.flatnonzero(clear):
                 nxt = tuple(sorted(basis[:k] + basis[k + 1 :] + (int(blocking[k]),)))

@@ -23,10 +23,6 @@ RANK_RTOL = 1e-10
 #: one generator. Below the 1e-8 of a thin triangle's short side, above the
 #: round-off of floating-point double description (~1e-13..1e-10).
 MERGE_RTOL = 1e-9
-# Floor of the vertex tolerance, relative to the largest coordinate: float
-# round-off of one coordinate (matters only for sets far from the origin
-# compared with their size).
-_MERGE_EPS_FLOOR = 64 * np.finfo(np.float64).eps
 
 
 def merge_close_rows(rows, *, unit: bool = False, rtol: float = MERGE_RTOL) -> np.ndarray:
@@ -37,9 +33,12 @@ def merge_close_rows(rows, *, unit: bool = False, rtol: float = MERGE_RTOL) -> n
     that counts do not depend on the order or the scale of the rows:
 
     * vertices (``unit=False``): ``u`` and ``v`` are one vertex when
-      ``||u - v|| <= rtol * extent``, ``extent`` the largest coordinate range
-      of the set (``max_j (max_i v_ij - min_i v_ij)``), so scaling or
-      translating the set changes nothing; at least ``64 eps max|v_ij|``;
+      ``||u - v|| <= rtol * max(extent, max_ij |v_ij|)``, ``extent`` the
+      largest coordinate range of the set (``max_j (max_i v_ij - min_i
+      v_ij)``): scaling the set (or its rows) changes nothing, and a set
+      whose size is below ``rtol`` of its distance from the origin, which
+      floating-point arithmetic cannot resolve, is one point whichever
+      arithmetic computed it;
     * rays (``unit=True``): scaled to unit length (zero rows dropped), then
       one ray when the unit vectors are within ``rtol``.
 
@@ -70,8 +69,7 @@ def merge_close_rows(rows, *, unit: bool = False, rtol: float = MERGE_RTOL) -> n
     if unit:
         tol = rtol
     else:
-        extent = float(np.max(np.ptp(rows, axis=0)))
-        tol = max(rtol * extent, _MERGE_EPS_FLOOR * float(np.max(np.abs(rows))))
+        tol = rtol * max(float(np.max(np.ptp(rows, axis=0))), float(np.max(np.abs(rows))))
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
