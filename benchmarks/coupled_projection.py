@@ -1,0 +1,298 @@
+"""The coupled-block projection (issue 20): solver choice, cost against Dense, a training demo.
+
+Three parts, chosen with ``--parts`` (default: all):
+
+1. ``accuracy``: how many steps reach 1e-6 relative (``max|x - x_osqp| /
+   (1 + max|x_osqp|)`` per sample; OSQP with eps 1e-11 and polish is the
+   reference), float64, for ADMM alone, active-set steps alone, and ADMM
+   followed by active-set steps, on DC3's block (100 variables, ``A y = x``
+   with ``x`` per sample, 50 rows ``G y <= h``; points ``pinv(A) x + N(0, s^2)``
+   for s = 1 and 3) and on random blocks (10 to 100 rows scaled by 1e-3..1e3,
+   5 to 60 variables, up to n/3 equalities, half with a box).
+2. ``timing``: forward and forward + backward per step at batch 256 and 1024
+   on DC3's block, TensorFlow, ``tf.function(jit_compile=True)`` on the CPU,
+   float32, side by side with a Dense layer of the same shape (100 -> 100).
+3. ``training``: Pi-net's protocol on DC3's convex QP: MLP 2x200 ReLU ->
+   Dense(100) -> this projection (``d = x``), Adam, trained on the objective
+   alone (train rows 0-7951), RS = (f - f*)/|f*| on the test rows
+   8976-9999 with f* from OSQP, every few epochs until ``--seconds``.
+
+Run: ``python benchmarks/coupled_projection.py [--parts accuracy,timing,training]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from keras_lincon import coupled_projection as cp  # noqa: E402
+
+
+def dc3_data(n: int = 100, m: int = 50, p: int = 50, count: int = 10_000):
+    """DC3's published recipe (``../shared/DESIGN.md``): Q, p, A, X, G, h."""
+    np.random.seed(17)
+    Q = np.diag(np.random.random(n))
+    pv = np.random.random(n)
+    A = np.random.normal(0, 1, size=(p, n))
+    X = np.random.uniform(-1, 1, size=(count, p))
+    G = np.random.normal(0, 1, size=(m, n))
+    h = np.sum(np.abs(G @ np.linalg.pinv(A)), axis=1)
+    return Q, pv, A, X, G, h
+
+
+def osqp_projection(y, A, b, C, d, box):
+    """Row-wise projection by OSQP (eps 1e-11, polish); ``d`` may be per sample."""
+    import osqp
+    import scipy.sparse as sp
+
+    B, n = y.shape
+    C = np.zeros((0, n)) if C is None else C
+    d = np.broadcast_to(np.zeros(0) if d is None else d, (B, C.shape[0]))
+    lo, hi = (np.full(n, -np.inf), np.full(n, np.inf)) if box is None else box
+    solver = osqp.OSQP()
+    bounds = lambda i: (np.r_[np.full(A.shape[0], -np.inf), d[i], lo], np.r_[b, d[i], hi])  # noqa: E731
+    solver.setup(
+        sp.eye(n, format="csc"),
+        -y[0],
+        sp.csc_matrix(np.vstack([A, C, np.eye(n)])),
+        *bounds(0),
+        eps_abs=1e-11,
+        eps_rel=1e-11,
+        max_iter=400_000,
+        polishing=True,
+        verbose=False,
+    )
+    out = np.empty_like(y)
+    for i in range(B):
+        lo_i, hi_i = bounds(i)
+        solver.update(q=-y[i], l=lo_i, u=hi_i)
+        out[i] = solver.solve(raise_error=False).x
+    return out
+
+
+def random_block(rng):
+    n, m = int(rng.integers(5, 61)), int(rng.integers(10, 101))
+    p = int(rng.integers(0, n // 3 + 1))
+    A = rng.normal(size=(m, n)) * 10.0 ** rng.uniform(-3, 3, size=(m, 1))
+    C = rng.normal(size=(p, n)) * 10.0 ** rng.uniform(-3, 3, size=(p, 1))
+    x0 = rng.normal(size=n)
+    b = A @ x0 + rng.uniform(0.05, 1.0, m) * np.linalg.norm(A, axis=1)
+    box = (x0 - rng.uniform(0.2, 2, n), x0 + rng.uniform(0.2, 2, n)) if rng.random() < 0.5 else None
+    return A, b, (C if p else None), (C @ x0 if p else None), box, x0
+
+
+CONFIGS = (
+    [("ADMM", k, 0) for k in (25, 50, 100, 200, 400, 800)]
+    + [("active set", 0, k) for k in (2, 4, 6, 8, 12)]
+    + [("ADMM + active set", k, 8) for k in (10, 25, 50, 100, 200)]
+)
+
+
+def accuracy(batch: int = 64, blocks: int = 12):
+    """Prints, per solver setting, the share of samples within 1e-6 of OSQP and the worst error."""
+    cases = []
+    Q, pv, A, X, G, h = dc3_data()
+    rng = np.random.default_rng(0)
+    centre = X[:batch] @ np.linalg.pinv(A).T
+    plan = cp.plan_projection(G, h, C=A)
+    for spread in (1.0, 3.0):
+        y = centre + rng.normal(0, spread, centre.shape)
+        cases.append((f"DC3 s={spread:g}", plan, y, X[:batch], osqp_projection(y, G, h, A, X[:batch], None)))
+    for i in range(blocks):
+        A_r, b_r, C_r, d_r, box, x0 = random_block(rng)
+        y = x0 + rng.normal(0, 1.0, (batch, x0.size))
+        cases.append((f"random {i}", cp.plan_projection(A_r, b_r, C_r, d_r, box), y, None, None))
+        cases[-1] = (*cases[-1][:4], osqp_projection(y, A_r, b_r, C_r, d_r, box))
+    print("\n## Steps to 1e-6 (float64; share of samples within 1e-6 relative of OSQP, worst error)\n")
+    print("| solver | ADMM steps | active-set steps | DC3 s=1 | DC3 s=3 | random blocks (all samples) |")
+    print("|---|---|---|---|---|---|")
+    for name, iterations, polish in CONFIGS:
+        cells, pooled = [], []
+        for label, plan_i, y, d, ref in cases:
+            x = np.asarray(cp.project(y, plan_i, d=d, iterations=iterations, polish=polish))
+            err = np.abs(x - ref).max(axis=1) / (1.0 + np.abs(ref).max(axis=1))
+            if label.startswith("DC3"):
+                cells.append(f"{np.mean(err <= 1e-6):.2f} ({err.max():.0e})")
+            else:
+                pooled.append(err)
+        pooled = np.concatenate(pooled)
+        cells.append(f"{np.mean(pooled <= 1e-6):.3f} ({pooled.max():.0e})")
+        print(f"| {name} | {iterations} | {polish} | " + " | ".join(cells) + " |", flush=True)
+
+
+def timing(settings=((0, 6), (0, 8), (10, 6))):
+    """Forward and forward+backward per step, XLA on the CPU, float32, beside Dense(100)."""
+    import keras
+    import tensorflow as tf
+
+    Q, pv, A, X, G, h = dc3_data()
+    plan = cp.plan_projection(G, h, C=A)
+    print("\n## Cost on DC3's block (TensorFlow, XLA, CPU, float32; per step, one interleaved run)\n")
+    print(f"{os.cpu_count()} CPUs visible; TF {tf.__version__}, Keras {keras.__version__}\n")
+    print("| batch | map | forward | x Dense | forward + backward | x Dense |")
+    print("|---|---|---|---|---|---|")
+    for batch in (256, 1024):
+        _time_batch(batch, plan, X, A, G, h, settings)
+
+
+def _time_batch(batch, plan, X, A, G, h, settings):
+    import keras
+    import tensorflow as tf
+
+    from keras_lincon.experiments.timing import time_side_by_side
+
+    rng = np.random.default_rng(batch)
+    x_in = tf.constant(X[:batch], tf.float32)
+    y_in = tf.constant(X[:batch] @ np.linalg.pinv(A).T + rng.normal(0, 1, (batch, 100)), tf.float32)
+    dense = keras.layers.Dense(100)
+    dense.build((None, 100))
+
+    def dense_grad(y):
+        with tf.GradientTape() as tape:
+            tape.watch(y)
+            loss = tf.reduce_sum(dense(y) ** 2)
+        return tape.gradient(loss, [y, *dense.trainable_variables])
+
+    fns = {"Dense(100)": (tf.function(dense, jit_compile=True), tf.function(dense_grad, jit_compile=True))}
+    for iterations, polish in settings:
+        fns[f"projection ({iterations} ADMM + {polish} active-set)"] = _projection_fns(plan, x_in, iterations, polish)
+    viols = []
+    for name, (fwd, _) in fns.items():
+        if name.startswith("projection"):
+            out = fwd(y_in).numpy().astype(np.float64)
+            size = np.linalg.norm(out, axis=1)[:, None]
+            viols.append(np.max((out @ G.T - h) / (np.abs(h) + np.linalg.norm(G, axis=1) * size)))
+    forward = time_side_by_side({k: (lambda f=f: f[0](y_in).numpy()) for k, f in fns.items()})
+    backward = time_side_by_side(
+        {k: (lambda f=f: [g.numpy() for g in tf.nest.flatten(f[1](y_in))]) for k, f in fns.items()}
+    )
+    for k in fns:
+        print(
+            f"| {batch} | {k} | {forward[k] * 1e3:.2f} ms | {forward[k] / forward['Dense(100)']:.1f}x | "
+            f"{backward[k] * 1e3:.2f} ms | {backward[k] / backward['Dense(100)']:.1f}x |",
+            flush=True,
+        )
+    print(f"\n(batch {batch}: worst relative violation of the timed outputs {max(viols):.1e})\n")
+
+
+def _projection_fns(plan, x_in, iterations, polish):
+    """Compiled forward and forward + backward of the projection with d = x_in."""
+    import tensorflow as tf
+
+    def fwd(y):
+        return cp.project(y, plan, d=x_in, iterations=iterations, polish=polish)
+
+    def grad(y):
+        with tf.GradientTape() as tape:
+            tape.watch(y)
+            loss = tf.reduce_sum(fwd(y) ** 2)
+        return tape.gradient(loss, y)
+
+    return tf.function(fwd, jit_compile=True), tf.function(grad, jit_compile=True)
+
+
+def training(seconds: float = 60.0, iterations: int = 0, polish: int = 8, batch: int = 256, lr: float = 1e-3):
+    """Pi-net's protocol on DC3's convex QP with the projection as the output map."""
+    import keras
+    import tensorflow as tf
+
+    Q, pv, A, X, G, h = dc3_data()
+    train, test = X[:7952], X[8976:]
+    # reference optimum on the test rows
+    import osqp
+    import scipy.sparse as sp
+
+    solver = osqp.OSQP()
+    M = sp.csc_matrix(np.vstack([A, G]))
+    solver.setup(
+        sp.csc_matrix(Q),
+        pv,
+        M,
+        np.r_[test[0], np.full(50, -np.inf)],
+        np.r_[test[0], h],
+        eps_abs=1e-10,
+        eps_rel=1e-10,
+        polishing=True,
+        verbose=False,
+        max_iter=100_000,
+    )
+    f_star = []
+    for x in test:
+        solver.update(l=np.r_[x, np.full(50, -np.inf)], u=np.r_[x, h])
+        y = solver.solve(raise_error=False).x
+        f_star.append(0.5 * y @ Q @ y + pv @ y)
+    f_star = np.array(f_star)
+    print(f"\n## Training on DC3's objective (mean f* on the test rows {f_star.mean():.4f})\n")
+    plan = cp.plan_projection(G, h, C=A, iterations=iterations, polish=polish)
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential(
+        [keras.Input((50,)), keras.layers.Dense(200, "relu"), keras.layers.Dense(200, "relu"), keras.layers.Dense(100)]
+    )
+    opt = keras.optimizers.Adam(lr)
+    q_diag, p_vec = tf.constant(np.diag(Q), tf.float32), tf.constant(pv, tf.float32)
+
+    def objective(y):
+        return 0.5 * tf.reduce_sum(q_diag * y * y, axis=1) + tf.reduce_sum(p_vec * y, axis=1)
+
+    @tf.function(jit_compile=True)
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = cp.project(net(x), plan, d=x)
+            loss = tf.reduce_mean(objective(y))
+        grads = tape.gradient(loss, net.trainable_variables)
+        opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+        return loss
+
+    @tf.function(jit_compile=True)
+    def predict(x):
+        return cp.project(net(x), plan, d=x)
+
+    train_t, test_t = tf.constant(train, tf.float32), tf.constant(test, tf.float32)
+    rng = np.random.default_rng(0)
+    print("| epoch | training seconds | mean RS | max RS | worst violation (abs) |")
+    print("|---|---|---|---|---|")
+    spent, epoch, report = 0.0, 0, 1
+    while spent < seconds:
+        order = rng.permutation(len(train))
+        start = time.perf_counter()
+        for i in range(0, len(order), batch):
+            step(tf.gather(train_t, order[i : i + batch])).numpy()
+        spent += time.perf_counter() - start
+        epoch += 1
+        if epoch == report or spent >= seconds:
+            report *= 2
+            y = predict(test_t).numpy().astype(np.float64)
+            f = 0.5 * np.sum(np.diag(Q) * y * y, axis=1) + y @ pv
+            rs = (f - f_star) / np.abs(f_star)
+            viol = max(np.abs(y @ A.T - test).max(), np.maximum(y @ G.T - h, 0).max())
+            print(f"| {epoch} | {spent:.1f} | {rs.mean():.2e} | {rs.max():.2e} | {viol:.1e} |", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="accuracy,timing,training")
+    parser.add_argument("--seconds", type=float, default=60.0, help="training time budget")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--polish", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=0)
+    args = parser.parse_args(argv)
+    parts = args.parts.split(",")
+    if "accuracy" in parts:
+        accuracy()
+    if "timing" in parts:
+        timing()
+    if "training" in parts:
+        training(args.seconds, args.iterations, args.polish, args.batch, args.lr)
+
+
+if __name__ == "__main__":
+    main()
