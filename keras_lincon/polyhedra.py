@@ -61,7 +61,6 @@ from keras_lincon.system import (  # noqa: F401  (re-exported)
     violations,
     with_box,
 )
-from keras_lincon.system import blocks as coupled_blocks
 
 logger = logging.getLogger("keras_lincon")
 
@@ -121,7 +120,8 @@ def _closed_form_generators(A: np.ndarray, b: np.ndarray):
 def _components(system: ConstraintSystem):
     """Blocks of coupled variables (see :func:`keras_lincon.system.blocks`):
     list of (var_idx, A_rows, C_rows), and the number of untouched variables."""
-    coord, (a_block, c_block) = coupled_blocks(system.dim, system.A, system.C)
+    # dense label propagation: same blocks as system.blocks, ~10x cheaper on small systems
+    coord, (a_block, c_block) = double_description.coupled_blocks(system.dim, system.A, system.C)
     components = [
         (np.flatnonzero(coord == j), np.flatnonzero(a_block == j), np.flatnonzero(c_block == j))
         for j in range(int(coord.max()) + 1 if coord.size else 0)
