@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from keras_lincon import polyhedra, weights_lib
-from keras_lincon.errors import ConstraintViolationError, GeneratorMismatchError
+from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError, GeneratorMismatchError
 
 #: Relative float32 tolerance stated by the layer (see its docstring).
 FLOAT32_TOLERANCE = 1e-5
@@ -96,23 +96,44 @@ class ConstraintChecks:
 
     @property
     def floor(self) -> np.ndarray:
-        """(m_in,) declared floor of the input right-hand sides (``b`` of ``scaled_rows``;
-        ``-inf`` in the shifted-apex form, which is exact for every ``b``)."""
-        if self._plan.apex is not None:
+        """(m_in,) declared floor of the input ``b`` (``b`` of ``scaled_rows`` with
+        ``rhs_input=True``; ``-inf`` where the layer is exact for every value)."""
+        if self._plan.apex is not None or self._plan.shift is not None:
             return np.full(len(self._input_rows), -np.inf)
         return self.system.b[np.array(self._input_rows, dtype=int)]
 
+    def _rhs_parts(self, rhs) -> list:
+        """``rhs`` as a list of float64 arrays, one per right-hand-side input (checked)."""
+        names = self._rhs_names()
+        parts = list(rhs) if isinstance(rhs, (list, tuple)) else [rhs]
+        if len(parts) != len(names):
+            raise ConstraintShapeError(f"rhs= must be {', '.join(names)}: the layer's right-hand-side inputs.")
+        arrays = []
+        for name, size, part in zip(names, self._rhs_sizes, parts, strict=True):
+            array = np.asarray(keras.ops.convert_to_numpy(part), dtype=np.float64)
+            if array.shape[-1:] != (size,):
+                raise ConstraintShapeError(f"rhs= {name} must have shape (batch, {size}); got {array.shape}.")
+            arrays.append(array.reshape(-1, size))
+        return arrays
+
     def _rhs_rows(self, rhs, batch: int):
-        """(batch, m) ``b`` per sample: the stored one, with the input rows replaced by ``rhs``."""
+        """``(b, d)`` per sample, (batch, m) and (batch, p): the stored ones, with the inputs in ``rhs``."""
         b = np.repeat(self.system.b[None], batch, axis=0)
-        if rhs is not None:
-            r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self._input_rows))
-            b[:, np.array(self._input_rows, dtype=int)] = r
-        return b
+        d = np.repeat(self.system.d[None], batch, axis=0)
+        if rhs is None:
+            return b, d
+        parts = self._rhs_parts(rhs)
+        if self._rhs.d:
+            d = np.broadcast_to(parts.pop(), d.shape)
+        if parts:
+            b[:, np.array(self._input_rows, dtype=int)] = parts[0]
+        return b, d
 
     def below_floor(self, rhs) -> np.ndarray:
         """Indices of the samples whose ``b_s`` is below the floor somewhere (not guaranteed)."""
-        r = np.asarray(keras.ops.convert_to_numpy(rhs), dtype=np.float64).reshape(-1, len(self._input_rows))
+        if self._plan.shift is not None:
+            return np.zeros(0, dtype=int)  # exact for every value
+        r = self._rhs_parts(rhs)[0]
         return np.flatnonzero(np.any(r < self.floor, axis=1))
 
     def violations(self, outputs, relative: bool = False, *, rhs=None) -> np.ndarray:
@@ -120,16 +141,16 @@ class ConstraintChecks:
 
         Args:
             outputs: (..., n) layer outputs.
-            rhs: (B, m_in) the ``b_s`` they were computed for (``rhs_input=True``;
-                one per scaled row, or per row of ``A`` in the shifted-apex
-                form), else None for the stored ``b``.
+            rhs: the right-hand sides they were computed for, as passed to the
+                layer after the features (``b_s``, ``b``, ``d``, or ``(b, d)``
+                for two inputs), else None for the stored ones.
             relative: scale residuals as in the tolerance statement.
         """
         y = np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64).reshape(-1, self.units)
         G, h, C, d = self.constraint_rows()
         if rhs is None:
             return polyhedra.violations(y, G, h, C, d, relative=relative)
-        b = self._rhs_rows(rhs, y.shape[0])  # the rows of A come first in G
+        b, d = self._rhs_rows(rhs, y.shape[0])  # the rows of A come first in G
         h = np.concatenate([b, np.broadcast_to(h[b.shape[1] :], (y.shape[0], h.size - b.shape[1]))], axis=1)
         return polyhedra.violations(y, G, h, C, d, relative=relative)
 

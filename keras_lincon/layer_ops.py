@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import weakref
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -169,8 +170,35 @@ def _free_slot(block_ids: np.ndarray, k: int) -> np.ndarray:
     return np.where(block_ids < 0, k, block_ids).astype(np.int32)
 
 
+def _float64_off_tensorflow(a) -> bool:
+    # Keras's type promotion turns float64 into float32 on every backend but TensorFlow (it follows JAX
+    # without x64), so ops.matmul and ops.maximum of float64 tensors compute in float32 there.
+    return keras.backend.backend() != "tensorflow" and keras.backend.standardize_dtype(a.dtype) == "float64"
+
+
+def matmul(a, b):
+    """``a @ b`` over the last axis of ``a``, in the inputs' dtype on every backend (``ops.einsum`` keeps
+    float64 where ``ops.matmul`` would not)."""
+    if _float64_off_tensorflow(a):
+        return ops.einsum("...i,ij->...j", a, b)
+    return ops.matmul(a, b)
+
+
+def maximum(a, b):
+    """``ops.maximum(a, b)`` in ``a``'s dtype on every backend (NaN in ``a`` propagates)."""
+    if _float64_off_tensorflow(a):
+        return ops.where(ops.logical_or(a >= b, ops.isnan(a)), a, ops.cast(b, a.dtype) + ops.zeros_like(a))
+    return ops.maximum(a, b)
+
+
+def constant(a, dtype):
+    """A numpy constant as a tensor of ``dtype``, rounded once from float64 (so float64 layers
+    keep every digit of their planned constants; float32 ones round them as before)."""
+    return ops.convert_to_tensor(np.asarray(a, dtype=keras.backend.standardize_dtype(dtype)), dtype=dtype)
+
+
 def _affine(x, kernel, bias):
-    return ops.matmul(x, ops.cast(kernel, x.dtype)) + ops.cast(bias, x.dtype)
+    return matmul(x, ops.cast(kernel, x.dtype)) + ops.cast(bias, x.dtype)
 
 
 def generator_outputs(x, w, layout: GeneratorLayout, mode: str, nonneg: str):
@@ -203,17 +231,17 @@ def generator_outputs(x, w, layout: GeneratorLayout, mode: str, nonneg: str):
                 padded = ops.concatenate([scaled, ops.zeros_like(scaled[..., :1])], axis=-1)
                 out = ops.take(padded, w.generator_gather, axis=-1)
             else:
-                out = ops.matmul(gen_coeffs, ops.cast(w.generators, x.dtype))
+                out = matmul(gen_coeffs, ops.cast(w.generators, x.dtype))
     else:  # z + (nonneg(s) (R Q^T) - z Q^T) Q for a full map z
         out = coeffs
         small = _affine(x, w.small_kernel, w.small_bias) if n_rays + n_logits else None
         if layout.n_basis:
             basis = ops.cast(w.complement_basis, x.dtype)
-            coords = -ops.matmul(out, ops.transpose(basis))
+            coords = -matmul(out, ops.transpose(basis))
             if n_rays:
                 rays = NONNEG_FUNCTIONS[nonneg](small[..., :n_rays])
-                coords = coords + ops.matmul(rays, ops.cast(w.ray_coordinates, x.dtype))
-            out = out + ops.matmul(coords, basis)
+                coords = coords + matmul(rays, ops.cast(w.ray_coordinates, x.dtype))
+            out = out + matmul(coords, basis)
         logits = small[..., n_rays:] if n_logits else None
     if layout.vertex_path != "none":
         vertex_part = _vertex_part(logits, w, layout, ops.shape(x)[:-1])
@@ -232,7 +260,7 @@ def _vertex_part(logits, w, layout: GeneratorLayout, batch_shape):
         flat = ops.pad(ops.reshape(local, (-1, nb * layout.block_width)), [[0, 0], [0, 1]])  # the zero slot
         vertex_part = ops.take(flat, w.vertex_gather, axis=1)
     else:
-        vertex_part = ops.matmul(ops.reshape(weights, (-1, nb * smax)), ops.cast(w.vertex_dense, dtype))
+        vertex_part = matmul(ops.reshape(weights, (-1, nb * smax)), ops.cast(w.vertex_dense, dtype))
     return ops.reshape(vertex_part, batch_shape + (w.units,))
 
 
@@ -256,31 +284,29 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
     dtype = y.dtype
 
     def const(a):
-        return ops.convert_to_tensor(np.asarray(a, dtype=np.float32), dtype=dtype)
+        return constant(a, dtype)
 
     if box_weights is None:
         c, inv_upper, inv_lower = const(stage.center), const(stage.inv_upper), const(stage.inv_lower)
     else:
         c, inv_upper, inv_lower = (ops.cast(v, dtype) for v in box_weights)
     centered = y - c
-    ratio = ops.maximum(centered * inv_upper, centered * inv_lower)
+    ratio = maximum(centered * inv_upper, centered * inv_lower)
     m, k = stage.rows.shape[0], stage.n_blocks
     if m:
-        inv_slack = (
-            const(stage.inv_slack) if rhs is None else 1.0 / ops.maximum(rhs - const(stage.row_center), _MIN_SLACK)
-        )
-        row_ratio = ops.matmul(centered, const(stage.rows.T)) * inv_slack
+        inv_slack = const(stage.inv_slack) if rhs is None else 1.0 / maximum(rhs - const(stage.row_center), _MIN_SLACK)
+        row_ratio = matmul(centered, const(stage.rows.T)) * inv_slack
     if mode == "global":
         worst = ops.max(ratio, axis=-1, keepdims=True, initial=1.0)  # initial: empty batches
         if m:
-            worst = ops.maximum(worst, ops.max(row_ratio, axis=-1, keepdims=True))
+            worst = maximum(worst, ops.max(row_ratio, axis=-1, keepdims=True))
         return c + centered / worst
     seg = _free_slot(stage.coord_block, k)
     block_ratio = segment_max(ratio, seg, k + 1)
     if m:
         row_seg = _free_slot(stage.row_block, k)
-        block_ratio = ops.maximum(block_ratio, segment_max(row_ratio, row_seg, k + 1))
-    scale = segment_broadcast(ops.maximum(block_ratio, 1.0), seg, k + 1)
+        block_ratio = maximum(block_ratio, segment_max(row_ratio, row_seg, k + 1))
+    scale = segment_broadcast(maximum(block_ratio, 1.0), seg, k + 1)
     free = np.asarray(stage.coord_block < 0)
     if mode == "per_block" and not free.any():  # no coordinate is clipped alone
         return c + centered / scale
@@ -301,8 +327,8 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
     room = const(stage.gen_rhs[order]) - _times_rows(anchor, gen_rows, const)
     if m:
         s_rhs = const(stage.rhs) if rhs is None else rhs
-        step = ops.concatenate([step, ops.matmul(clipped - anchor, const(stage.rows.T))], axis=-1)
-        room = ops.concatenate([room, s_rhs - ops.matmul(anchor, const(stage.rows.T))], axis=-1)
+        step = ops.concatenate([step, matmul(clipped - anchor, const(stage.rows.T))], axis=-1)
+        room = ops.concatenate([room, s_rhs - matmul(anchor, const(stage.rows.T))], axis=-1)
     row_seg = np.concatenate([stage.gen_block[order], stage.row_block])
     row_seg = _free_slot(row_seg, k)
     positive = step > 0
@@ -332,7 +358,7 @@ def _times_rows(v, split, const):
     columns, scales, dense = split
     parts = [ops.take(v, columns, axis=1) * const(scales)] if columns.size else []
     if dense.shape[0] or not parts:
-        parts.append(ops.matmul(v, const(dense.T)))
+        parts.append(matmul(v, const(dense.T)))
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
 
@@ -393,7 +419,7 @@ def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, eligibl
     # d mu / d y = (D a) / (a^T D a), D the unclipped coordinates; y - y_fixed is 0, so the value stays
     shifted = y_fixed - mu[..., None] * a_t
     inside = ops.stop_gradient(ops.cast(ops.logical_and(shifted > lo, shifted < hi), y.dtype))
-    slope = ops.sum(inside * a_t * (y_b - y_fixed), axis=-1) / ops.maximum(ops.sum(inside * a_t * a_t, axis=-1), 1e-30)
+    slope = ops.sum(inside * a_t * (y_b - y_fixed), axis=-1) / maximum(ops.sum(inside * a_t * a_t, axis=-1), 1e-30)
     mu = mu + ops.cast(mu > 0, y.dtype) * slope
     x_b = ops.reshape(ops.clip(y_b - mu[..., None] * a_t, lo, hi), (ops.shape(y)[0], table.size))
     position = np.full(n, table.size)  # back to (B, n): a zero slot for coordinates of other blocks
@@ -409,12 +435,10 @@ def full_rhs(rhs, stage: scaling_lib.ScaledStage, columns: np.ndarray):
     """
     if np.array_equal(columns, np.arange(stage.rhs.size)):  # every scaled row is an input
         return rhs
-    select = np.zeros((columns.size, stage.rhs.size), dtype=np.float32)
+    select = np.zeros((columns.size, stage.rhs.size))
     select[np.arange(columns.size), columns] = 1.0
-    base = stage.rhs.astype(np.float32)
-    return ops.convert_to_tensor(base, rhs.dtype) + ops.matmul(
-        rhs - ops.convert_to_tensor(base[columns], rhs.dtype), ops.convert_to_tensor(select, rhs.dtype)
-    )
+    base = stage.rhs
+    return constant(base, rhs.dtype) + matmul(rhs - constant(base[columns], rhs.dtype), constant(select, rhs.dtype))
 
 
 def mixed_stage(y, features, stage: scaling_lib.ScaledStage, mix_kernel, mix_bias, rhs=None):
@@ -431,6 +455,6 @@ def mixed_stage(y, features, stage: scaling_lib.ScaledStage, mix_kernel, mix_bia
     if _segments(seg, k + 1).kind in ("one", "grid"):  # a slice or reshapes
         weight = segment_broadcast(ops.pad(alpha, [[0, 0], [0, 1]]), seg, k + 1)
     else:  # (k, n) block membership; a product, not a gather (torch.compile's CPU codegen fails on one here)
-        member = (stage.coord_block[None, :] == np.arange(k)[:, None]).astype(np.float32)
-        weight = ops.matmul(alpha, ops.convert_to_tensor(member, y.dtype))
+        member = (stage.coord_block[None, :] == np.arange(k)[:, None]).astype(np.float64)
+        weight = matmul(alpha, constant(member, y.dtype))
     return per_block + weight * (clip_blend - per_block)

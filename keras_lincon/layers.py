@@ -94,21 +94,43 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     naming the rows. Scaling costs quality (outputs are pulled towards ``c``
     where those rows bind), never feasibility.
 
-    **Right-hand sides as an input.** With ``rhs_input=True`` the layer is
-    called as ``layer([features, b_s])``. With ``scaled_rows``, ``b_s`` has
-    shape ``(batch, len(scaled_rows))`` in the order of the sorted row
-    indices, and ``b`` of those rows is the declared *floor*. Exactness
-    condition: every output is feasible for its own ``b_s`` whenever
-    ``b_s >= floor`` (the centre is computed for the floor);
-    :meth:`below_floor` and ``max_violation(y, rhs=b_s)`` report samples
-    where it did not hold. Without ``scaled_rows`` every row takes its ``b``
-    from the input, ``b_s`` of shape ``(batch, m)``: the *shifted-apex form*
-    ``x = M^+ [b_s; d] + z`` with ``z`` in the cone ``{A z <= 0, C z = 0}``
-    (``M = [A; C]`` must have full row rank; no box), exact for every ``b_s``.
+    **Right-hand sides as inputs** (optimization proxies: a network maps a
+    problem's parameters to a feasible point). ``rhs_input`` says which:
+
+    * ``"b"``: ``b`` of every row of ``A``; call ``layer([features, b])``
+      with ``b`` (batch, m). ``{"b": rows}`` takes only the chosen rows
+      (indices, a boolean mask or ``"all"``), ``b`` (batch, len(rows)).
+    * ``"d"``: ``d`` of the equalities; ``layer([features, d])``, (batch, p).
+    * ``("b", "d")`` (or ``{"b": rows, "d": True}``): both, as
+      ``layer([features, b, d])``.
+
+    These are exact for every value, with no floor: the layer computes a
+    point of the set of the stored ``b, d`` (the constructor's; zero where
+    not given) and moves it by ``T (beta - beta_0)``, where ``T`` moves each
+    input row by exactly its change and leaves the other rows, ``C`` and the
+    box's coordinates where they are. Such a ``T`` exists when the input rows
+    (and ``C``) are linearly independent of each other and of the fixed rows;
+    otherwise the constructor raises an error. Example, DC3's QP
+    ``A y = x, G y <= h`` with ``x`` the input:
+    ``LinearInequalityConstraint(G, h, C=A, rhs_input="d", scaled_rows="all")``.
+
+    ``rhs_input=True`` keeps release 0.1's meaning. With ``scaled_rows``,
+    ``b_s`` (batch, len(scaled_rows)) replaces ``b`` of the scaled rows,
+    whose stored ``b`` is a *floor*: outputs are feasible for their own
+    ``b_s`` whenever ``b_s >= floor`` (:meth:`below_floor` and
+    ``max_violation(y, rhs=b_s)`` report samples where it did not hold).
+    Without ``scaled_rows`` every row's ``b`` is the input (the
+    *shifted-apex form* ``x = M^+ [b_s; d] + z``, ``z`` in the cone
+    ``{A z <= 0, C z = 0}``; ``M = [A; C]`` of full row rank; no box).
+    Any other value raises an error that lists these choices.
 
     Tolerance: the generators are exact to 1e-9; in float32 every output
     satisfies ``a_i.x - b_i <= 1e-5 (|b_i| + ||a_i|| ||x||)`` (and likewise
-    ``|c_j.x - d_j|`` and the box), for inputs of any scale. Under a
+    ``|c_j.x - d_j|`` and the box), for inputs of any scale; in float64
+    (``keras.config.set_floatx("float64")``, or ``dtype="float64"``; note
+    that ``fit``/``predict`` cast numpy inputs to floatx; on JAX set
+    ``JAX_ENABLE_X64=1``) every stage computes in float64 and the bound is
+    1e-12. Under a
     mixed-precision policy the layer still computes in float32 (fp16/bf16
     rounding breaks the constraints), unless ``force_float32=False``. On GPUs
     with TF32 tensor cores, float32 matmuls are rounded to TF32 by default in
@@ -130,7 +152,9 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         box_center: optional (n,) centre of the scaled stage (see above).
         units: the output size when ``A`` is None.
         scaled_rows: rows of ``A`` enforced by scaling (indices, a mask or ``"all"``).
-        rhs_input: right-hand sides are the second input (see above).
+        rhs_input: which right-hand sides are inputs: ``False``, ``"b"``,
+            ``"d"``, ``("b", "d")``, ``{"b": rows, "d": bool}`` or ``True``
+            (see above).
         scaling: see above. fallback: see above (default True).
         call_mode: ``"auto"``, ``"direct"`` or ``"projected"`` (same sets, different weight shapes).
         nonneg: ``"abs"`` (paper), ``"softplus"``, ``"relu"`` or ``"square"``.
@@ -166,7 +190,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         box_center=None,
         units: int | None = None,
         scaled_rows=None,
-        rhs_input: bool = False,
+        rhs_input=False,
         scaling: str | None = None,
         fallback: bool = True,
         call_mode: str = "auto",
@@ -207,7 +231,8 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         self.scaled_rows = layer_lib.row_indices(scaled_rows, self.system.A.shape[0])
         if box_center is not None and self.box is None and not self.scaled_rows:
             raise ConstraintShapeError("box_center needs a box or scaled rows: pass box=(lower, upper) too.")
-        self.rhs_input, self.fallback = bool(rhs_input), bool(fallback)
+        self._rhs = layer_lib.rhs_inputs(rhs_input, self.system.A.shape[0], self.system.C.shape[0])
+        self.rhs_input, self.fallback = self._rhs.to_config(self.system.A.shape[0]), bool(fallback)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -220,7 +245,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             box_center,
             scaled_rows=self.scaled_rows,
             moved_rows=tuple(int(i) for i in moved_rows),
-            rhs_input=self.rhs_input,
+            rhs=self._rhs,
             scaling=scaling,
             fallback=self.fallback,
             method=method,
@@ -229,8 +254,11 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             loading=layout is not None,
         )
         self._representation = self._plan.representation
-        # rows whose b is the second input: the scaled rows, or every row (the shifted-apex form)
-        self._input_rows = tuple(range(self.system.A.shape[0])) if self._plan.apex else self.scaled_rows
+        # rows whose b is an input: the chosen rows; with a floor the scaled rows, or every row (shifted apex)
+        self._input_rows = self._rhs.b_rows if self._rhs.translated else self.scaled_rows
+        if self._plan.apex:
+            self._input_rows = tuple(range(self.system.A.shape[0]))
+        self._rhs_sizes = self._rhs.part_sizes(self.system.C.shape[0], len(self._input_rows)) if rhs_input else ()
         # a config's layout: the weights are loaded (and checked) next
         if layout is not None:
             self._layout = layer_lib.GeneratorLayout.from_config(layout)
@@ -311,35 +339,61 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
                     name=name, shape=shape, initializer=init, trainable=False, dtype=dtype, autocast=False
                 )
             setattr(self, _ATTRIBUTES.get(name, name), weight)
-        if not self.rhs_input:
-            self.input_spec = keras.layers.InputSpec(min_ndim=1, axes={-1: input_dim})
+        features_spec = keras.layers.InputSpec(min_ndim=1, axes={-1: input_dim})
+        parts_spec = [keras.layers.InputSpec(min_ndim=1, axes={-1: size}) for size in self._rhs_sizes]
+        self.input_spec = [features_spec, *parts_spec] if parts_spec else features_spec
 
     def _features_shape(self, input_shape):
-        if not self.rhs_input:
+        if not self._rhs_sizes:
             return input_shape
+        names = self._rhs_names()
+        call = f"[features, {', '.join(names)}]"
         if not (
             isinstance(input_shape, (list, tuple))
-            and len(input_shape) == 2
-            and isinstance(input_shape[0], (list, tuple))
+            and len(input_shape) == 1 + len(names)
+            and all(isinstance(shape, (list, tuple)) for shape in input_shape)
         ):
-            raise ConstraintShapeError("with rhs_input=True call the layer on [features, b_s].")
-        if input_shape[1][-1] != len(self._input_rows):
-            raise ConstraintShapeError(
-                f"b_s must have last dimension {len(self._input_rows)} (one per input row: "
-                f"{'scaled_rows' if self.scaled_rows else 'every row of A'}); "
-                f"got {tuple(input_shape[1])}."
-            )
+            raise ConstraintShapeError(f"with rhs_input={self.rhs_input!r} call the layer on {call}.")
+        for name, size, shape in zip(names, self._rhs_sizes, input_shape[1:], strict=True):
+            if shape[-1] != size:
+                raise ConstraintShapeError(
+                    f"{name} must have shape (batch, {size}) ({self._rhs_meaning(name)}); got {tuple(shape)}."
+                )
         return input_shape[0]
+
+    def _rhs_names(self) -> tuple:
+        if self._rhs.floor:
+            return ("b_s",)
+        return (("b",) if self._rhs.b_rows else ()) + (("d",) if self._rhs.d else ())
+
+    def _rhs_meaning(self, name: str) -> str:
+        if name == "d":
+            return "one per row of C"
+        if self._rhs.translated:
+            return f"one per row of A in rhs_input: rows {list(self._input_rows)[:10]}"
+        return f"one per input row: {'scaled_rows' if self.scaled_rows else 'every row of A'}"
 
     def call(self, inputs):
         if not self._generators_ready and not _in_symbolic_scope():
             self._verify_before_first_call()
-        features, rhs = inputs if self.rhs_input else (inputs, None)
+        features, *parts = inputs if self._rhs_sizes else (inputs,)
+        rhs = parts[0] if self._rhs.floor else None
         x = ops.cast(features, self.compute_dtype)
         y = layer_ops.generator_outputs(x, self, self._layout, self._call_mode, self.nonneg)
         if self._plan.apex is not None:  # apex P b + q of this sample's set, plus a point of the cone
-            P, q = (ops.convert_to_tensor(np.asarray(a, np.float32), y.dtype) for a in self._plan.apex)
-            return y + ops.matmul(ops.cast(rhs, y.dtype), ops.transpose(P)) + q
+            P, q = (layer_ops.constant(a, y.dtype) for a in self._plan.apex)
+            return y + layer_ops.matmul(ops.cast(rhs, y.dtype), ops.transpose(P)) + q
+        if self._plan.shift is not None:  # right-hand sides that move the set: the stored set's point, moved
+            return self._stored_set_point(x, y) + self._translation(parts, y.dtype)
+        return self._stored_set_point(x, y, rhs)
+
+    def _translation(self, parts, dtype):
+        T, q = self._plan.shift
+        beta = ops.concatenate([ops.cast(part, dtype) for part in parts], axis=-1) if len(parts) > 1 else parts[0]
+        return layer_ops.matmul(ops.cast(beta, dtype), layer_ops.constant(T.T, dtype)) + layer_ops.constant(q, dtype)
+
+    def _stored_set_point(self, x, y, rhs=None):
+        """The scaled stage on the generator stage's ``y`` (``rhs``: ``b_s`` above a floor, or None)."""
         if self._stage is None:
             return y
         batch_shape, y = ops.shape(y), ops.reshape(y, (-1, self.units))  # the stage works on (B, n)

@@ -82,6 +82,7 @@ class ConstraintViolation(keras.metrics.Metric):
         box=None,
         units=None,
         rhs_rows=None,
+        rhs_d: bool = False,
         name="max_violation",
         dtype=None,
     ):
@@ -97,6 +98,7 @@ class ConstraintViolation(keras.metrics.Metric):
             G, h, C, d = layer.constraint_rows()
             # the rows of A come first in G, so the input rows' positions are theirs in A
             rhs_rows = list(layer._input_rows) if getattr(layer, "rhs_input", False) else None
+            rhs_d = bool(getattr(layer, "_rhs", None) is not None and layer._rhs.d)
         else:
             if A is None and units is None:
                 raise ConstraintShapeError("ConstraintViolation needs a layer, A, or units (for a box only).")
@@ -114,18 +116,29 @@ class ConstraintViolation(keras.metrics.Metric):
                     )
         self.units = G.shape[1]
         self.rows = (G, h, C, d)  # float64, for the config
+        if rhs_d and not C.shape[0]:
+            raise ConstraintShapeError("rhs_d=True needs equality rows C.")
+        self.rhs_d = bool(rhs_d)
+        if self.rhs_d and rhs_rows is None:
+            rhs_rows = []
         self.rhs_rows = rhs_rows
+        p, r = C.shape[0], G.shape[0]
         G, h = np.vstack([G, C, -C]), np.concatenate([h, d, -d])
         self._constants = (G.T, h, np.abs(h), np.linalg.norm(G, axis=1))  # (n, r), (r,) x 3
-        if rhs_rows is not None:  # b per sample = h with the input rows replaced: h * keep + b_s @ placement
-            placement = np.zeros((len(rhs_rows), h.size))
+        if rhs_rows is not None:  # per sample = h with the input rows replaced: h * keep + [b_s, d_s] @ placement
+            placement = np.zeros((len(rhs_rows) + (p if self.rhs_d else 0), h.size))
             placement[np.arange(len(rhs_rows)), rhs_rows] = 1.0
-            self._rhs_constants = (1.0 - placement.sum(axis=0), placement)
+            if self.rhs_d:  # C x = d is the rows C x <= d and -C x <= -d
+                placement[len(rhs_rows) + np.arange(p), r + np.arange(p)] = 1.0
+                placement[len(rhs_rows) + np.arange(p), r + p + np.arange(p)] = -1.0
+            self._rhs_constants = (1.0 - np.abs(placement).sum(axis=0), placement)
         self.value = self.add_variable(shape=(), initializer=keras.initializers.Constant(-np.inf), name="value")
 
     def _rhs(self, rhs, vectors: int):
         """(B, r) right-hand side per output vector: the fixed one with the input rows replaced by ``rhs``."""
         keep, placement = (ops.convert_to_tensor(c, self.dtype) for c in self._rhs_constants)
+        if isinstance(rhs, (list, tuple)):  # (b_s, d_s), as the layer takes them
+            rhs = ops.concatenate([ops.cast(part, self.dtype) for part in rhs], axis=-1)
         b = ops.reshape(ops.cast(rhs, self.dtype), (-1, placement.shape[0]))
         h = ops.convert_to_tensor(self._constants[1], self.dtype) * keep + ops.matmul(b, placement)
         return ops.reshape(ops.repeat(h[:, None], vectors, axis=1), (-1, keep.shape[0]))
@@ -187,4 +200,5 @@ class ConstraintViolation(keras.metrics.Metric):
             "d": d.tolist() if C.size else None,
             "units": self.units,
             **({"rhs_rows": self.rhs_rows} if self.rhs_rows is not None else {}),
+            **({"rhs_d": True} if self.rhs_d else {}),
         }

@@ -94,12 +94,12 @@ class ConstrainedVAE(keras.Model):
     violation, a :class:`~keras_lincon.ConstraintViolation`; ``-inf`` for the
     twin, which has no constraints). No ``sample_weight``.
 
-    **Right-hand sides per example** (a conditional VAE): with
-    ``rhs_input=True`` the output layer takes its ``b_s`` as an input (see
-    :class:`~keras_lincon.LinearInequalityConstraint`: ``scaled_rows`` with
-    their ``b`` as the floor, or every row in the shifted-apex form). The
-    model is then called and fitted on pairs ``(x, b_s)``, ``b_s`` of shape
-    (batch, m_in); the posterior head sees ``[encoder(x), b_s]`` and the
+    **Right-hand sides per example** (a conditional VAE): with ``rhs_input``
+    (any value the layer takes: ``"b"``, ``"d"``, ``("b", "d")``, a dict, or
+    ``True``, see :class:`~keras_lincon.LinearInequalityConstraint`) the
+    output layer takes its right-hand sides as an input. The model is then
+    called and fitted on pairs ``(x, b_s)``, ``b_s`` of shape (batch, m_in):
+    the layer's inputs side by side (``[b, d]`` for both); the posterior head sees ``[encoder(x), b_s]`` and the
     decoder ``[z, b_s]``, so ``q(u | x, b)`` and ``p(x | z, b)``. Every
     reconstruction and sample is feasible for its own ``b_s`` (above the
     floor); ``max_violation`` measures each output against it.
@@ -158,7 +158,7 @@ class ConstrainedVAE(keras.Model):
         nonneg: str = "abs",
         scaling: str | None = None,
         scaled_rows=None,
-        rhs_input: bool = False,
+        rhs_input=False,
         prior: None | str | Callable | object = None,
         prior_components: int = 10,
         output_shape: Sequence[int] | None = None,
@@ -191,10 +191,10 @@ class ConstrainedVAE(keras.Model):
         if rhs_input:
             if A is None and output_layer is None:
                 raise LinconError("rhs_input=True needs constraint rows A whose b_s is the input; A is None.")
-            rows["rhs_input"] = True
+            rows["rhs_input"] = rhs_input
         self.output_constraint = _output_layer(output_layer, A, self.sample_output_shape, **rows)
         self.rhs_input = bool(getattr(self.output_constraint, "rhs_input", False))
-        self.rhs_dim = self.output_constraint.floor.size if self.rhs_input else 0
+        self.rhs_dim = sum(self.output_constraint._rhs_sizes) if self.rhs_input else 0
         self.latent_constraint = _latent_layer(latent_layer, latent_A, latent_b)
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
@@ -226,7 +226,7 @@ class ConstrainedVAE(keras.Model):
             raise ConstraintShapeError(
                 f"the decoder must map codes to flat features (batch, k); it gives shape {tuple(features.shape)}."
             )
-        self.output_constraint([features, rhs] if self.rhs_input else features)
+        self._constrain(features, rhs)
         self.built = True
 
     # ------------------------------------------------------------- the maps
@@ -270,6 +270,15 @@ class ConstrainedVAE(keras.Model):
             rhs = ops.broadcast_to(rhs[None], (num, self.rhs_dim))
         return rhs
 
+    def _constrain(self, features, rhs):
+        """The output layer on ``features``; ``rhs`` (batch, rhs_dim) is split into the layer's inputs
+        (``[b, d]`` when both are inputs: ``b`` first)."""
+        if not self.rhs_input:
+            return self.output_constraint(features)
+        sizes = self.output_constraint._rhs_sizes
+        parts = [rhs] if len(sizes) == 1 else [rhs[:, : sizes[0]], rhs[:, sizes[0] :]]
+        return self.output_constraint([features, *parts])
+
     def _with_rhs(self, z, rhs):
         """``[z, b_s]`` along the last axis (the conditioning of the posterior head and the decoder)."""
         return z if rhs is None else ops.concatenate([z, ops.cast(rhs, z.dtype)], axis=-1)
@@ -293,7 +302,7 @@ class ConstrainedVAE(keras.Model):
         """
         rhs = self._rhs(rhs, ops.shape(z)[0])
         features = self.decoder(self._with_rhs(z, rhs), training=training)
-        flat = self.output_constraint([features, rhs] if self.rhs_input else features)
+        flat = self._constrain(features, rhs)
         return ops.reshape(flat, (-1,) + self.sample_output_shape)
 
     def encode(self, inputs, training=False):
@@ -408,7 +417,7 @@ class ConstrainedVAE(keras.Model):
             "kl_weight": self.kl_weight,
             "output_layer": ser(self.output_constraint),
             "latent_layer": ser(self.latent_constraint) if self.latent_constraint is not None else None,
-            **({"rhs_input": True} if self.rhs_input else {}),  # absent from older configs
+            **({"rhs_input": self.output_constraint.rhs_input} if self.rhs_input else {}),  # absent from older configs
         }
 
     @classmethod

@@ -204,7 +204,8 @@ def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.nd
     Args:
         x: (..., n) points.
         A, b, C, d: the constraints, as in :func:`keras_lincon.h_to_v`; ``b``
-            may also be (num_points, m): one right-hand side per point.
+            may also be (num_points, m) and ``d`` (num_points, p): one
+            right-hand side per point.
         relative: divide each residual by ``|b_i| + ||a_i|| ||x||`` (the scale
             at which floating point can resolve it).
 
@@ -214,9 +215,10 @@ def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.nd
         ``<= 0`` means feasible. A point with a NaN or infinite coordinate
         gets ``+inf``: it satisfies nothing.
     """
-    per_point = b is not None and np.ndim(b) == 2
-    system = as_constraint_system(A, np.asarray(b)[0] if per_point and len(b) else None if per_point else b, C, d)
-    rhs = np.asarray(b, dtype=np.float64) if per_point else system.b
+    b_per_point, d_per_point = (v is not None and np.ndim(v) == 2 for v in (b, d))
+    system = as_constraint_system(A, _first_row(b) if b_per_point else b, C, _first_row(d) if d_per_point else d)
+    rhs = np.asarray(b, dtype=np.float64) if b_per_point else system.b
+    eq_rhs = np.asarray(d, dtype=np.float64) if d_per_point else system.d
     points = np.asarray(x, dtype=np.float64)
     if points.shape[-1:] != (system.dim,):
         raise ConstraintShapeError(
@@ -226,14 +228,19 @@ def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.nd
     finite = np.all(np.isfinite(points), axis=1)
     safe = np.where(finite[:, None], points, 0.0)
     ineq = safe @ system.A.T - rhs
-    eq = np.abs(safe @ system.C.T - system.d)
+    eq = np.abs(safe @ system.C.T - eq_rhs)
     if relative:
         norms = np.linalg.norm(safe, axis=1, keepdims=True)
         ineq = ineq / np.maximum(np.abs(rhs) + np.linalg.norm(system.A, axis=1) * norms, 1e-30)
-        eq = eq / np.maximum(np.abs(system.d) + np.linalg.norm(system.C, axis=1) * norms, 1e-30)
+        eq = eq / np.maximum(np.abs(eq_rhs) + np.linalg.norm(system.C, axis=1) * norms, 1e-30)
     both = np.hstack([ineq, eq])
     worst = both.max(axis=1) if both.shape[1] else np.full(points.shape[0], -math.inf)
     return np.where(finite, worst, math.inf)
+
+
+def _first_row(per_point):
+    """Row 0 of a (num_points, k) right-hand side, for the shape checks (None for no points)."""
+    return np.asarray(per_point)[0] if len(per_point) else None
 
 
 def max_violation(x, A, b=None, C=None, d=None, *, relative: bool = False) -> float:

@@ -92,9 +92,10 @@ def _available(backend: str) -> bool:
     return importlib.util.find_spec(MODULE[backend]) is not None
 
 
-def _run(script: str, backend: str, *args: str) -> dict:
+def _run(script: str, backend: str, *args: str, env_extra: dict | None = None) -> dict:
     env = {
         **os.environ,
+        **(env_extra or {}),
         "KERAS_BACKEND": backend,
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -227,3 +228,51 @@ def test_input_rhs_on_backend(backend, jit, tmp_path):
     assert set(report) == {"budget_mix", "apex", "budget_project"}
     for name, case in report.items():
         assert case["worst"] <= 1e-5 and case["reload_diff"] <= 1e-5, (name, case)
+
+
+EXACT_RHS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    import keras_lincon as klc
+    from tests.test_rhs_input import TOLERANCE, _model, floatx, random_case, random_rhs
+
+    assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+    jit, worst = sys.argv[2] == "jit", {"float32": -np.inf, "float64": -np.inf}
+
+    # b and d as inputs (exact for every value): random systems, scales 1e-3..1e3, before and after fit
+    @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(seed=st.integers(0, 2**31), shape=st.sampled_from([(5, 2, 2), (6, 4, 1), (7, 3, 3)]),
+           spec_kind=st.integers(0, 3), scaled=st.booleans(), dtype=st.sampled_from(["float32", "float64"]))
+    def check(seed, shape, spec_kind, scaled, dtype):
+        with floatx(dtype):  # fit and predict cast numpy inputs to floatx
+            run(seed, shape, spec_kind, scaled, dtype)
+
+    def run(seed, shape, spec_kind, scaled, dtype):
+        A, b, kwargs = random_case(seed, *shape, spec_kind, scaled)
+        layer = klc.LinearInequalityConstraint(A, b, dtype=dtype, **kwargs)
+        model = _model(layer, 4, dtype)
+        rng = np.random.default_rng(seed)
+        x, rhs = rng.normal(size=(32, 4)) * 100, random_rhs(layer, rng, 100.0, 32)
+        rhs_arg = rhs if len(rhs) > 1 else rhs[0]
+        model.compile(optimizer="adam", loss="mse", jit_compile=jit)
+        for _ in range(2):  # before and after fit
+            y = keras.ops.convert_to_numpy(model.predict([x, *rhs], verbose=0))
+            v = layer.max_violation(y, relative=True, rhs=rhs_arg)
+            assert v <= TOLERANCE[dtype], (v, dtype, kwargs)
+            worst[dtype] = max(worst[dtype], v)
+            model.fit([x, *rhs], rng.normal(size=(32, shape[0])), epochs=1, batch_size=16, verbose=0)
+
+    check()
+    print(json.dumps(worst))
+    """
+)
+
+
+@pytest.mark.parametrize("backend, jit", [("jax", "jit"), ("torch", "eager")])
+def test_rhs_inputs_exact_on_backend(backend, jit):
+    _require(backend)
+    report = _run(EXACT_RHS, backend, backend, jit, env_extra={"JAX_ENABLE_X64": "1"})  # JAX's float64
+    assert report["float32"] <= 1e-5 and report["float64"] <= 1e-12, report

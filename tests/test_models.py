@@ -377,3 +377,23 @@ def test_conditional_vae_trains_under_fit_distributed(digits):
     history = fit_distributed(vae, dataset, epochs=2, verbose=0)
     assert history["loss"][-1] < history["loss"][0]
     assert max(history["max_violation"]) <= TOL
+
+
+def test_conditional_vae_with_equality_rhs_as_input(digits, tmp_path):
+    """rhs_input="d": the ink of each image's top row is its own input d, exactly, for any value (no floor,
+    no box; the checkerboard's block sums alone could not move: they span the total ink)."""
+    top_row = np.zeros((1, 64))
+    top_row[0, :8] = 1.0
+    vae = make_vae(A=A8, C=top_row, box=None, rhs_input="d")
+    assert vae.rhs_dim == 1
+    ink = digits.x_train.reshape(len(digits.x_train), -1)[:, :8].sum(axis=1, keepdims=True).astype("float32")
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    h = vae.fit((digits.x_train, ink), epochs=1, batch_size=64, verbose=0).history
+    assert max(h["max_violation"]) <= TOL
+    target = np.array([[-50.0], [0.0], [37.5]], "float32")
+    samples = np.asarray(vae.sample(3, seed=1, rhs=target)).reshape(3, -1)
+    vae.output_constraint.assert_constraints(samples, rhs=target)
+    np.testing.assert_allclose(samples[:, :8].sum(axis=1), target[:, 0], atol=1e-3)
+    vae.save(tmp_path / "ink.keras")
+    loaded = keras.saving.load_model(tmp_path / "ink.keras")
+    np.testing.assert_allclose(loaded.sample(3, seed=1, rhs=target), vae.sample(3, seed=1, rhs=target), atol=1e-5)

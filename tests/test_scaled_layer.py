@@ -171,7 +171,7 @@ def test_errors():
     with pytest.raises(ConstraintShapeError, match="indices of rows of A"):
         LinearInequalityConstraint(A, b, scaled_rows=[7])
     layer = LinearInequalityConstraint(A, b, scaled_rows=[3], rhs_input=True)
-    with pytest.raises(ConstraintShapeError, match="last dimension 1"):
+    with pytest.raises(ConstraintShapeError, match=r"b_s must have shape \(batch, 1\)"):
         layer([np.zeros((2, 4), "float32"), np.ones((2, 2), "float32")])
     with pytest.raises(ConstraintShapeError, match=r"\[features, b_s\]"):
         LinearInequalityConstraint(A, b, scaled_rows=[3], rhs_input=True)(np.zeros((2, 4), "float32"))
@@ -312,7 +312,7 @@ def test_shifted_apex_refuses_what_it_cannot_do_exactly(tmp_path):
     with pytest.raises(ConstraintShapeError, match="no box"):
         LinearInequalityConstraint(np.eye(3), rhs_input=True, box=(-1.0, 1.0))
     layer = LinearInequalityConstraint(np.eye(3), rhs_input=True)
-    with pytest.raises(ConstraintShapeError, match="last dimension 3"):
+    with pytest.raises(ConstraintShapeError, match=r"b_s must have shape \(batch, 3\)"):
         layer([np.zeros((2, 4), "float32"), np.ones((2, 2), "float32")])
     features, rhs_in = keras.Input((4,)), keras.Input((3,))
     model = keras.Model([features, rhs_in], layer([features, rhs_in]))
