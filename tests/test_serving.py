@@ -262,3 +262,31 @@ def test_export_refuses_tampered_generators(tmp_path):
     with pytest.raises(klc.GeneratorMismatchError):
         serving.export_for_serving(model, tmp_path / "tampered")
     assert not (tmp_path / "tampered").exists()
+
+
+def test_optimization_proxy_with_equality_rhs_serves_without_keras_lincon(tmp_path):
+    """DC3's QP as the user states it (A y = x, G y <= h, x the input): the SavedModel's signature takes x,
+    and a fresh process without keras_lincon gets outputs feasible for each x."""
+    from tests.test_rhs_input import dc3_qp
+
+    A, X, G, h = dc3_qp(num=16)
+    x_in = keras.Input((A.shape[0],), name="x")
+    layer = klc.LinearInequalityConstraint(G, h, C=A, rhs_input="d", scaled_rows="all")
+    model = keras.Model(x_in, layer([keras.layers.Dense(16, activation="relu")(x_in), x_in]))
+    expected = model.predict(X, verbose=0)
+    path = serving.export_for_serving(model, tmp_path / "proxy")
+    np.save(tmp_path / "x.npy", (X * 100).astype("float32"))
+    run_python(
+        BLOCK_KERAS_LINCON
+        + textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        fn = tf.saved_model.load("{path}").signatures["serving_default"]
+        assert list(fn.structured_input_signature[1]) == ["x"], fn.structured_input_signature
+        x = np.load("{tmp_path}/x.npy")
+        np.save("{tmp_path}/y.npy", fn(x=tf.constant(x / 100))["outputs"].numpy())
+        np.save("{tmp_path}/y100.npy", fn(x=tf.constant(x))["outputs"].numpy())
+    """)
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5)
+    x100 = np.load(tmp_path / "x.npy").astype(np.float64)
+    layer.assert_constraints(np.load(tmp_path / "y100.npy"), rhs=x100)
