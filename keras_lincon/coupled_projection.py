@@ -70,12 +70,14 @@ class ProjectionPlan:
         K: (q, r) reduced rows, unit norm.
         row_norm: (q,) the norms ``K`` was divided by.
         gram: (q, q) ``K K^T``.
-        admm_inverse: (r, r) ``((1 + sigma) I + rho K^T K)^{-1}``.
+        admm_inverse: (r, r) ``(I + rho K^T K)^{-1}`` (the objective's ``I`` makes OSQP's
+            proximal term unnecessary, so ADMM needs no copy of ``z``).
+        admm_rows: (q, q) ``K (I + rho K^T K)^{-1} K^T``: one product per ADMM step.
         center0: (n,) strictly feasible centre for ``(b0, d0)``.
         shift: (n, m + p) ``T`` with ``c(b, d) = center0 + T [b - b0; d - d0]``
             (``A T = [I 0]``, ``C T = [0 I]``, zero on bounded coordinates), or
             ``None`` when the rows do not allow a translation.
-        rho, sigma, alpha: ADMM penalty, proximal weight and over-relaxation.
+        rho, alpha: ADMM penalty and over-relaxation.
         regularization: ridge ``eps`` of the active-set systems (rows have unit norm).
         iterations, polish: default ADMM and active-set step counts.
     """
@@ -94,10 +96,10 @@ class ProjectionPlan:
     row_norm: np.ndarray
     gram: np.ndarray
     admm_inverse: np.ndarray
+    admm_rows: np.ndarray
     center0: np.ndarray
     shift: np.ndarray | None
     rho: float
-    sigma: float
     alpha: float
     regularization: float
     iterations: int
@@ -106,6 +108,7 @@ class ProjectionPlan:
     d_fixed: bool
     shift_b: bool = False
     shift_d: bool = False
+    gradient_iterations: int | None = None
 
     @property
     def dim(self) -> int:
@@ -211,11 +214,11 @@ def plan_projection(
     *,
     center=None,
     rho: float = 1.0,
-    sigma: float = 1e-6,
     alpha: float = 1.6,
     regularization: float = 1e-10,
     iterations: int = 30,
     polish: int = 8,
+    gradient_iterations: int | None = None,
 ) -> ProjectionPlan:
     """Builds the plan for projecting onto ``{A x <= b, C x = d, lower <= x <= upper}``.
 
@@ -229,10 +232,11 @@ def plan_projection(
         box: optional ``(lower, upper)``, scalars or (n,) arrays, infinite allowed.
         center: (n,) a strictly feasible point for the fixed ``b``, ``d``;
             found by two small LPs when omitted.
-        rho, sigma, alpha: ADMM penalty (rows are normalised, so 1 is a
-            natural scale), proximal weight, over-relaxation.
+        rho, alpha: ADMM penalty (rows are normalised, so 1 is a natural
+            scale) and over-relaxation.
         regularization: ridge added to the active-set systems.
         iterations, polish: default ADMM steps and active-set steps.
+        gradient_iterations: default of :func:`project`'s argument.
 
     Raises:
         ConstraintShapeError: shapes disagree.
@@ -278,7 +282,7 @@ def plan_projection(
     K = K_raw / row_norm[:, None] if K_raw.size else K_raw
     r = N.shape[1]
     gram = K @ K.T
-    admm_inverse = np.linalg.inv((1.0 + sigma) * np.eye(r) + rho * K.T @ K)
+    admm_inverse = np.linalg.inv(np.eye(r) + rho * K.T @ K)
 
     # the broadest translation that exists: it lets a fixed b or d be overridden per sample too
     shift, shift_b, shift_d = None, False, False
@@ -335,10 +339,10 @@ def plan_projection(
         row_norm=row_norm,
         gram=gram,
         admm_inverse=admm_inverse,
+        admm_rows=K @ admm_inverse @ K.T,
         center0=c0,
         shift=shift,
         rho=float(rho),
-        sigma=float(sigma),
         alpha=float(alpha),
         regularization=float(regularization),
         iterations=int(iterations),
@@ -347,6 +351,7 @@ def plan_projection(
         d_fixed=d_fixed,
         shift_b=shift_b,
         shift_d=shift_d,
+        gradient_iterations=None if gradient_iterations is None else int(gradient_iterations),
     )
 
 
@@ -414,6 +419,7 @@ def project(
     center=None,
     iterations: int | None = None,
     polish: int | None = None,
+    gradient_iterations: int | None = None,
     return_converged: bool = False,
 ):
     """Projects every row of ``y`` onto the plan's set; exact feasibility, implicit gradient.
@@ -427,6 +433,11 @@ def project(
             centre, moved with ``b`` and ``d`` by ``plan.shift``.
         iterations: ADMM steps (default ``plan.iterations``).
         polish: active-set steps (default ``plan.polish``).
+        gradient_iterations: with ``polish=0`` only: compute the implicit
+            gradient by this many ADMM steps on the tangent problem instead of
+            one batched linear solve (matrix products only: XLA on the CPU
+            lowers batched solves to slow loops). Approximate; the value is
+            unaffected. Default ``plan.gradient_iterations`` (None: solve).
         return_converged: also return a (B,) bool tensor: True where an
             active-set step met the KKT conditions (the output is then the
             projection to rounding); False where the output is the ADMM
@@ -442,6 +453,8 @@ def project(
     const = lambda a: ops.convert_to_tensor(np.asarray(a, dtype=np.float64), dtype)  # noqa: E731
     iterations = plan.iterations if iterations is None else int(iterations)
     polish = plan.polish if polish is None else int(polish)
+    if gradient_iterations is None:
+        gradient_iterations = plan.gradient_iterations
     m, p = plan.A.shape[0], plan.C.shape[0]
     q = plan.K.shape[0]
     if (b is None and not plan.b_fixed) or (d is None and not plan.d_fixed):
@@ -472,18 +485,27 @@ def project(
         # null(K_S) plus the motion of the active face with its right-hand sides t_S(b, d).
         strong_up, strong_down = lam_sol > tol * scale, lam_sol < -tol * scale
         D = ops.cast(ops.logical_or(strong_up, strong_down), dtype)
-        M = ops.stop_gradient(_active_matrix(D, gram, eps, q))
-        t_s = ops.where(strong_up, u_s, ops.where(strong_down, l_s, 0.0))
-        lam_d = D * lam_sol
-        residual = D * (_mul_t(w, K) - t_s) - D * ops.matmul(lam_d, gram)
-        rhs = _mul_t(g, K)
+        t_tangent = None
         if moves_b or moves_d:
             t = ops.where(strong_up, u, ops.where(strong_down, l, 0.0))
-            rhs = rhs - (t - ops.stop_gradient(t))
-        both = ops.solve(M, ops.stack([residual, D * rhs], axis=-1))
-        z_refined = w - ops.matmul(lam_d + both[..., 0], K)
-        z_sol = ops.where(converged[:, None], z_refined, z_sol)
-        z_lin = g - ops.matmul(both[..., 1], K)
+            t_tangent = t - ops.stop_gradient(t)  # zero in value
+        if polish == 0 and gradient_iterations is not None:
+            # GEMM-only path (no per-sample factorisation): the solution as ADMM left it, and the
+            # gradient from the same ADMM iteration run on the tangent problem
+            # min ||z' - g||^2 s.t. K_S z' = t_S' (rows outside S free), differentiated through.
+            z_lin = _tangent_admm(g, t_tangent, D, K, plan, gradient_iterations)
+        else:
+            M = ops.stop_gradient(_active_matrix(D, gram, eps, q))
+            t_s = ops.where(strong_up, u_s, ops.where(strong_down, l_s, 0.0))
+            lam_d = D * lam_sol
+            residual = D * (_mul_t(w, K) - t_s) - D * ops.matmul(lam_d, gram)
+            rhs = _mul_t(g, K)
+            if t_tangent is not None:
+                rhs = rhs - t_tangent
+            both = ops.solve(M, ops.stack([residual, D * rhs], axis=-1))
+            z_refined = w - ops.matmul(lam_d + both[..., 0], K)
+            z_sol = ops.where(converged[:, None], z_refined, z_sol)
+            z_lin = g - ops.matmul(both[..., 1], K)
     else:  # only equalities: the affine projection is exact
         z_sol, z_lin = w, g
         converged = ops.ones_like(y[:, 0]) > 0
@@ -510,6 +532,74 @@ def project(
     return (out, converged) if return_converged else out
 
 
+def _differentiable_loop(count: int, body, state):
+    """``fori_loop`` whose result can be differentiated under XLA.
+
+    TensorFlow differentiates a while loop inside ``jit_compile`` only when it
+    knows the trip count (``maximum_iterations``), which ``keras.ops.fori_loop``
+    does not pass; other backends take ``fori_loop`` as it is.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.while_loop(
+            lambda i, _: i < count, lambda i, s: (i + 1, body(i, s)), (0, state), maximum_iterations=count
+        )[1]
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.lax.scan(lambda s, i: (body(i, s), None), state, None, length=count)[0]
+    return ops.fori_loop(0, count, body, state)
+
+
+#: Steps per loop body: XLA's CPU while loop costs about as much per trip as a small step.
+_UNROLL = 5
+
+
+def _unrolled_loop(count: int, body, state, loop):
+    """``count`` steps of ``body`` as ``count // _UNROLL`` trips of ``_UNROLL`` steps, then the rest."""
+
+    def block(i, s):
+        for _ in range(_UNROLL):
+            s = body(i, s)
+        return s
+
+    trips, rest = divmod(count, _UNROLL)
+    if trips:
+        state = loop(0, trips, block, state)
+    for _ in range(rest):
+        state = body(0, state)
+    return state
+
+
+def _differentiable_loop_from_zero(lower: int, upper: int, body, state):
+    return _differentiable_loop(upper - lower, body, state)
+
+
+def _tangent_admm(g, t_tangent, D, K, plan: ProjectionPlan, count: int):
+    """``count`` ADMM steps on ``min ||z' - g||^2 s.t. K_S z' = t_S'`` from zero: linear in (g, t').
+
+    ``D`` (B, q) marks S; ``t_tangent`` (B, q) or None. Gradients flow through the loop.
+    """
+    rho, alpha = plan.rho, plan.alpha
+    const = lambda a: ops.convert_to_tensor(np.asarray(a, dtype=np.float64), g.dtype)  # noqa: E731
+    inv, rows = const(plan.admm_inverse), const(plan.admm_rows)
+    target = 0.0 if t_tangent is None else D * t_tangent
+    g_rows = ops.matmul(ops.matmul(g, inv), ops.transpose(K))  # K (I + rho K^T K)^{-1} g
+    zeros = ops.zeros_like(D) * ops.sum(g, axis=-1, keepdims=True)  # zero, shaped (B, q)
+
+    def step(_, state):  # as in _solve_reduced, with the clip linearised at the solution
+        s, lam = state
+        s_relaxed = alpha * (g_rows + ops.matmul(rho * s - lam, rows)) + (1.0 - alpha) * s
+        s_new = target + (1.0 - D) * (s_relaxed + lam / rho)
+        return s_new, lam + rho * (s_relaxed - s_new)
+
+    s, lam = _unrolled_loop(count, step, (zeros, zeros), _differentiable_loop_from_zero)
+    return ops.matmul(g + ops.matmul(rho * s - lam, K), inv)
+
+
 def _solve_reduced(w, K, gram, l, u, plan: ProjectionPlan, iterations: int, polish: int, tol: float, eps: float):
     """``argmin ||z - w||^2 s.t. l <= K z <= u`` for (B, r) ``w``: ADMM steps, then active-set steps.
 
@@ -520,20 +610,26 @@ def _solve_reduced(w, K, gram, l, u, plan: ProjectionPlan, iterations: int, poli
     """
     q = plan.K.shape[0]
     Kw = _mul_t(w, K)
-    rho, sigma, alpha = plan.rho, plan.sigma, plan.alpha
-    inv = ops.convert_to_tensor(plan.admm_inverse.astype(np.float64), w.dtype)
+    rho, alpha = plan.rho, plan.alpha
+    const = lambda a: ops.convert_to_tensor(np.asarray(a, dtype=np.float64), w.dtype)  # noqa: E731
+    inv, rows = const(plan.admm_inverse), const(plan.admm_rows)
+    w_rows = ops.matmul(ops.matmul(w, inv), ops.transpose(K))
 
-    def admm_step(_, state):  # OSQP's iteration with P = I; rows are unit norm, so one rho fits all
-        z, s, lam = state
-        z_t = ops.matmul(sigma * z + w + ops.matmul(rho * s - lam, K), inv)
-        s_relaxed = alpha * _mul_t(z_t, K) + (1.0 - alpha) * s
+    # OSQP's iteration with P = I and no proximal term, written in (s, lam) only:
+    # z_t = (I + rho K^T K)^{-1} (w + K^T (rho s - lam)) is needed only through K z_t, one (q, q)
+    # product per step; rows are unit norm, so one rho fits all
+    def admm_step(_, state):
+        s, lam = state
+        s_relaxed = alpha * (w_rows + ops.matmul(rho * s - lam, rows)) + (1.0 - alpha) * s
         s_new = ops.minimum(ops.maximum(s_relaxed + lam / rho, l), u)
-        return alpha * z_t + (1.0 - alpha) * z, s_new, lam + rho * (s_relaxed - s_new)
+        return s_new, lam + rho * (s_relaxed - s_new)
 
-    state = (w, ops.minimum(ops.maximum(Kw, l), u), ops.zeros_like(Kw))
+    s, lam0 = ops.minimum(ops.maximum(Kw, l), u), ops.zeros_like(Kw)
     if iterations:
-        state = ops.fori_loop(0, iterations, admm_step, state)
-    z0, _, lam0 = state
+        s, lam0 = _unrolled_loop(iterations, admm_step, (s, lam0), ops.fori_loop)
+        z0 = ops.matmul(w + ops.matmul(rho * s - lam0, K), inv)
+    else:
+        z0 = w
 
     finite_u = ops.where(ops.abs(u) < _BIG, ops.abs(u), 0.0)
     finite_l = ops.where(ops.abs(l) < _BIG, ops.abs(l), 0.0)

@@ -231,12 +231,7 @@ def test_xla_matches_eager():
 
 def test_dc3_block_float64():
     """DC3's block (100 vars, A y = x per sample, G y <= h): 1e-12 feasibility, OSQP's answer."""
-    rs = np.random.RandomState(17)
-    rs.random(100), rs.random(100)  # Q, p: not needed here, but they fix the stream
-    A_eq = rs.normal(0, 1, (50, 100))
-    X = rs.uniform(-1, 1, (10000, 50))[:32]
-    G = rs.normal(0, 1, (50, 100))
-    h = np.sum(np.abs(G @ np.linalg.pinv(A_eq)), axis=1)
+    A_eq, X, G, h = _dc3_block()
     plan = cp.plan_projection(G, h, C=A_eq)
     y = np.random.default_rng(0).normal(0, 3, (32, 100))
     x, converged = cp.project(y, plan, d=X, return_converged=True, iterations=0, polish=8)
@@ -299,3 +294,47 @@ def test_other_backends(backend):
 def test_suite_backend_is_tensorflow():
     # the in-process tests above use tf.GradientTape / tf.function
     assert os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" or keras.backend.backend() == "tensorflow"
+
+
+def _dc3_block(count: int = 32):
+    rs = np.random.RandomState(17)
+    rs.random(100), rs.random(100)  # Q, p of the recipe: they fix the stream
+    A_eq = rs.normal(0, 1, (50, 100))
+    X = rs.uniform(-1, 1, (10000, 50))[:count]
+    G = rs.normal(0, 1, (50, 100))
+    h = np.sum(np.abs(G @ np.linalg.pinv(A_eq)), axis=1)
+    return A_eq, X, G, h
+
+
+def test_matrix_product_gradient_matches_solve_and_compiles():
+    """``polish=0, gradient_iterations=k``: ADMM on the tangent problem, no batched solve."""
+    tf = pytest.importorskip("tensorflow")
+    A_eq, X, G, h = _dc3_block()
+    plan = cp.plan_projection(G, h, C=A_eq)
+    rng = np.random.default_rng(1)
+    y = tf.constant(X @ np.linalg.pinv(A_eq).T + rng.normal(0, 1, (32, 100)))
+    v = tf.constant(rng.normal(size=(32, 100)))
+
+    def grad(**kwargs):
+        with tf.GradientTape() as tape:
+            tape.watch(y)
+            loss = tf.reduce_sum(cp.project(y, plan, d=X, **kwargs) * v)
+        return tape.gradient(loss, y).numpy()
+
+    exact = grad(iterations=0, polish=8)
+    iterated = grad(iterations=100, polish=0, gradient_iterations=60)
+    assert np.linalg.norm(iterated - exact) <= 1e-6 * np.linalg.norm(exact)
+
+    @tf.function(jit_compile=True)
+    def compiled(y32):
+        with tf.GradientTape() as tape:
+            tape.watch(y32)
+            out = cp.project(y32, plan, d=tf.constant(X, tf.float32), iterations=50, polish=0, gradient_iterations=30)
+            loss = tf.reduce_sum(out * tf.cast(v, tf.float32))
+        return out, tape.gradient(loss, y32)
+
+    out, g = compiled(tf.cast(y, tf.float32))
+    assert relative_violation(out.numpy(), G, h, A_eq, X, None) <= 1e-5
+    # float32 and 50 steps: a few samples may still see another active set
+    per_sample = np.linalg.norm(g.numpy() - exact, axis=1) / np.linalg.norm(exact, axis=1)
+    assert np.mean(per_sample <= 1e-2) >= 0.9, per_sample
