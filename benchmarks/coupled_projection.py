@@ -206,7 +206,14 @@ def _projection_fns(plan, x_in, iterations, polish, gradient_iterations):
     return tf.function(fwd, jit_compile=True), tf.function(grad, jit_compile=True)
 
 
-def training(seconds: float = 60.0, iterations: int = 0, polish: int = 8, batch: int = 256, lr: float = 1e-3):
+def training(
+    seconds: float = 60.0,
+    iterations: int = 50,
+    polish: int = 0,
+    gradient_iterations: int | None = 20,
+    batch: int = 256,
+    lr: float = 1e-3,
+):
     """Pi-net's protocol on DC3's convex QP with the projection as the output map."""
     import keras
     import tensorflow as tf
@@ -238,7 +245,11 @@ def training(seconds: float = 60.0, iterations: int = 0, polish: int = 8, batch:
         f_star.append(0.5 * y @ Q @ y + pv @ y)
     f_star = np.array(f_star)
     print(f"\n## Training on DC3's objective (mean f* on the test rows {f_star.mean():.4f})\n")
-    plan = cp.plan_projection(G, h, C=A, iterations=iterations, polish=polish)
+    plan = cp.plan_projection(G, h, C=A, iterations=iterations, polish=polish, gradient_iterations=gradient_iterations)
+    print(
+        f"projection: {iterations} ADMM + {polish} active-set steps, gradient_iterations={gradient_iterations}; "
+        f"batch {batch}, Adam lr {lr}\n"
+    )
     keras.utils.set_random_seed(0)
     net = keras.Sequential(
         [keras.Input((50,)), keras.layers.Dense(200, "relu"), keras.layers.Dense(200, "relu"), keras.layers.Dense(100)]
@@ -289,8 +300,9 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=60.0, help="training time budget")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--polish", type=int, default=8)
-    parser.add_argument("--iterations", type=int, default=0)
+    parser.add_argument("--polish", type=int, default=0)
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--gradient-iterations", type=int, default=20, help="0: exact solve")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
     if "accuracy" in parts:
@@ -298,7 +310,8 @@ def main(argv=None):
     if "timing" in parts:
         timing()
     if "training" in parts:
-        training(args.seconds, args.iterations, args.polish, args.batch, args.lr)
+        gradient_iterations = args.gradient_iterations or None
+        training(args.seconds, args.iterations, args.polish, gradient_iterations, args.batch, args.lr)
 
 
 if __name__ == "__main__":
