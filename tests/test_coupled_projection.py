@@ -338,3 +338,28 @@ def test_matrix_product_gradient_matches_solve_and_compiles():
     # float32 and 50 steps: a few samples may still see another active set
     per_sample = np.linalg.norm(g.numpy() - exact, axis=1) / np.linalg.norm(exact, axis=1)
     assert np.mean(per_sample <= 1e-2) >= 0.9, per_sample
+
+
+@pytest.mark.parametrize("polish, gradient_iterations", [(8, None), (0, 60)])
+def test_dependent_active_rows(polish, gradient_iterations):
+    """A row given twice (and a multiple of it): the regularised projector onto null(a) is the gradient."""
+    tf = pytest.importorskip("tensorflow")
+    a = np.array([1.0, 2.0, -1.0, 0.5])
+    A = np.vstack([a, a, 3 * a, [0.0, 0.0, 1.0, 0.0]])
+    b = np.array([1.0, 1.0, 3.0, 5.0])
+    plan = cp.plan_projection(A, b)
+    y = tf.constant(np.array([[3.0, 2.0, 0.0, 1.0], [2.0, 1.0, -1.0, 0.0]]))
+    x = cp.project(y, plan, iterations=100, polish=polish, gradient_iterations=gradient_iterations)
+    y_np = y.numpy()
+    expected = y_np - np.maximum(y_np @ a - 1.0, 0)[:, None] * a / (a @ a)
+    assert np.abs(x.numpy() - expected).max() <= 1e-8
+    v = np.random.default_rng(0).normal(size=(2, 4))
+    with tf.GradientTape() as tape:
+        tape.watch(y)
+        loss = tf.reduce_sum(
+            cp.project(y, plan, iterations=100, polish=polish, gradient_iterations=gradient_iterations) * v
+        )
+    g = tape.gradient(loss, y).numpy()
+    projector = np.eye(4) - np.outer(a, a) / (a @ a)
+    assert np.all(np.isfinite(g))
+    assert np.abs(g - v @ projector).max() <= 1e-6
