@@ -4,36 +4,41 @@
 vertices, extreme rays and a lineality basis with pycddlib 3, and guards the
 three ways a plain cddlib call goes wrong:
 
-* **Round-off.** Rows are first scaled by powers of two (exact in floating
-  point) so that each row's largest entry lies in ``[1/2, 1)``. Small systems
-  then run in exact rational arithmetic (``cdd.gmp``; ``Fraction(float)`` is
-  exact), where a generator is a ray exactly when its first entry is ``0``.
-  Larger systems, for which exact arithmetic is measured to be about 100-300
-  times slower (see :data:`EXACT_MAX_BOUND`), run in floating point with a
-  relative tolerance to tell rays from vertices, a soundness check (every
-  generator satisfies the rows) and a completeness check (every edge of
-  every simple vertex ends at a found vertex or ray; LP support values of
-  ``P`` in row normals and random directions equal those of the
-  generators; :mod:`keras_lincon.generator_check`); a failed check raises
-  instead of returning a partial set.
-  Integer or small-rational systems (denominators <= 10^6) always run
-  exactly, as before (measured 5-20x slower than float, not 100x).
-* **Unbounded work.** A call is refused up front
+* **Round-off.** Small systems run in exact rational arithmetic
+  (``cdd.gmp``; ``Fraction(float)`` is exact; integer rows go in as coprime
+  integers), where a generator is a ray exactly when its first entry is
+  ``0``. Larger systems, for which exact arithmetic is measured to be about
+  100-300 times slower (see :data:`EXACT_MAX_BOUND`), run in floating point
+  on rows scaled by powers of two (exact in floating point; each row's
+  largest entry in ``[1/2, 1)``), with a relative tolerance to tell rays
+  from vertices, a soundness check (every generator satisfies the rows) and
+  a completeness check (every edge of every simple vertex ends at a found
+  vertex or ray; LP support values of ``P`` in row normals and random
+  directions equal those of the generators;
+  :mod:`keras_lincon.generator_check`); a failed check raises instead of
+  returning a partial set. Integer or small-rational systems (denominators
+  <= 10^6) always run exactly (measured 5-20x slower than float, not 100x).
+* **Unbounded work.** A call is refused without a finished run only when a
+  *true lower bound* on the vertex count exceeds ``max_generators``
   (:class:`GeneratorExplosionError`, ``reason == "bound"``, "certainly above
-  the cap") only when a *true lower bound* on the vertex count exceeds
-  ``max_generators`` (:func:`generator_lower_bound`: products of intervals,
+  the cap"; :func:`generator_lower_bound`: products of intervals,
   symmetric-group orbits, perfect-matching polytopes), never on McMullen's
-  upper bound, which ignores structure and refused 16-vertex sets. Every
-  other set is enumerated; runs that McMullen's bound says may be long
-  (above :data:`WORKER_MIN_BOUND`) go to a worker process, so Ctrl-C stops
-  them promptly and ``time_budget`` ends them with
-  :class:`ConstructionTimeoutError` (``reason == "time"``); a finished run
-  with more than ``max_generators`` generators raises
-  :class:`TooManyGeneratorsError` (``reason == "count"``, "above the cap
-  after N generators"). cddlib has no hook to stop at a count, so the time
-  budget is what bounds a run that would explode. The worker process is
-  kept between calls (a fork costs ~30 ms with TensorFlow imported, more
-  than a small exact run) and replaced after a timeout, Ctrl-C or error.
+  upper bound, which ignores structure and refused 16-vertex sets (it only
+  steers arithmetic and the worker). Every other set is enumerated; runs
+  that McMullen's bound says may be long (above :data:`WORKER_MIN_BOUND`) go
+  to a worker process, so Ctrl-C stops them promptly and ``time_budget``
+  ends them with :class:`ConstructionTimeoutError` (``reason == "time"``).
+  When the bound exceeds the cap, the parent, otherwise idle, guards the run
+  after :data:`GUARD_DELAY`: the lower bound first (a refusal in ~0.1 s),
+  then a :class:`VertexWalk` along the edges of simple vertices, which stops
+  cddlib with :class:`TooManyGeneratorsError` (``reason == "count"``, "above
+  the cap after N generators") once it has counted past the cap (cddlib has
+  no hook to stop at a count), or answers instead of cddlib when it ends
+  complete (the permutahedra). A finished run over the cap raises the same
+  error. The worker process is kept between calls (a fork costs ~30 ms with
+  TensorFlow imported, more than a small exact run) and replaced after a
+  timeout, Ctrl-C, a guard's refusal or an error. Cross-polytopes (``2^n``
+  rows, 2n vertices) are recognised and need no enumeration.
 * **Near-duplicates.** Vertices and rays closer than
   :data:`keras_lincon.representation.MERGE_RTOL` (relative) are one
   generator (:func:`keras_lincon.representation.merge_close_rows`) before
@@ -58,8 +63,8 @@ The float path's check cost 0.4-2 s on the last three rows (edge walk
 Gaussian systems with row scales 10^-6..10^6, plain float cddlib with the
 ``first column != 0`` rule was wrong or raised on 58; the float path here
 matched the exact reference on all 500 (and raises when its check fails).
-A worker process costs ~0.1 s (fork, measured with TensorFlow imported).
-In-process runs (bound <= :data:`WORKER_MIN_BOUND`) cannot be interrupted
+A worker process start costs 10-30 ms (fork, measured with TensorFlow
+imported), once: the process is kept. In-process runs (bound <= :data:`WORKER_MIN_BOUND`) cannot be interrupted
 but take about a second at most.
 """
 
@@ -446,7 +451,11 @@ def enumerate_generators(
             :data:`EXACT_MAX_BOUND` or all entries are small rationals, else
             floating point; if that fails its checks or cddlib raises, it
             is retried exactly in a worker within the rest of
-            ``time_budget``), ``"exact"`` or ``"float"`` (no retry).
+            ``time_budget``), ``"exact"`` or ``"float"`` (no retry). ``"auto"``
+            and ``"float"`` also accept a complete :class:`VertexWalk`'s
+            answer (every vertex, combinatorially certified; coordinates
+            solved in float64 from bases of condition <= 1e4); ``"exact"``
+            always waits for cddlib.
         verify: run the soundness/completeness check of
             :func:`check_generators`; None: on the floating-point path only
             (exact results are complete by construction).
@@ -477,8 +486,11 @@ def enumerate_generators(
         raise LinconError(f"time_budget must be a positive number of seconds or None; got {time_budget!r}.")
     A, b, C, d = _as_arrays(A, b, C, d)
     (m, n), p = A.shape, C.shape[0]
+    # Closed forms that need no enumeration (cross12: 34 s in exact cddlib, B7: minutes)
     closed = cross_polytope_vertices(A, b, C)
-    if closed is not None:  # 2^n rows, 2n vertices: no enumeration needed (cross12: 34 s in cddlib)
+    if closed is None:
+        closed = matching_vertices(A, b, C, d, limit=max_generators)
+    if closed is not None:
         return closed, np.zeros((0, n)), np.zeros((0, n))
     table = normalised_table(A, b, C, d)
     # Exact runs read the rows as given (integer rows stay integers: smaller
@@ -727,8 +739,8 @@ def _orbit_size(x: np.ndarray, labels: np.ndarray) -> int:
     return size
 
 
-def _perfect_matchings(A, b, C, d) -> int | None:
-    """Perfect matchings of the bipartite graph whose polytope ``{x >= 0, C x = d}`` is, or None.
+def _matching_graph(A, b, C, d):
+    """The bipartite graph whose perfect-matching polytope ``{x >= 0, C x = d}`` is, or None.
 
     Recognised when the inequalities are exactly ``-x_e <= 0`` (every
     variable, nothing else) and each equality is a positive multiple of
@@ -736,6 +748,10 @@ def _perfect_matchings(A, b, C, d) -> int | None:
     and the equalities split into two sides (a bipartite graph: equalities are
     nodes, variables edges). Its vertices are the perfect matchings
     (Birkhoff-von Neumann; the Birkhoff polytope B_k has k!).
+
+    Returns:
+        None, or ``(k_left, k_right, ends)`` with ``ends`` (n, 2) int: the
+        left and right node of each variable's edge.
     """
     n = A.shape[1]
     if len(C) == 0 or len(A) < n or np.any(b != 0):
@@ -754,6 +770,7 @@ def _perfect_matchings(A, b, C, d) -> int | None:
     support = np.unique(support, axis=0)  # repeated equalities are one node
     if np.any(support.sum(axis=0) != 2):
         return None
+    ends = np.array([np.flatnonzero(support[:, e]) for e in range(n)])  # (n, 2) equality nodes
     # two-colour the equality nodes
     side = np.full(len(support), -1)
     for start in range(len(support)):
@@ -763,24 +780,37 @@ def _perfect_matchings(A, b, C, d) -> int | None:
         while stack:
             u = stack.pop()
             for e in np.flatnonzero(support[u]):
-                (v,) = [w for w in np.flatnonzero(support[:, e]) if w != u]
+                v = ends[e, 1] if ends[e, 0] == u else ends[e, 0]
                 if side[v] < 0:
                     side[v] = 1 - side[u]
                     stack.append(v)
                 elif side[v] == side[u]:
                     return None  # odd cycle: not bipartite
-    left, right = np.flatnonzero(side == 0), np.flatnonzero(side == 1)
-    if len(left) != len(right):
-        return 0
-    adjacency = support[left][:, None, :] & support[right][None, :, :]
-    adjacency = adjacency.any(axis=2)  # (k, k): an edge between left u and right v
-    k = len(left)
-    degrees = adjacency.sum(axis=1)
+    position = np.zeros(len(support), dtype=int)
+    for which in (0, 1):
+        nodes = np.flatnonzero(side == which)
+        position[nodes] = np.arange(len(nodes))
+    left_first = np.where(side[ends[:, 0]] == 0, ends[:, 0], ends[:, 1])
+    right = np.where(side[ends[:, 0]] == 0, ends[:, 1], ends[:, 0])
+    return int(np.sum(side == 0)), int(np.sum(side == 1)), np.column_stack([position[left_first], position[right]])
+
+
+def _perfect_matchings(A, b, C, d) -> int | None:
+    """Vertices of a perfect-matching polytope (:func:`_matching_graph`; a lower bound past 16 nodes), or None."""
+    graph = _matching_graph(A, b, C, d)
+    if graph is None:
+        return None
+    k, k_right, ends = graph
+    if k != k_right:
+        return 0  # the two sides' sums differ: empty
+    adjacency = np.zeros((k, k), dtype=np.int64)
+    np.add.at(adjacency, (ends[:, 0], ends[:, 1]), 1)  # parallel edges: several variables
     if k > _MATCHING_MAX_SIDE:
-        # van der Waerden (Egorychev-Falikman): a r-regular bipartite graph has
+        # van der Waerden (Egorychev-Falikman): an r-regular bipartite graph has
         # at least k! (r/k)^k perfect matchings; rounded down, a true bound.
-        r = int(degrees[0])
-        if np.all(degrees == r) and np.all(adjacency.sum(axis=0) == r):
+        simple = adjacency > 0
+        r = int(simple.sum(axis=1)[0])
+        if np.all(simple.sum(axis=1) == r) and np.all(simple.sum(axis=0) == r):
             return int(math.floor(math.exp(math.lgamma(k + 1) + k * math.log(r / k)) * (1 - 1e-9)))
         return None
     counts = {0: 1}  # subset DP over the right side: matchings of the first rows
@@ -789,9 +819,57 @@ def _perfect_matchings(A, b, C, d) -> int | None:
         for mask, c in counts.items():
             for v in np.flatnonzero(adjacency[u]):
                 if not mask >> v & 1:
-                    nxt[mask | 1 << v] = nxt.get(mask | 1 << v, 0) + c
+                    nxt[mask | 1 << v] = nxt.get(mask | 1 << v, 0) + c * int(adjacency[u, v])
         counts = nxt
     return sum(counts.values())
+
+
+def matching_vertices(A, b, C, d, limit: int) -> np.ndarray | None:
+    """The vertices of a perfect-matching polytope (the Birkhoff polytope ...) without enumeration by cddlib.
+
+    When :func:`_matching_graph` recognises ``{x >= 0, C x = d}`` as the
+    perfect-matching polytope of a bipartite graph, its vertices are the
+    0/1 incidence vectors of the perfect matchings (Birkhoff-von Neumann):
+    listed here by a depth-first search, exactly. None when not recognised or
+    when there are more than ``limit`` (the caller refuses or enumerates).
+
+    Returns:
+        (k, n) float64 0/1 vertices, or None.
+    """
+    graph = _matching_graph(A, b, C, d)
+    if graph is None:
+        return None
+    k, k_right, ends = graph
+    n = A.shape[1]
+    if k != k_right:
+        return None  # empty: let the general path say so
+    by_left = [np.flatnonzero(ends[:, 0] == u) for u in range(k)]
+    found: list = []
+    chosen: list = []
+    used = np.zeros(k, dtype=bool)
+
+    def extend(u: int) -> bool:
+        if u == k:
+            found.append(list(chosen))
+            return len(found) <= limit
+        for e in by_left[u]:
+            v = ends[e, 1]
+            if not used[v]:
+                used[v] = True
+                chosen.append(e)
+                going = extend(u + 1)
+                chosen.pop()
+                used[v] = False
+                if not going:
+                    return False
+        return True
+
+    if not extend(0) or not found:
+        return None
+    vertices = np.zeros((len(found), n))
+    rows = np.repeat(np.arange(len(found)), k)
+    vertices[rows, np.array(found).reshape(-1)] = 1.0
+    return vertices
 
 
 def _block_lower_bound(A, b, C, d, rng, deadline) -> tuple[int, str, bool]:

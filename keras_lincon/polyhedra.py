@@ -83,10 +83,11 @@ def _canonical(vertices, rays, row_space):
     absolute threshold (rays of tiny rows are tiny). Near-duplicates are
     identified by :func:`merge_close_rows` (:data:`MERGE_RTOL`).
     """
-    vertices = (vertices @ row_space.T) @ row_space
-    norms = np.linalg.norm(rays, axis=1)
-    rays = (rays @ row_space.T) @ row_space
-    rays = rays[np.linalg.norm(rays, axis=1) > 1e-12 * norms]
+    if row_space.shape[0] < row_space.shape[1]:  # a lineality space to reduce by (else: exact as given)
+        vertices = (vertices @ row_space.T) @ row_space
+        norms = np.linalg.norm(rays, axis=1)
+        rays = (rays @ row_space.T) @ row_space
+        rays = rays[np.linalg.norm(rays, axis=1) > 1e-12 * norms]
     return merge_close_rows(vertices), merge_close_rows(rays, unit=True)
 
 

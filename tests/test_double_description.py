@@ -455,7 +455,7 @@ FAMILIES = {
     },
 }
 SLOW = {
-    *("B6", "B7", "perm7", "cyclic14_6"),
+    *("B7", "perm7", "cyclic14_6"),
     *("dualcyclic100_4", "dualcyclic20_6", "dualcyclic14_8"),
 }
 NOT_A_TEST = {"B7"}  # test_birkhoff_7: vertices or the time budget
@@ -504,23 +504,44 @@ def test_sets_truly_above_the_cap_are_refused_at_once_naming_the_rule(name, meth
 def test_birkhoff_7_is_never_refused_by_the_bound():
     A, b, C, d = birkhoff(7)
     assert dd.generator_lower_bound(A, b, C, d)[0] == 5040  # <= the default cap: it must run
+    start = time.perf_counter()
+    rep = klc.h_to_v(A, b, C, d)  # the perfect matchings, not cddlib (which runs past 120 s)
+    assert rep.vertices.shape[0] == 5040 and time.perf_counter() - start < 10.0
+    assert set(np.unique(rep.vertices)) == {0.0, 1.0} and np.allclose(rep.vertices.sum(axis=1), 7)
+
+
+def test_birkhoff_7_by_cddlib_ends_by_the_time_budget(monkeypatch):
+    """Without the closed form (cddlib alone), B7 is refused by the time budget, saying so."""
+    monkeypatch.setattr(dd, "matching_vertices", lambda *args, **kwargs: None)
+    A, b, C, d = birkhoff(7)
+    start = time.perf_counter()
     try:
-        rep = klc.h_to_v(A, b, C, d, time_budget=3.0)
+        v, _, _ = dd.enumerate_generators(A, b, C, d, max_generators=20_000, time_budget=2.0)
     except ConstructionTimeoutError as exc:
         assert exc.reason == "time" and "did not finish within the time budget" in str(exc)
     else:
-        assert rep.vertices.shape[0] == 5040
+        assert len(v) == 5040
+    assert time.perf_counter() - start < 6.0
 
 
-@pytest.mark.slow
-def test_birkhoff_7_with_the_default_budget():
-    A, b, C, d = birkhoff(7)
-    try:
-        rep = klc.h_to_v(A, b, C, d)
-    except ConstructionTimeoutError as exc:
-        assert exc.reason == "time"
-    else:
-        assert rep.vertices.shape[0] == 5040
+def test_matching_polytopes_match_exact_cdd():
+    rng = np.random.default_rng(3)
+    for k in (3, 4, 5):
+        keep = rng.random(k * k) < 0.7  # a bipartite graph, not the full grid
+        keep[np.arange(k) * (k + 1)] = True  # with a perfect matching
+        A, b, C, d = birkhoff(k)
+        A, b, C = A[np.ix_(keep, keep)], b[keep], C[:, keep]
+        v = dd.matching_vertices(A, b, C, d, limit=10**6)
+        table = np.vstack([np.column_stack([b, -A]), np.column_stack([d, -C])])
+        rows = [[Fraction(float(x)) for x in r] for r in table]
+        mat = cdd.gmp.matrix_from_array(rows, lin_set=range(len(A), len(rows)), rep_type=cdd.RepType.INEQUALITY)
+        ref = np.array(cdd.gmp.copy_generators(cdd.gmp.polyhedron_from_matrix(mat)).array, dtype=float)
+        assert same_rows(v, ref[:, 1:] / ref[:, :1])
+        assert dd.generator_lower_bound(A, b, C, d)[0] == len(v)
+    A, b, C, d = birkhoff(4)
+    A2, b2 = np.vstack([A, np.ones((1, 16))]), np.r_[b, 3.0]  # one more row: not recognised
+    assert dd.matching_vertices(A2, b2, C, d, limit=10**6) is None
+    assert dd.matching_vertices(A, b, C, d, limit=10) is None  # 24 > limit
 
 
 def test_lower_bound_rules():
