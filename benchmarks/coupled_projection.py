@@ -128,82 +128,110 @@ def accuracy(batch: int = 64, blocks: int = 12):
         print(f"| {name} | {iterations} | {polish} | " + " | ".join(cells) + " |", flush=True)
 
 
-def timing(settings=((50, 0, 20), (100, 0, 30), (0, 6, None))):
-    """Forward and forward+backward per step, XLA on the CPU, float32, beside Dense(100)."""
+#: (ADMM steps, active-set steps, gradient ADMM steps or None for the solve, compile with XLA)
+SETTINGS = ((50, 0, 20, True), (100, 0, 30, True), (0, 6, None, True), (0, 6, None, False))
+
+
+def timing(settings=SETTINGS):
+    """Forward and forward+backward per step on the CPU, float32, beside Dense(100), one interleaved run.
+
+    TensorFlow: ``tf.function(jit_compile=True)`` (and without XLA where the
+    last field says so); JAX (``KERAS_BACKEND=jax``): ``jax.jit`` throughout.
+    """
     import keras
-    import tensorflow as tf
 
     Q, pv, A, X, G, h = dc3_data()
     plan = cp.plan_projection(G, h, C=A)
-    print("\n## Cost on DC3's block (TensorFlow, XLA, CPU, float32; per step, one interleaved run)\n")
-    print(f"{os.cpu_count()} CPUs visible; TF {tf.__version__}, Keras {keras.__version__}\n")
+    backend = keras.backend.backend()
+    print(f"\n## Cost on DC3's block ({backend}, CPU, float32; per step, one interleaved run)\n")
+    print(f"{os.cpu_count()} CPUs visible; Keras {keras.__version__}, backend {backend}\n")
     print("| batch | map | forward | x Dense | forward + backward | x Dense |")
     print("|---|---|---|---|---|---|")
     for batch in (256, 1024):
-        _time_batch(batch, plan, X, A, G, h, settings)
+        _time_batch(batch, plan, X, A, G, h, settings, backend)
 
 
-def _time_batch(batch, plan, X, A, G, h, settings):
-    import keras
-    import tensorflow as tf
-
+def _time_batch(batch, plan, X, A, G, h, settings, backend):
     from keras_lincon.experiments.timing import time_side_by_side
 
     rng = np.random.default_rng(batch)
-    x_in = tf.constant(X[:batch], tf.float32)
-    y_in = tf.constant(X[:batch] @ np.linalg.pinv(A).T + rng.normal(0, 1, (batch, 100)), tf.float32)
-    dense = keras.layers.Dense(100)
-    dense.build((None, 100))
-
-    def dense_grad(y):
-        with tf.GradientTape() as tape:
-            tape.watch(y)
-            loss = tf.reduce_sum(dense(y) ** 2)
-        return tape.gradient(loss, [y, *dense.trainable_variables])
-
-    fns = {"Dense(100)": (tf.function(dense, jit_compile=True), tf.function(dense_grad, jit_compile=True))}
-    for iterations, polish, gradient_iterations in settings:
-        if polish and batch > 256:
-            continue  # XLA's CPU lowering of batched solves: seconds per step, see the table at batch 256
+    x_np = X[:batch].astype(np.float32)
+    y_np = (X[:batch] @ np.linalg.pinv(A).T + rng.normal(0, 1, (batch, 100))).astype(np.float32)
+    kernel = (rng.normal(size=(100, 100)) / 10).astype(np.float32)
+    compile_fn = _compilers(backend)
+    fns = {"Dense(100) (XLA)": compile_fn(lambda y, W: y @ W, _squared_sum, x_np, kernel, True)}
+    for iterations, polish, gradient_iterations, xla in settings:
+        if (polish and xla and batch > 256 and backend == "tensorflow") or (backend == "jax" and not xla):
+            continue  # TF's XLA lowers batched solves to slow loops: seconds per step at batch 1024
         label = f"{iterations} ADMM + {polish} active-set" + (
             f", gradient by {gradient_iterations} ADMM" if gradient_iterations else ", gradient by a solve"
         )
-        fns[label] = _projection_fns(plan, x_in, iterations, polish, gradient_iterations)
+        label += " (XLA)" if xla else " (graph, no XLA)"
+
+        def fwd(y, d, _unused, iterations=iterations, polish=polish, gradient_iterations=gradient_iterations):
+            return cp.project(
+                y, plan, d=d, iterations=iterations, polish=polish, gradient_iterations=gradient_iterations
+            )
+
+        fns[label] = compile_fn(fwd, _squared_sum, x_np, kernel, xla)
     viols = []
-    for name, (fwd, _) in fns.items():
-        if name != "Dense(100)":
-            out = fwd(y_in).numpy().astype(np.float64)
+    for name, (forward_fn, _) in fns.items():
+        if not name.startswith("Dense"):
+            out = np.asarray(forward_fn(y_np)).astype(np.float64)
             size = np.linalg.norm(out, axis=1)[:, None]
             viols.append(np.max((out @ G.T - h) / (np.abs(h) + np.linalg.norm(G, axis=1) * size)))
-    forward = time_side_by_side({k: (lambda f=f: f[0](y_in).numpy()) for k, f in fns.items()})
-    backward = time_side_by_side(
-        {k: (lambda f=f: [g.numpy() for g in tf.nest.flatten(f[1](y_in))]) for k, f in fns.items()}
-    )
+    forward = time_side_by_side({k: (lambda f=f: f[0](y_np)) for k, f in fns.items()})
+    backward = time_side_by_side({k: (lambda f=f: f[1](y_np)) for k, f in fns.items()})
+    base = "Dense(100) (XLA)"
     for k in fns:
         print(
-            f"| {batch} | {k} | {forward[k] * 1e3:.2f} ms | {forward[k] / forward['Dense(100)']:.1f}x | "
-            f"{backward[k] * 1e3:.2f} ms | {backward[k] / backward['Dense(100)']:.1f}x |",
+            f"| {batch} | {k} | {forward[k] * 1e3:.2f} ms | {forward[k] / forward[base]:.1f}x | "
+            f"{backward[k] * 1e3:.2f} ms | {backward[k] / backward[base]:.1f}x |",
             flush=True,
         )
     print(f"\n(batch {batch}: worst relative violation of the timed outputs {max(viols):.1e})\n")
 
 
-def _projection_fns(plan, x_in, iterations, polish, gradient_iterations):
-    """Compiled forward and forward + backward of the projection with d = x_in."""
+def _squared_sum(out):
+    from keras import ops
+
+    return ops.sum(out * out)
+
+
+def _compilers(backend: str):
+    """``compile_fn(f(y, d, W), loss, d, W, xla) -> (forward(y), forward_backward(y))``, both blocking."""
+    if backend == "jax":
+        import jax
+
+        def compile_fn(f, loss, d, W, xla):
+            def two(y, W):
+                return f(y, W) if f.__code__.co_argcount == 2 else f(y, d, W)
+
+            forward = jax.jit(two)
+            grad = jax.jit(jax.grad(lambda y, W: loss(two(y, W)), argnums=(0, 1)))
+            return (lambda y: np.asarray(forward(y, W)), lambda y: [np.asarray(g) for g in grad(y, W)])
+
+        return compile_fn
     import tensorflow as tf
 
-    def fwd(y):
-        return cp.project(
-            y, plan, d=x_in, iterations=iterations, polish=polish, gradient_iterations=gradient_iterations
-        )
+    def compile_fn(f, loss, d, W, xla):
+        W = tf.Variable(W)
+        d = tf.constant(d)
 
-    def grad(y):
-        with tf.GradientTape() as tape:
-            tape.watch(y)
-            loss = tf.reduce_sum(fwd(y) ** 2)
-        return tape.gradient(loss, y)
+        def two(y):
+            return f(y, W) if f.__code__.co_argcount == 2 else f(y, d, W)
 
-    return tf.function(fwd, jit_compile=True), tf.function(grad, jit_compile=True)
+        def grad(y):
+            with tf.GradientTape() as tape:
+                tape.watch(y)
+                value = loss(two(y))
+            return tape.gradient(value, [y, W], unconnected_gradients="zero")
+
+        forward = tf.function(two, jit_compile=xla)
+        backward = tf.function(grad, jit_compile=xla)
+        return (lambda y: forward(tf.constant(y)).numpy(), lambda y: [g.numpy() for g in backward(tf.constant(y))])
+
+    return compile_fn
 
 
 def training(
