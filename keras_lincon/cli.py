@@ -10,6 +10,7 @@ Subcommands:
   vae         the main job: constrained VAE vs unconstrained twin, with a report
   toy         the paper's toy experiment (learn the checkerboard projection)
   bench       constrained layer vs Dense + OSQP / batched projection, timed
+  proxy       the field's optimization-proxy benchmark (DC3's QP), with a results table
   export      a saved .keras model -> SavedModel in TF Serving's layout
   generators  print the generators of the paper's checkerboard constraint
 """
@@ -89,6 +90,41 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_proxy(args: argparse.Namespace) -> int:
+    from keras_lincon.experiments._deps import require
+
+    # Before anything slow: the references and the baseline are OSQP's.
+    require("keras-lincon proxy", "osqp", "scipy")
+    from keras_lincon.experiments import optimization_proxy
+
+    config = optimization_proxy.ProxyConfig(
+        problem=args.problem,
+        protocol=args.protocol,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        float64=args.float64,
+        quick=args.quick,
+        reference_rows=args.reference_rows,
+        out=args.out or ("runs/proxy-quick" if args.quick else "runs/proxy"),
+        overwrite=args.overwrite,
+    )
+    optimization_proxy.run(config, print_fn=lambda *a: print(*a, flush=True))
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -145,6 +181,37 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="inference: layer vs Dense + OSQP / batched projection")
     bench.add_argument("--quick", action="store_true")
     bench.set_defaults(func=_cmd_bench)
+    proxy = sub.add_parser(
+        "proxy", help="optimization proxy for DC3's QP: MLP + constraint layer trained on the objective alone"
+    )
+    # Choices listed here (not imported from the experiment) so --help stays instant.
+    proxy.add_argument(
+        "--problem",
+        choices=["convex", "nonconvex", "large"],
+        default="convex",
+        help="convex: 100/50/50; nonconvex: p' sin(y) on the same data; large: 1000/500/500",
+    )
+    proxy.add_argument(
+        "--protocol",
+        choices=["pinet", "dc3"],
+        default="pinet",
+        help="split and defaults: pinet (train 0-7951, test 8976-9999; batch 64, lr 1e-3, cosine decay) "
+        "or dc3 (train 0-8333, test 9167-9999; batch 200, lr 1e-4 constant)",
+    )
+    proxy.add_argument("--epochs", type=positive_int, default=50)
+    proxy.add_argument("--batch-size", type=positive_int, help="default: the protocol's")
+    proxy.add_argument("--lr", type=_positive_float, help="Adam learning rate (default: the protocol's)")
+    proxy.add_argument("--seed", type=int, default=0)
+    proxy.add_argument("--float64", action="store_true", help="train and evaluate in float64 (keras floatx)")
+    proxy.add_argument(
+        "--reference-rows",
+        type=positive_int,
+        help="test rows with a reference optimum (default all; 256 for --problem large)",
+    )
+    proxy.add_argument("--quick", action="store_true", help="seconds-long run on a few rows (for tests)")
+    proxy.add_argument("--out", help="output folder (default runs/proxy, runs/proxy-quick with --quick)")
+    proxy.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    proxy.set_defaults(func=_cmd_proxy)
     export = sub.add_parser("export", help="export a .keras model as a SavedModel for TF Serving")
     export.add_argument("model", help="path of a .keras file")
     export.add_argument("base_dir", help="TF Serving model base path; the version folder goes inside")

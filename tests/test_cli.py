@@ -185,3 +185,20 @@ def test_scaling_choices_are_the_layers(command):
     parser = cli.build_parser()._subparsers._group_actions[0].choices[command]
     (scaling,) = [a for a in parser._actions if a.dest == "scaling"]
     assert set(scaling.choices) == set(SCALINGS)
+
+
+# ------------------------------------------------------ optimization proxy
+
+
+def test_proxy_quick_prints_the_table(tmp_path, capsys):
+    pytest.importorskip("osqp")
+    assert cli.main(["proxy", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| RS mean / median / max |" in out and "| OSQP per instance (default accuracy) |" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["cv_max_relative"] <= 1e-5 and results["protocol"] == "pinet"
+    # a second run needs --overwrite; a bad value is a one-line usage error
+    assert cli.main(["proxy", "--quick", "--out", str(tmp_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["proxy", "--problem", "yes"])

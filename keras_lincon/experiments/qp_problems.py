@@ -333,7 +333,7 @@ def _one_blas_thread():
 def _solve_reference(problem: SimpleQP, rows: np.ndarray, print_fn) -> Reference:
     start = time.perf_counter()
     X = problem.X[rows]
-    convex = problem if not problem.nonconvex else _convex_twin(problem)
+    convex = problem if not problem.nonconvex else convex_twin(problem)
     # OSQP's default accuracy finds the active rows for the exact polish; tight OSQP where it does not.
     solvers = {"default": OSQPSolver(convex)}
     Y = np.empty((len(rows), problem.num_var))
@@ -348,7 +348,7 @@ def _solve_reference(problem: SimpleQP, rows: np.ndarray, print_fn) -> Reference
             candidate, settled = polish(problem, x, y)
             active = problem.h - problem.G @ candidate <= 1e-9
             if not settled or reduced_curvature(problem, candidate, active) <= 0:
-                candidate, settled = polish(problem, x, _slsqp(problem, x, y))
+                candidate, settled = polish(problem, x, local_optimum_slsqp(problem, x, y))
             y = candidate
         Y[i] = y
         unpolished += not settled
@@ -364,12 +364,12 @@ def _solve_reference(problem: SimpleQP, rows: np.ndarray, print_fn) -> Reference
     )
 
 
-def _convex_twin(problem: SimpleQP) -> SimpleQP:
+def convex_twin(problem: SimpleQP) -> SimpleQP:
     """The same data with the convex objective (the nonconvex solve's warm start)."""
     return SimpleQP(problem.q_diag, problem.p, problem.A, problem.G, problem.h, problem.X, nonconvex=False)
 
 
-def _slsqp(problem: SimpleQP, x: np.ndarray, y0: np.ndarray) -> np.ndarray:
+def local_optimum_slsqp(problem: SimpleQP, x: np.ndarray, y0: np.ndarray) -> np.ndarray:
     """A local optimum of the nonconvex objective from ``y0`` by SciPy's SLSQP."""
     from scipy.optimize import minimize
 
