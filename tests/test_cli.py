@@ -190,8 +190,12 @@ def test_scaling_choices_are_the_layers(command):
 # ------------------------------------------------------ optimization proxy
 
 
-def test_proxy_quick_prints_the_table(tmp_path, capsys):
+def test_proxy_quick_prints_the_table(tmp_path, capsys, monkeypatch):
     pytest.importorskip("osqp")
+    from keras_lincon.experiments import qp_problems
+
+    # DC3's recipe at 20 variables: the 100-variable layer takes about a minute to build today.
+    monkeypatch.setattr(qp_problems, "make_problem", lambda name: qp_problems.generate_problem(20, 10, 10, name=name))
     assert cli.main(["proxy", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| RS mean / median / max |" in out and "| OSQP per instance (default accuracy) |" in out

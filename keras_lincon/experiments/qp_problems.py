@@ -145,6 +145,13 @@ def make_problem(name: str = "convex") -> SimpleQP:
     if name not in PROBLEMS:
         raise LinconError(f"problem must be one of {tuple(PROBLEMS)}; got {name!r}.")
     num_var, num_eq, num_ineq, nonconvex = PROBLEMS[name]
+    return generate_problem(num_var, num_eq, num_ineq, nonconvex=nonconvex, name=name)
+
+
+def generate_problem(
+    num_var: int, num_eq: int, num_ineq: int, *, nonconvex: bool = False, name: str = "custom"
+) -> SimpleQP:
+    """DC3's recipe for any size (seed 17, ``N = 10,000`` instances); :func:`make_problem` names the published ones."""
     # The legacy global generator, as the recipe: the draws and their order fix the data.
     state = np.random.RandomState(SEED)
     q_diag = state.random_sample(num_var)
