@@ -436,6 +436,7 @@ def project(
     iterations: int | None = None,
     polish: int | None = None,
     gradient_iterations: int | None = None,
+    differentiable: bool = True,
     return_converged: bool = False,
 ):
     """Projects every row of ``y`` onto the plan's set; exact feasibility, implicit gradient.
@@ -454,6 +455,8 @@ def project(
             one batched linear solve (matrix products only: XLA on the CPU
             lowers batched solves to slow loops). Approximate; the value is
             unaffected. Default ``plan.gradient_iterations`` (None: solve).
+        differentiable: False skips the gradient terms (inference: with
+            ``polish=0`` no solve at all); the output then carries no gradient.
         return_converged: also return a (B,) bool tensor: True where an
             active-set step met the KKT conditions (the output is then the
             projection to rounding); False where the output is the ADMM
@@ -505,11 +508,11 @@ def project(
         if moves_b or moves_d:
             t = ops.where(strong_up, u, ops.where(strong_down, l, 0.0))
             t_tangent = t - ops.stop_gradient(t)  # zero in value
-        if polish == 0 and gradient_iterations is not None:
+        if polish == 0 and (gradient_iterations is not None or not differentiable):
             # GEMM-only path (no per-sample factorisation): the solution as ADMM left it, and the
             # gradient from the same ADMM iteration run on the tangent problem
             # min ||z' - g||^2 s.t. K_S z' = t_S' (rows outside S free), differentiated through.
-            z_lin = _tangent_admm(g, t_tangent, D, K, plan, gradient_iterations)
+            z_lin = _tangent_admm(g, t_tangent, D, K, plan, gradient_iterations) if differentiable else None
         else:
             M = ops.stop_gradient(_active_matrix(D, gram, eps, q))
             t_s = ops.where(strong_up, u_s, ops.where(strong_down, l_s, 0.0))
@@ -518,10 +521,11 @@ def project(
             rhs = _mul_t(g, K)
             if t_tangent is not None:
                 rhs = rhs - t_tangent
-            both = ops.solve(M, ops.stack([residual, D * rhs], axis=-1))
+            columns = [residual, D * rhs] if differentiable else [residual]
+            both = ops.solve(M, ops.stack(columns, axis=-1))
             z_refined = w - ops.matmul(lam_d + both[..., 0], K)
             z_sol = ops.where(converged[:, None], z_refined, z_sol)
-            z_lin = g - ops.matmul(both[..., 1], K)
+            z_lin = g - ops.matmul(both[..., 1], K) if differentiable else None
     else:  # only equalities: the affine projection is exact
         z_sol, z_lin = w, g
         converged = ops.ones_like(y[:, 0]) > 0
@@ -541,6 +545,9 @@ def project(
     x_ray = _ray_scale(x_k, c, plan, None if b is None else ops.stop_gradient(b), const, dtype)
 
     # --- the value is x_ray; the derivative is N z' (+ the particular solution's motion with d)
+    if not differentiable:
+        out = ops.stop_gradient(x_ray)
+        return (out, converged) if return_converged else out
     x_lin = z_lin if N is None else _mul_t(z_lin, N)
     if moves_d:
         x_lin = x_lin + (x_p - ops.stop_gradient(x_p))

@@ -363,3 +363,15 @@ def test_dependent_active_rows(polish, gradient_iterations):
     projector = np.eye(4) - np.outer(a, a) / (a @ a)
     assert np.all(np.isfinite(g))
     assert np.abs(g - v @ projector).max() <= 1e-6
+
+
+def test_value_only_matches():
+    """``differentiable=False`` gives the same values (no tangent loop, no gradient solve)."""
+    A_eq, X, G, h = _dc3_block(16)
+    plan = cp.plan_projection(G, h, C=A_eq)
+    y = X @ np.linalg.pinv(A_eq).T + np.random.default_rng(2).normal(0, 1, (16, 100))
+    for polish, gradient_iterations in ((8, None), (0, 20)):
+        kwargs = dict(d=X, iterations=60, polish=polish, gradient_iterations=gradient_iterations)
+        full = np.asarray(cp.project(y, plan, **kwargs))
+        value = np.asarray(cp.project(y, plan, differentiable=False, **kwargs))
+        assert np.abs(full - value).max() <= 1e-12
