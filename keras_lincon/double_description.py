@@ -843,6 +843,9 @@ def matching_vertices(A, b, C, d, limit: int) -> np.ndarray | None:
     n = A.shape[1]
     if k != k_right:
         return None  # empty: let the general path say so
+    count = _perfect_matchings(A, b, C, d)
+    if count is not None and count > limit:
+        return None  # counted first (a subset DP): no search for a refusal
     by_left = [np.flatnonzero(ends[:, 0] == u) for u in range(k)]
     found: list = []
     chosen: list = []
