@@ -18,7 +18,11 @@ Three ways to get there, chosen per independent block of variables:
 * ``cdd``: double description (pycddlib 3, see
   :mod:`keras_lincon.double_description`): exact rational arithmetic whenever
   the set is small enough, floating point with completeness checks above,
-  refused up front when it would explode, bounded in time and interruptible.
+  closed forms (cross-polytopes, perfect-matching polytopes), refused up
+  front only when a true lower bound on the count exceeds the cap, else
+  bounded in time and by a count, and interruptible. Near-duplicate
+  generators are identified by one relative rule
+  (:func:`~keras_lincon.representation.merge_close_rows`).
 * ``blocks``: the constraint graph (variables linked by a shared row) is split
   into connected components; ``P`` is the product of the components' sets, so
   a box in ``n`` dimensions costs ``2 n`` vertices instead of ``2^n``.
@@ -118,6 +122,23 @@ def _closed_form_generators(A: np.ndarray, b: np.ndarray):
     return apex, rays, q.T
 
 
+def _closed_form_on_equalities(system: ConstraintSystem):
+    """``{A x <= b, C x = d}`` for ``C`` of full row rank and ``A`` of full row rank on ``null(C)``:
+    ``x = x0 + N z`` (``x0 = C^+ d``, ``N`` an orthonormal basis of ``null(C)``), the closed form
+    on ``A N z <= b - A x0``, mapped back. Returns (vertices, rays, row_space) or None when the
+    ranks do not allow it (double description then)."""
+    A, b, C, d = system.A, system.b, system.C, system.d
+    if not _full_row_rank(C):
+        return None
+    null_basis = scipy.linalg.null_space(C)  # (n, r)
+    particular = np.linalg.lstsq(C, d, rcond=None)[0]
+    reduced = A @ null_basis
+    if reduced.shape[1] == 0 or not _full_row_rank(reduced):
+        return None
+    apex, rays, _ = _closed_form_generators(reduced, b - A @ particular)
+    return particular + apex @ null_basis.T, rays @ null_basis.T, orthonormal_rows(np.vstack([A, C]), system.dim)
+
+
 def _components(system: ConstraintSystem):
     """Blocks of coupled variables (see :func:`keras_lincon.system.blocks`):
     list of (var_idx, A_rows, C_rows), and the number of untouched variables."""
@@ -152,6 +173,10 @@ def _solve(unit_rows: ConstraintSystem, original: ConstraintSystem, use_closed_f
     """
     if use_closed_form and unit_rows.C.shape[0] == 0 and _full_row_rank(unit_rows.A):
         return _closed_form_generators(unit_rows.A, unit_rows.b), "closed_form"
+    if use_closed_form and unit_rows.C.shape[0]:  # equalities: the closed form in null(C)'s coordinates
+        found = _closed_form_on_equalities(unit_rows)
+        if found is not None:
+            return found, "closed_form"
     vertices, rays, _ = double_description.enumerate_generators(
         original.A, original.b, original.C, original.d, **dd_options
     )
