@@ -93,6 +93,55 @@ class GeneratorLayout:
 
 
 @dataclasses.dataclass(frozen=True)
+class CoupledBlocks:
+    """The blocks ``scaling="project"`` projects onto by :mod:`keras_lincon.coupled_projection`.
+
+    Attributes:
+        columns: (u,) the coordinates of those blocks, sorted.
+        plan: the projection onto their rows, equalities and box, restricted to ``columns``.
+    """
+
+    columns: np.ndarray
+    plan: object  # coupled_projection.ProjectionPlan (imported lazily: it is only needed with "project")
+
+
+#: ADMM steps, active-set steps and gradient steps of the coupled projection in the layer: matrix
+#: products only (XLA on the CPU runs batched solves as slow loops); see BENCHMARKS.md, issue 20.
+COUPLED_STEPS = {"iterations": 50, "polish": 0, "gradient_iterations": 20}
+
+
+def plan_coupled(system: ConstraintSystem, box, stage: scaling_lib.ScaledStage) -> CoupledBlocks | None:
+    """The exact projection for the blocks the single-row bisection does not cover (several coupled
+    rows, or equalities), or None when there are none.
+
+    The projection of a point onto a product of blocks is the product of the
+    blocks' projections, so one plan takes every such block at once. It
+    projects onto all of the block's constraints (generator and scaled rows,
+    equalities, box), so its output is exact whatever the generator stage gave.
+    """
+    from keras_lincon import coupled_projection
+
+    eligible = scaling_lib.single_row_blocks(stage)[0]
+    columns = np.flatnonzero(np.isin(stage.coord_block, np.flatnonzero(~eligible)))
+    if not columns.size:
+        return None
+    inside = np.zeros(system.dim, dtype=bool)
+    inside[columns] = True
+    rows, eq_rows = (np.flatnonzero(np.any(M[:, inside] != 0, axis=1)) for M in (system.A, system.C))
+    if np.any(system.A[rows][:, ~inside]) or np.any(system.C[eq_rows][:, ~inside]):
+        raise ConstraintShapeError("internal: a block's rows reach outside its coordinates.")
+    plan = coupled_projection.plan_projection(
+        system.A[rows][:, columns],
+        system.b[rows],
+        system.C[eq_rows][:, columns] if eq_rows.size else None,
+        system.d[eq_rows] if eq_rows.size else None,
+        None if box is None else (box[0][columns], box[1][columns]),
+        **COUPLED_STEPS,
+    )
+    return CoupledBlocks(columns, plan)
+
+
+@dataclasses.dataclass(frozen=True)
 class StagePlan:
     """How a layer enforces its rows (see "Two stages" in the design notes).
 
@@ -110,6 +159,8 @@ class StagePlan:
         shift: right-hand sides that move the set (:func:`plan_translation`):
             ``(T, q)``, the output is the stored set's point plus ``beta T^T + q``;
             else None.
+        coupled: ``scaling="project"`` on blocks with several coupled rows
+            (:func:`plan_coupled`), else None.
     """
 
     generator_system: ConstraintSystem
@@ -119,6 +170,7 @@ class StagePlan:
     center_is_weight: bool
     apex: tuple | None = None
     shift: tuple | None = None
+    coupled: CoupledBlocks | None = None
 
 
 #: The string values of ``rhs_input`` (besides ``False``/``True`` and a dict; see :func:`rhs_inputs`).
@@ -329,7 +381,11 @@ def plan_stages(
         representation,
         loading,
     )
-    return dataclasses.replace(plan, shift=shift)
+    # with b_s above a floor the scaled rows' b is per sample; the coupled projection takes the stored b only
+    coupled = None
+    if scaling == "project" and plan.stage is not None and not rhs.floor:
+        coupled = plan_coupled(system, box, plan.stage)
+    return dataclasses.replace(plan, shift=shift, coupled=coupled)
 
 
 def _two_stages(

@@ -427,6 +427,22 @@ def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, eligibl
     return ops.take(ops.concatenate([x_b, ops.zeros_like(x_b[:, :1])], axis=1), position, axis=1)
 
 
+def coupled_stage(y, coupled, others=None):
+    """The exact projection of ``y`` (B, n) onto the coupled blocks' sets
+    (:class:`keras_lincon.layer_lib.CoupledBlocks`); ``others`` (B, n) gives the other
+    coordinates (None when the blocks hold every coordinate)."""
+    from keras_lincon import coupled_projection
+
+    columns, n = coupled.columns, y.shape[-1]
+    if others is None:
+        return coupled_projection.project(y, coupled.plan)
+    part = coupled_projection.project(ops.take(y, columns, axis=1), coupled.plan)
+    position = np.full(n, columns.size)  # back to (B, n) through a zero slot
+    position[columns] = np.arange(columns.size)
+    spread = ops.take(ops.concatenate([part, ops.zeros_like(part[:, :1])], axis=1), position, axis=1)
+    return ops.where(np.isin(np.arange(n), columns), spread, others)
+
+
 def full_rhs(rhs, stage: scaling_lib.ScaledStage, columns: np.ndarray):
     """(B, m_in) input right-hand sides -> (B, m) for every scaled row of ``stage``.
 

@@ -408,7 +408,12 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             if self._plan.center_is_weight:
                 box_weights = (self.box_center_weight, self.box_inv_upper, self.box_inv_lower)
             mode = "per_block" if self.scaling == "mix" else self.scaling
+            coupled = self._plan.coupled
+            if coupled is not None and coupled.columns.size == self.units:  # one projection does it all
+                return ops.reshape(layer_ops.coupled_stage(y, coupled), batch_shape)
             out = layer_ops.scaled_stage(y, self._stage, mode, rhs, box_weights)
+            if coupled is not None:
+                out = layer_ops.coupled_stage(y, coupled, out)
         return ops.reshape(out, batch_shape)
 
     def compute_output_shape(self, input_shape):
