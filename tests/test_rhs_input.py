@@ -184,3 +184,28 @@ def test_metric_measures_per_sample_b_and_d():
     metric.reset_state()
     metric.update_state(None, y + 1.0, rhs=(b, X))  # moved off the equalities: the metric sees it
     assert float(metric.result()) > 1e-3
+
+
+def test_project_on_a_coupled_block_is_the_projection_of_the_moved_point():
+    """scaling="project" on DC3's block (50 coupled rows): the output is the Euclidean projection of the
+    generator stage's point, moved by T x, onto {A y = x, G y <= h} (OSQP as the reference)."""
+    from tests.test_coupled_projection import osqp_projection
+
+    A, X, G, h = dc3_qp(num=8)
+    layer = klc.LinearInequalityConstraint(
+        G, h, C=A, rhs_input="d", scaled_rows="all", scaling="project", dtype="float64"
+    )
+    features = np.random.default_rng(0).normal(size=(8, 5)) * 3
+    out = keras.ops.convert_to_numpy(layer([features, X]))
+    assert layer.max_violation(out, relative=True, rhs=X) <= 1e-12
+    from keras_lincon import layer_ops
+
+    y = keras.ops.convert_to_numpy(
+        layer_ops.generator_outputs(
+            keras.ops.convert_to_tensor(features, "float64"), layer, layer._layout, layer._call_mode, "abs"
+        )
+    )
+    T, q = layer._plan.shift
+    moved = y + X @ T.T + q
+    expected = osqp_projection(moved, G, h, A, X, None)
+    np.testing.assert_allclose(out, expected, atol=1e-6 * (1 + np.abs(expected).max()))
