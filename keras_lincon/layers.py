@@ -78,10 +78,14 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     as the block's rows need), ``"clip_scale"`` (clip, then scale towards a
     centre strictly inside the generator rows too), ``"mix"`` (per block a
     learned ``sigmoid(h W + w0)`` mix of ``per_block`` and ``clip_blend``) or
-    ``"project"`` (the exact Euclidean projection for blocks with one row, no
-    equality and a finite box, e.g. the checkerboard's, by a bisection on one
-    multiplier per block; ``per_block`` for other blocks; about 3x slower to
-    train). With ``scaled_rows="all"`` and ``scaling="project"`` the layer
+    ``"project"`` (the exact Euclidean projection: for blocks with one row,
+    no equality and a finite box, e.g. the checkerboard's, by a bisection on
+    one multiplier per block, about 3x slower to train; for blocks of
+    several coupled rows or equalities, e.g. DC3's QP, by
+    :mod:`keras_lincon.coupled_projection`: 50 ADMM steps, then ray scaling
+    towards a strictly feasible centre, so outputs are feasible whatever the
+    step count, and an implicit-function gradient; right-hand sides above a
+    floor, ``rhs_input=True``, keep ``per_block`` on such blocks). With ``scaled_rows="all"`` and ``scaling="project"`` the layer
     is an affine map followed by the exact projection onto each block's row
     and box, trained end to end: on the paper's toy it fits better than an
     unconstrained Dense projected by a QP solver after training
