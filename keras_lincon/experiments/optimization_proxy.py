@@ -31,12 +31,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_lincon.experiments import qp_problems
+
+if TYPE_CHECKING:  # Keras is imported when the experiment runs, so the CLI's --help stays instant
+    import keras
 
 PROTOCOLS = tuple(qp_problems.SPLITS)
 PROBLEMS = tuple(qp_problems.PROBLEMS)
@@ -112,7 +117,7 @@ class ProxyConfig:
         return ProxyConfig(**values)
 
 
-def objective_loss(problem: qp_problems.SimpleQP):
+def objective_loss(problem: qp_problems.SimpleQP) -> Callable:
     """A Keras loss: the mean of ``f(y_pred)`` over the batch; ``y_true`` is ignored (no labels).
 
     Written in ``keras.ops``, so it trains on TensorFlow, JAX and torch.
@@ -131,7 +136,7 @@ def objective_loss(problem: qp_problems.SimpleQP):
     return objective
 
 
-def build_proxy(problem: qp_problems.SimpleQP, hidden: int = 200):
+def build_proxy(problem: qp_problems.SimpleQP, hidden: int = 200) -> keras.Model:
     """The proxy ``x`` (batch, neq) -> ``y`` (batch, n): an MLP of two ReLU layers, then the constraints.
 
     ``G y <= h`` is fixed and ``A y = x`` takes ``x``, the model's input, as
@@ -151,7 +156,7 @@ def build_proxy(problem: qp_problems.SimpleQP, hidden: int = 200):
     return keras.Model(x, constraints([features, x]), name=f"dc3_{problem.name}_proxy")
 
 
-def run(config: ProxyConfig, print_fn=print) -> dict:
+def run(config: ProxyConfig, print_fn: Callable[..., None] = print) -> dict:
     """Runs the experiment; writes ``results.json`` and ``results.md`` to ``config.out``; returns the results.
 
     Raises:
@@ -178,7 +183,7 @@ def run(config: ProxyConfig, print_fn=print) -> dict:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(markdown_table(results) + "\n")
     say(markdown_table(results))
-    say(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    say(f"wrote results.json and results.md{'' if cfg.quick else ' and proxy.keras'} to {out}")
     return results
 
 
