@@ -151,6 +151,32 @@ def _as_vector(v, size: int, name: str) -> np.ndarray:
     return v
 
 
+def _row_space(M: np.ndarray, tol: float = 1e-10):
+    """``(null_basis, pinv)`` of ``M`` (k, n) by a pivoted QR of ``M^T`` (cheaper than an SVD at n = 1000).
+
+    Rows are scaled to unit norm first (rows scaled by 1e-3..1e3 would cost
+    digits otherwise). ``null_basis`` (n, n - rank) is orthonormal; ``pinv``
+    (n, k) maps a consistent right-hand side to the solution in the row space
+    (the minimum-norm one), ``pinv(M)`` for full row rank.
+    """
+    import scipy.linalg
+
+    k, n = M.shape
+    if k == 0:
+        return np.eye(n), np.zeros((n, 0))
+    norms = np.linalg.norm(M, axis=1)
+    unit = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+    Q, R, perm = scipy.linalg.qr((M * unit[:, None]).T, mode="full", pivoting=True)
+    diag = np.abs(np.diag(R))
+    rank = int(np.sum(diag > tol * max(diag.max(initial=0.0), 1e-300)))
+    # M^T P = Q R: the first `rank` pivoted rows span the row space; solve R11^T u = (P^T D m)[:rank]
+    pinv = np.zeros((n, k))
+    if rank:
+        R11 = R[:rank, :rank]
+        pinv[:, perm[:rank]] = Q[:, :rank] @ scipy.linalg.solve_triangular(R11, np.eye(rank), trans="T")
+    return Q[:, rank:], pinv * unit[None, :]
+
+
 def _interior_point(A, b, C, d, lower, upper, tol: float) -> np.ndarray:
     """A point with ``C c = d`` (skipped when ``d`` is None) and positive slack on every other row.
 
@@ -162,6 +188,22 @@ def _interior_point(A, b, C, d, lower, upper, tol: float) -> np.ndarray:
 
     n = A.shape[1]
     norms = np.linalg.norm(A, axis=1)
+    # a cheap candidate first: the minimum-norm point of C c = d (0 without equalities), moved
+    # towards the box's middle within C's null space; kept when every row has a clear margin
+    null_basis, c_pinv = _row_space(C if d is not None else np.zeros((0, n)))
+    start = c_pinv @ d if d is not None and C.shape[0] else np.zeros(n)
+    both = np.isfinite(lower) & np.isfinite(upper)
+    middle = np.where(both, 0.5 * (np.where(both, lower, 0.0) + np.where(both, upper, 0.0)), start)
+    middle = np.where(np.isfinite(lower) & ~np.isfinite(upper), np.maximum(middle, lower + 1.0), middle)
+    middle = np.where(~np.isfinite(lower) & np.isfinite(upper), np.minimum(middle, upper - 1.0), middle)
+    for candidate in (start, start + null_basis @ (null_basis.T @ (middle - start))):
+        size = 1.0 + np.linalg.norm(candidate)
+        margins = [(b - A @ candidate) / (np.abs(b) + norms * size)]
+        lo, hi = np.isfinite(lower), np.isfinite(upper)
+        margins += [(candidate - lower)[lo] / (np.abs(lower[lo]) + size)]
+        margins += [(upper - candidate)[hi] / (np.abs(upper[hi]) + size)]
+        if min(np.min(v, initial=np.inf) for v in margins) > 1e-3:
+            return candidate
     fin_lo, fin_hi = np.flatnonzero(np.isfinite(lower)), np.flatnonzero(np.isfinite(upper))
     # rows of [c, t] <= rhs: A c + t |a| <= b, -c + t <= -lo, c + t <= hi
     E = np.eye(n)
@@ -201,14 +243,8 @@ def _translation(A, C, bounded, b_moves: bool, d_moves: bool, n: int) -> np.ndar
     moving = [A] * b_moves + [C] * d_moves
     fixed = [E] + [A] * (not b_moves) + [C] * (not d_moves)
     M, F = np.vstack(moving), np.vstack(fixed)
-    if F.shape[0]:
-        u, s, vt = np.linalg.svd(F)
-        rank = int(np.sum(s > 1e-10 * max(s.max(initial=0.0), 1.0)))
-        N_F = vt[rank:].T
-    else:
-        N_F = np.eye(n)
-    unit = 1.0 / np.maximum(np.linalg.norm(M, axis=1), 1e-300)  # unit rows: see pinv(C) in plan_projection
-    part = N_F @ np.linalg.pinv((M * unit[:, None]) @ N_F, rcond=1e-10) * unit[None, :]
+    N_F = _row_space(F)[0]
+    part = N_F @ _row_space(M @ N_F)[1]  # independent moving rows: a right inverse of M N_F
     if not np.allclose(M @ part, np.eye(M.shape[0]), atol=1e-8):
         return None
     T = np.zeros((n, m + p))
@@ -275,14 +311,7 @@ def plan_projection(
 
     # equalities: x = pinv(C) d + N z with N orthonormal, so ||x - y|| = ||z - N^T y|| + const
     if p:
-        # unit rows first: rows scaled by 1e-3..1e3 would otherwise cost digits (cond grows with the
-        # spread of scales); pinv(D C) D = pinv(C) for full row rank, computed more accurately
-        norms_c = np.linalg.norm(C, axis=1)
-        scale_c = np.where(norms_c > 0, 1.0 / np.where(norms_c > 0, norms_c, 1.0), 1.0)
-        _, s, vt = np.linalg.svd(C * scale_c[:, None])
-        rank = int(np.sum(s > 1e-10 * s.max(initial=0.0)))
-        null_basis = vt[rank:].T
-        c_pinv = np.linalg.pinv(C * scale_c[:, None], rcond=1e-10) * scale_c[None, :]
+        null_basis, c_pinv = _row_space(C)
     else:
         null_basis, c_pinv = None, np.zeros((n, 0))
     N = np.eye(n) if null_basis is None else null_basis
