@@ -243,13 +243,16 @@ def training(
     gradient_iterations: int | None = 20,
     batch: int = 256,
     lr: float = 1e-3,
+    size: int = 100,
+    test_rows: int = 1024,
 ):
     """Pi-net's protocol on DC3's convex QP with the projection as the output map."""
     import keras
     import tensorflow as tf
 
-    Q, pv, A, X, G, h = dc3_data()
-    train, test = X[:7952], X[8976:]
+    Q, pv, A, X, G, h = dc3_data(size, size // 2, size // 2)
+    train, test = X[:7952], X[8976:][:test_rows]
+    half = size // 2
     # reference optimum on the test rows
     import osqp
     import scipy.sparse as sp
@@ -260,7 +263,7 @@ def training(
         sp.csc_matrix(Q),
         pv,
         M,
-        np.r_[test[0], np.full(50, -np.inf)],
+        np.r_[test[0], np.full(half, -np.inf)],
         np.r_[test[0], h],
         eps_abs=1e-10,
         eps_rel=1e-10,
@@ -270,7 +273,7 @@ def training(
     )
     f_star = []
     for x in test:
-        solver.update(l=np.r_[x, np.full(50, -np.inf)], u=np.r_[x, h])
+        solver.update(l=np.r_[x, np.full(half, -np.inf)], u=np.r_[x, h])
         y = solver.solve(raise_error=False).x
         f_star.append(0.5 * y @ Q @ y + pv @ y)
     f_star = np.array(f_star)
@@ -282,7 +285,12 @@ def training(
     )
     keras.utils.set_random_seed(0)
     net = keras.Sequential(
-        [keras.Input((50,)), keras.layers.Dense(200, "relu"), keras.layers.Dense(200, "relu"), keras.layers.Dense(100)]
+        [
+            keras.Input((half,)),
+            keras.layers.Dense(200, "relu"),
+            keras.layers.Dense(200, "relu"),
+            keras.layers.Dense(size),
+        ]
     )
     opt = keras.optimizers.Adam(lr)
     q_diag, p_vec = tf.constant(np.diag(Q), tf.float32), tf.constant(pv, tf.float32)
@@ -338,6 +346,8 @@ def main(argv=None):
     parser.add_argument("--polish", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--gradient-iterations", type=int, default=20, help="0: exact solve")
+    parser.add_argument("--size", type=int, default=100, help="variables (rows: half each); 1000 for the large set")
+    parser.add_argument("--test-rows", type=int, default=1024, help="first test rows evaluated")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
     if "accuracy" in parts:
@@ -346,7 +356,16 @@ def main(argv=None):
         timing()
     if "training" in parts:
         gradient_iterations = args.gradient_iterations or None
-        training(args.seconds, args.iterations, args.polish, gradient_iterations, args.batch, args.lr)
+        training(
+            args.seconds,
+            args.iterations,
+            args.polish,
+            gradient_iterations,
+            args.batch,
+            args.lr,
+            args.size,
+            args.test_rows,
+        )
 
 
 if __name__ == "__main__":

@@ -279,7 +279,11 @@ def plan_projection(
             ``C`` given means ``d`` comes per sample.
         box: optional ``(lower, upper)``, scalars or (n,) arrays, infinite allowed.
         center: (n,) a strictly feasible point for the fixed ``b``, ``d``;
-            found by two small LPs when omitted.
+            when omitted: the minimum-norm point of ``C x = d`` (moved towards
+            the box's middle) if every row keeps a clear margin there, else
+            two small LPs (the largest inscribed distance, then the smallest
+            1-norm keeping half of it). The ray step pulls unconverged
+            samples towards it; a centre near typical outputs perturbs less.
         rho, alpha: ADMM penalty (rows are normalised, so 1 is a natural
             scale) and over-relaxation.
         regularization: ridge added to the active-set systems.
