@@ -346,6 +346,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         features_spec = keras.layers.InputSpec(min_ndim=1, axes={-1: input_dim})
         parts_spec = [keras.layers.InputSpec(min_ndim=1, axes={-1: size}) for size in self._rhs_sizes]
         self.input_spec = [features_spec, *parts_spec] if parts_spec else features_spec
+        self._install_generator_guard()  # every write and call is checked (layer_checks)
 
     def _features_shape(self, input_shape):
         if not self._rhs_sizes:
@@ -378,6 +379,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         return f"one per input row: {'scaled_rows' if self.scaled_rows else 'every row of A'}"
 
     def call(self, inputs):
+        inputs = self._guard_generators(inputs)  # generator weights still the checked ones (layer_checks)
         if not self._generators_ready and not _in_symbolic_scope():
             self._verify_before_first_call()
         features, *parts = inputs if self._rhs_sizes else (inputs,)
