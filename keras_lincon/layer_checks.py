@@ -341,7 +341,12 @@ class ConstraintChecks:
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            tf.debugging.Assert(same, [f"keras_lincon GeneratorMismatchError: {self._changed_message()}"])
+            message = (
+                f"keras_lincon GeneratorMismatchError: a write traced into a compiled function would change "
+                f"generator weight {name!r} of layer {self.name!r}; it was refused (the weight keeps its "
+                f"checked value). {_CHANGED_HINT}"
+            )
+            tf.debugging.Assert(same, [message])
         return keras.ops.where(same, value, variable.value)
 
     def _write_stamp(self):
@@ -387,13 +392,6 @@ class ConstraintChecks:
         if not (_in_symbolic_scope() or _in_stateless_scope()):
             self._check_generators_now()
         return inputs
-
-    def _changed_message(self) -> str:
-        return (
-            f"the generator weights of layer {self.name!r} changed since they were checked (e.g. an optimizer "
-            "or a traced function wrote them). Call keras_lincon.verify_generators(model) to see what is wrong. "
-            + _CHANGED_HINT
-        )
 
     # --------------------------------------------------------- output checks
 
