@@ -12,7 +12,8 @@ from keras_lincon.experiments.timing import (  # noqa: F401
 )
 
 warnings.warn(
-    "keras_lincon.bench moved to keras_lincon.experiments.timing / .inference_bench; update the import.",
+    "keras_lincon.bench moved to keras_lincon.experiments.timing / .inference_bench and is removed in 0.3.0; "
+    "update the import.",
     DeprecationWarning,
     stacklevel=2,
 )

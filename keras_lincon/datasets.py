@@ -6,7 +6,7 @@ import warnings
 from keras_lincon.experiments import datasets as _moved
 
 warnings.warn(
-    "keras_lincon.datasets moved to keras_lincon.experiments.datasets; update the import.",
+    "keras_lincon.datasets moved to keras_lincon.experiments.datasets and is removed in 0.3.0; update the import.",
     DeprecationWarning,
     stacklevel=2,
 )

@@ -6,7 +6,7 @@ import warnings
 from keras_lincon.experiments import vae_study as _moved
 
 warnings.warn(
-    "keras_lincon.experiment moved to keras_lincon.experiments.vae_study; update the import.",
+    "keras_lincon.experiment moved to keras_lincon.experiments.vae_study and is removed in 0.3.0; update the import.",
     DeprecationWarning,
     stacklevel=2,
 )

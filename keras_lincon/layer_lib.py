@@ -178,7 +178,7 @@ RHS_PARTS = ("b", "d")
 _RHS_CHOICES = (
     "False (none), 'b' (b of every row of A), 'd' (d of every row of C), ('b', 'd') (both, two inputs), "
     "{'b': rows, 'd': True/False} (b of chosen rows: indices, a boolean mask or 'all'), or True "
-    "(release 0.1's meaning: b of scaled_rows above their floor, else b of every row)"
+    "(its first meaning: b of scaled_rows above their floor, else b of every row)"
 )
 
 
@@ -187,7 +187,7 @@ class RhsInputs:
     """Which right-hand sides a layer takes as inputs (the parsed ``rhs_input``).
 
     Attributes:
-        floor: release 0.1's ``rhs_input=True`` (``b`` of ``scaled_rows``
+        floor: the first ``rhs_input=True`` (``b`` of ``scaled_rows``
             exact above their floor, or the shifted-apex form).
         b_rows: rows of ``A`` whose ``b`` is an input, in input order.
         d: whether the equalities' ``d`` (every row of ``C``) is an input.

@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - future Keras layout
 
 #: Treatments of the box and the scaled rows (see the class docstring).
 SCALINGS = ("per_block", "global", "clip_blend", "clip_scale", "mix", "project")
-#: Former name of :data:`SCALINGS`.
+#: Former name of :data:`SCALINGS` (deprecated, removed in 0.3.0).
 BOX_SCALINGS = SCALINGS
 #: ``call_mode`` values: ``"auto"`` picks the cheaper path (:func:`keras_lincon.layer_lib.call_mode`).
 CALL_MODES = ("auto",) + layer_lib.CALL_MODES
@@ -118,7 +118,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     ``A y = x, G y <= h`` with ``x`` the input:
     ``LinearInequalityConstraint(G, h, C=A, rhs_input="d", scaled_rows="all")``.
 
-    ``rhs_input=True`` keeps release 0.1's meaning. With ``scaled_rows``,
+    ``rhs_input=True`` keeps its first meaning. With ``scaled_rows``,
     ``b_s`` (batch, len(scaled_rows)) replaces ``b`` of the scaled rows,
     whose stored ``b`` is a *floor*: outputs are feasible for their own
     ``b_s`` whenever ``b_s >= floor`` (:meth:`below_floor` and

@@ -26,8 +26,8 @@ class ScaledRowsConstraint(LinearInequalityConstraint):
     def __init__(self, A=None, b=None, *, center=None, **kwargs):
         if "layout" not in kwargs:  # not when Keras rebuilds it from a config
             warnings.warn(
-                "ScaledRowsConstraint is deprecated: LinearInequalityConstraint takes scaled_rows=, rhs_input=, "
-                "fallback= and every scaling itself (center= is its box_center=).",
+                "ScaledRowsConstraint is deprecated and is removed in 0.3.0: LinearInequalityConstraint takes "
+                "scaled_rows=, rhs_input=, fallback= and every scaling itself (center= is its box_center=).",
                 DeprecationWarning,
                 stacklevel=2,
             )
