@@ -105,6 +105,7 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         seed=args.seed,
         float64=args.float64,
+        scaling=args.scaling,
         quick=args.quick,
         reference_rows=args.reference_rows,
         out=args.out or ("runs/proxy-quick" if args.quick else "runs/proxy"),
@@ -203,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--lr", type=_positive_float, help="Adam learning rate (default: the protocol's)")
     proxy.add_argument("--seed", type=int, default=0)
     proxy.add_argument("--float64", action="store_true", help="train and evaluate in float64 (keras floatx)")
+    proxy.add_argument(
+        "--scaling",
+        choices=SCALING_CHOICES,
+        help="the constraint layer's scaling (default: the layer's; project = exact projection, slower per step)",
+    )
     proxy.add_argument(
         "--reference-rows",
         type=positive_int,

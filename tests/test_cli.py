@@ -194,7 +194,7 @@ def test_proxy_quick_prints_the_table(tmp_path, capsys, monkeypatch):
     pytest.importorskip("osqp")
     from keras_lincon.experiments import qp_problems
 
-    # DC3's recipe at 20 variables: the 100-variable layer takes about a minute to build today.
+    # DC3's recipe at 20 variables keeps this to seconds (tests/test_optimization_proxy.py runs the real size).
     monkeypatch.setattr(qp_problems, "make_problem", lambda name: qp_problems.generate_problem(20, 10, 10, name=name))
     assert cli.main(["proxy", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -206,3 +206,11 @@ def test_proxy_quick_prints_the_table(tmp_path, capsys, monkeypatch):
     assert "--overwrite" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["proxy", "--problem", "yes"])
+
+
+def test_proxy_scaling_choices_are_the_layers():
+    from keras_lincon.layers import SCALINGS
+
+    parser = cli.build_parser()._subparsers._group_actions[0].choices["proxy"]
+    (scaling,) = [a for a in parser._actions if a.dest == "scaling"]
+    assert set(scaling.choices) == set(SCALINGS)

@@ -69,6 +69,9 @@ class ProxyConfig:
             ``hidden``-wide ReLU layers, Adam; the learning rate decays to 0
             on a cosine over the run with the ``pinet`` protocol).
         float64: train and evaluate with ``keras.config.set_floatx("float64")``.
+        scaling: the layer's ``scaling`` (None: its default, the statement
+            above as written; ``"project"``: the exact Euclidean projection
+            onto the coupled block, slower per step).
         quick: a seconds-long run (512 train rows, 64 test rows, 2 epochs)
             for tests.
         reference_rows: test rows with a reference optimum (the first ones);
@@ -86,6 +89,7 @@ class ProxyConfig:
     hidden: int = 200
     seed: int = 0
     float64: bool = False
+    scaling: str | None = None
     quick: bool = False
     reference_rows: int | None = None
     out: str = "runs/proxy"
@@ -136,12 +140,13 @@ def objective_loss(problem: qp_problems.SimpleQP) -> Callable:
     return objective
 
 
-def build_proxy(problem: qp_problems.SimpleQP, hidden: int = 200) -> keras.Model:
+def build_proxy(problem: qp_problems.SimpleQP, hidden: int = 200, scaling: str | None = None) -> keras.Model:
     """The proxy ``x`` (batch, neq) -> ``y`` (batch, n): an MLP of two ReLU layers, then the constraints.
 
     ``G y <= h`` is fixed and ``A y = x`` takes ``x``, the model's input, as
     its right-hand side, so ``A y = x`` and ``G y <= h`` hold for every
-    instance and every weight value.
+    instance and every weight value. ``scaling``: the layer's option (None:
+    its default).
     """
     import keras
 
@@ -150,8 +155,9 @@ def build_proxy(problem: qp_problems.SimpleQP, hidden: int = 200) -> keras.Model
     x = keras.Input((problem.num_eq,), name="x")
     features = keras.layers.Dense(hidden, activation="relu", name="hidden_1")(x)
     features = keras.layers.Dense(hidden, activation="relu", name="hidden_2")(features)
+    options = {} if scaling is None else {"scaling": scaling}
     constraints = klc.LinearInequalityConstraint(
-        problem.G, problem.h, C=problem.A, rhs_input="d", scaled_rows="all", name="qp_constraints"
+        problem.G, problem.h, C=problem.A, rhs_input="d", scaled_rows="all", name="qp_constraints", **options
     )
     return keras.Model(x, constraints([features, x]), name=f"dc3_{problem.name}_proxy")
 
@@ -215,7 +221,7 @@ def _run(cfg: ProxyConfig, say, out) -> dict:
     )
 
     X = problem.X.astype(dtype)
-    model = build_proxy(problem, cfg.hidden)
+    model = build_proxy(problem, cfg.hidden, cfg.scaling)
     schedule = PROTOCOL_DEFAULTS[cfg.protocol][2]
     learning_rate = cfg.learning_rate
     if schedule == "cosine":
@@ -285,6 +291,7 @@ def _run(cfg: ProxyConfig, say, out) -> dict:
         "learning_rate": cfg.learning_rate,
         "learning_rate_schedule": schedule,
         "hidden": cfg.hidden,
+        "scaling": constraints_scaling(model),
         "seed": cfg.seed,
         "train_rows": [int(train_rows[0]), int(train_rows[-1])],
         "test_rows": [int(test_rows[0]), int(test_rows[-1])],
@@ -314,6 +321,11 @@ def _run(cfg: ProxyConfig, say, out) -> dict:
     }
 
 
+def constraints_scaling(model: keras.Model) -> str:
+    """The constraint layer's ``scaling`` (what the default resolved to)."""
+    return str(model.get_layer("qp_constraints").scaling)
+
+
 def markdown_table(results: dict) -> str:
     """The results as a Markdown table (what ``keras-lincon proxy`` prints)."""
     from keras_lincon.experiments.timing import format_seconds
@@ -336,7 +348,8 @@ def markdown_table(results: dict) -> str:
     ]
     title = (
         f"DC3 {results['problem']} QP ({n}/{neq}/{nineq}), protocol {results['protocol']}, "
-        f"{results['floatx']}, {results['backend']}; RS on {results['reference_rows']} test rows, "
+        f"scaling {results['scaling']}, {results['floatx']}, {results['backend']}; "
+        f"RS on {results['reference_rows']} test rows, "
         f"violation on rows {results['test_rows'][0]}-{results['test_rows'][1]}"
     )
     lines = [title, "", "| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
