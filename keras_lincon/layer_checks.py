@@ -126,6 +126,15 @@ def graph_fingerprint(value):
     return ops.cast(ops.sum(_graph_mix(words) * weights), "int32")
 
 
+def _to_numpy(x) -> np.ndarray:
+    """A copy of a variable's or tensor's value. NumPy 2 warns that the backends' ``__array__``
+    take no ``copy`` keyword; that is theirs to fix, and tests that turn warnings into errors
+    build layers."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "__array__ implementation doesn't accept", DeprecationWarning)
+        return np.array(keras.ops.convert_to_numpy(x))
+
+
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     """Bit-for-bit equality (the host checks are exact; the fingerprint is for compiled code)."""
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
@@ -217,7 +226,7 @@ class ConstraintChecks:
             return
         variables = self._generator_variables()
         with _outside_traces():
-            values = {name: np.array(keras.ops.convert_to_numpy(v)) for name, v in variables.items()}
+            values = {name: _to_numpy(v) for name, v in variables.items()}
             repaired = self._check_values(values)
             with self._checked_as_a_whole():
                 for name, value in repaired.items():
@@ -280,7 +289,7 @@ class ConstraintChecks:
         self._generator_guard = guard
         if self._generators_ready:  # built from the representation: the values are right by construction
             with _outside_traces():
-                self._record_checked({name: np.array(keras.ops.convert_to_numpy(v)) for name, v in variables.items()})
+                self._record_checked({name: _to_numpy(v) for name, v in variables.items()})
 
     @contextlib.contextmanager
     def _checked_as_a_whole(self):
@@ -311,7 +320,7 @@ class ConstraintChecks:
             direct_assign(value)
             return
         try:
-            new = np.array(keras.ops.convert_to_numpy(value))
+            new = _to_numpy(value)
         except Exception:  # a symbolic value: a write traced into a compiled function
             guard.graph_writes = True
             direct_assign(self._traced_write(name, value))
@@ -369,7 +378,7 @@ class ConstraintChecks:
         if stamp is not None and stamp == guard.stamp:
             return
         with _outside_traces():
-            values = {name: np.asarray(keras.ops.convert_to_numpy(v)) for name, v in guard.variables.items()}
+            values = {name: _to_numpy(v) for name, v in guard.variables.items()}
         if not all(_same_bits(values[name], guard.verified[name]) for name in guard.variables):
             self.verify_generators()  # raises, or accepts a matching set written past the hooks
         guard.stamp = self._write_stamp()
