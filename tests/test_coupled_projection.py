@@ -9,7 +9,6 @@ backend (TensorFlow); JAX and torch run in a fresh process each.
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import numpy as np
 import pytest
@@ -22,6 +21,9 @@ from tests.conftest import run_python
 keras = pytest.importorskip("keras")
 ops = keras.ops
 osqp = pytest.importorskip("osqp")
+
+#: The tests that use tf.GradientTape / tf.function run in the suite's process only on TensorFlow.
+needs_tf = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses TensorFlow's GradientTape")
 
 
 def random_block(seed: int, *, moving: bool = False, n_range=(5, 40), m_range=(10, 60)):
@@ -205,18 +207,21 @@ def _grad_check(seed, wrt: str):
     assert checked >= B // 2
 
 
+@needs_tf
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1))
 def test_gradient_matches_finite_differences(seed):
     _grad_check(seed, "y")
 
 
+@needs_tf
 @pytest.mark.parametrize("wrt", ["b", "d"])
 def test_gradient_in_right_hand_sides(wrt):
     for seed in (3, 11):
         _grad_check(seed, wrt)
 
 
+@needs_tf
 def test_xla_matches_eager():
     tf = pytest.importorskip("tensorflow")
     A, b, C, d, box, x0 = random_block(5)
@@ -297,11 +302,6 @@ def test_other_backends(backend):
     assert "OK" in out
 
 
-def test_suite_backend_is_tensorflow():
-    # the in-process tests above use tf.GradientTape / tf.function
-    assert os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" or keras.backend.backend() == "tensorflow"
-
-
 def _dc3_block(count: int = 32):
     rs = np.random.RandomState(17)
     rs.random(100), rs.random(100)  # Q, p of the recipe: they fix the stream
@@ -312,6 +312,7 @@ def _dc3_block(count: int = 32):
     return A_eq, X, G, h
 
 
+@needs_tf
 def test_matrix_product_gradient_matches_solve_and_compiles():
     """``polish=0, gradient_iterations=k``: ADMM on the tangent problem, no batched solve."""
     tf = pytest.importorskip("tensorflow")
@@ -346,6 +347,7 @@ def test_matrix_product_gradient_matches_solve_and_compiles():
     assert np.mean(per_sample <= 1e-2) >= 0.9, per_sample
 
 
+@needs_tf
 @pytest.mark.parametrize("polish, gradient_iterations", [(8, None), (0, 60)])
 def test_dependent_active_rows(polish, gradient_iterations):
     """A row given twice (and a multiple of it): the regularised projector onto null(a) is the gradient."""
