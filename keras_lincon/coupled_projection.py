@@ -691,8 +691,8 @@ def _solve_reduced(w, K, gram, l, u, plan: ProjectionPlan, iterations: int, poli
     finite_l = ops.where(ops.abs(l) < _BIG, ops.abs(l), 0.0)
     scale = (
         1.0
-        + ops.max(ops.abs(Kw), axis=-1, keepdims=True)
-        + ops.max(ops.maximum(finite_u, finite_l), axis=-1, keepdims=True)
+        + ops.max(ops.abs(Kw), axis=-1, keepdims=True, initial=0.0)  # initial: empty batches
+        + ops.max(ops.maximum(finite_u, finite_l), axis=-1, keepdims=True, initial=0.0)
     )
 
     def polish_step(_, state):
@@ -735,13 +735,13 @@ def _ray_scale(x, c, plan: ProjectionPlan, b, const, dtype):
         b_t = const(plan.b0) if b is None else b
         slack = b_t - ops.matmul(c, At)
         tiny = np.finfo(np.float64 if "float64" in str(dtype) else np.float32).tiny
-        ratios.append(ops.max(ops.matmul(step, At) / ops.maximum(slack, tiny), axis=-1))
+        ratios.append(ops.max(ops.matmul(step, At) / ops.maximum(slack, tiny), axis=-1, initial=0.0))
     for bound, sign in ((plan.upper, 1.0), (plan.lower, -1.0)):
         finite = np.isfinite(bound)
         if finite.any():
             room = sign * (const(np.where(finite, bound, 0.0)) - c)
             ratio = ops.where(const(finite), sign * step / ops.where(const(finite), room, 1.0), 0.0)
-            ratios.append(ops.max(ratio, axis=-1))
+            ratios.append(ops.max(ratio, axis=-1, initial=0.0))
     if not ratios:
         return x
     worst = ratios[0]
