@@ -85,8 +85,8 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     :mod:`keras_lincon.coupled_projection`: 50 ADMM steps, then ray scaling
     towards a strictly feasible centre, so outputs are feasible whatever the
     step count, and an implicit-function gradient; right-hand sides above a
-    floor, ``rhs_input=True``, keep ``per_block`` on such blocks). With ``scaled_rows="all"`` and ``scaling="project"`` the layer
-    is an affine map followed by the exact projection onto each block's row
+    floor, ``rhs_input=True``, keep ``per_block`` on such blocks). With
+    ``scaled_rows="all"`` and ``scaling="project"`` the layer is an affine map followed by the exact projection onto each block's row
     and box, trained end to end: on the paper's toy it fits better than an
     unconstrained Dense projected by a QP solver after training
     (BENCHMARKS.md); with generator rows, ``nonneg="relu"`` suits it best.
