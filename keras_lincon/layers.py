@@ -86,8 +86,9 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     towards a strictly feasible centre, so outputs are feasible whatever the
     step count, and an implicit-function gradient; right-hand sides above a
     floor, ``rhs_input=True``, keep ``per_block`` on such blocks). With
-    ``scaled_rows="all"`` and ``scaling="project"`` the layer is an affine map followed by the exact projection onto each block's row
-    and box, trained end to end: on the paper's toy it fits better than an
+    ``scaled_rows="all"`` and ``scaling="project"`` the layer is an affine
+    map followed by the exact projection onto each block's rows and box,
+    trained end to end: on the paper's toy it fits better than an
     unconstrained Dense projected by a QP solver after training
     (BENCHMARKS.md); with generator rows, ``nonneg="relu"`` suits it best.
 
