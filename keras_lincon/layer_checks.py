@@ -96,7 +96,7 @@ def host_fingerprint(value) -> int:
     ``sum_j mix(word_j) * w_j mod 2**32`` with fixed odd pseudo-random ``w_j``.
 
     The bit patterns are read as 32-bit words (a 64-bit value gives two).
-    ``mix`` (``x ^ (x >>> 16)``, times an odd constant) is a bijection of
+    ``mix`` (``x`` XOR ``x`` shifted right by 16, times an odd constant) is a bijection of
     32-bit words and each weight is odd, so changing any single word always
     changes the sum; other changes collide with probability about 2**-32,
     structured ones (pairs of sign flips) about 2**-16: without ``mix`` two

@@ -275,6 +275,8 @@ def plan_translation(system: ConstraintSystem, box, rhs: RhsInputs) -> tuple:
         R[m + np.arange(p), len(rhs.b_rows) + np.arange(p)] = 1.0
     norms = np.maximum(np.linalg.norm(K, axis=1), 1e-300)  # equilibrated rows: scale-free residuals
     T = np.linalg.lstsq(K / norms[:, None], R / norms[:, None], rcond=None)[0]
+    # one step of iterative refinement: K T = R to rounding, not to rounding times cond(K) (float64 outputs)
+    T = T + np.linalg.lstsq(K / norms[:, None], (R - K @ T) / norms[:, None], rcond=None)[0]
     residual = np.abs(K @ T - R) / norms[:, None]
     if not np.all(residual <= 1e-9 * np.maximum(1.0, np.abs(T).max(initial=0.0))):
         bad = np.flatnonzero(residual.max(axis=1) > 1e-9)

@@ -133,10 +133,17 @@ def _closed_form_on_equalities(system: ConstraintSystem):
     null_basis = scipy.linalg.null_space(C)  # (n, r)
     particular = np.linalg.lstsq(C, d, rcond=None)[0]
     reduced = A @ null_basis
-    if reduced.shape[1] == 0 or not _full_row_rank(reduced):
+    # a row constant on C x = d (parallel to C's rows) reduces to ~0, which a relative rank test misses
+    constant = np.linalg.norm(reduced, axis=1) <= 1e-9 * np.linalg.norm(A, axis=1)
+    if reduced.shape[1] == 0 or constant.any() or not _full_row_rank(reduced):
         return None
     apex, rays, _ = _closed_form_generators(reduced, b - A @ particular)
-    return particular + apex @ null_basis.T, rays @ null_basis.T, orthonormal_rows(np.vstack([A, C]), system.dim)
+    vertices, rays = particular + apex @ null_basis.T, rays @ null_basis.T
+
+    def refine(points, rhs):  # one step of iterative refinement onto C x = rhs: float64 layers use these as is
+        return points - np.linalg.lstsq(C, (points @ C.T - rhs).T, rcond=None)[0].T
+
+    return refine(vertices, d), refine(rays, 0.0), orthonormal_rows(np.vstack([A, C]), system.dim)
 
 
 def _components(system: ConstraintSystem):

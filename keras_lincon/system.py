@@ -14,6 +14,7 @@ import dataclasses
 import math
 
 import numpy as np
+import scipy.linalg
 import scipy.optimize
 import scipy.sparse
 import scipy.sparse.csgraph
@@ -327,6 +328,8 @@ def deepest_point(
     n = system.dim
     rows = np.zeros((0, n)) if rows is None else np.asarray(rows, dtype=np.float64)
     rhs = np.zeros(0) if rhs is None else np.asarray(rhs, dtype=np.float64)
+    if system.C.shape[0] and not (np.isfinite(lower).any() or np.isfinite(upper).any()):
+        return _deepest_point_on_equalities(system, rows, rhs, strict_rows)
     fin_lo, fin_hi = np.isfinite(lower), np.isfinite(upper)
     both = fin_lo & fin_hi
     width = np.where(both, upper - lower, 1.0)
@@ -362,6 +365,37 @@ def deepest_point(
     if result.status != 0:
         return None, 0.0
     return offset + width * result.x[:n], float(result.x[-1]) / cap
+
+
+def _deepest_point_on_equalities(system: ConstraintSystem, rows, rhs, strict_rows: bool):
+    """:func:`deepest_point` without a box, in the coordinates of ``C c = d``: ``c = c0 + N u``.
+
+    The same LP (same depth terms, norms and cap), with the equalities
+    eliminated: HiGHS took 96 s on DC3's 1000-variable set with 500
+    equalities when they were kept.
+    """
+    null_basis = scipy.linalg.null_space(system.C)  # (n, r)
+    c0 = np.linalg.lstsq(system.C, system.d, rcond=None)[0]
+    if np.abs(system.C @ c0 - system.d).max(initial=0.0) > CHECK_TOLERANCE * (1.0 + np.abs(system.d).max()):
+        return None, 0.0  # C c = d has no solution
+    a_norm, r_norm = np.linalg.norm(system.A, axis=1), np.linalg.norm(rows, axis=1)
+    scales = np.concatenate([np.abs(rhs) / np.maximum(r_norm, 1e-300), np.abs(system.b) / np.maximum(a_norm, 1e-300)])
+    cap = float(max(scales.max(initial=0.0), 1.0))
+    depth_a = a_norm if strict_rows else np.zeros(system.A.shape[0])
+    cost = np.zeros(null_basis.shape[1] + 1)
+    cost[-1] = -1.0
+    result = scipy.optimize.linprog(
+        cost,
+        A_ub=np.vstack(
+            [np.column_stack([system.A @ null_basis, depth_a]), np.column_stack([rows @ null_basis, r_norm])]
+        ),
+        b_ub=np.concatenate([system.b - system.A @ c0, rhs - rows @ c0]),
+        bounds=[(None, None)] * null_basis.shape[1] + [(None, cap)],
+        method="highs",
+    )
+    if result.status != 0:
+        return None, 0.0
+    return c0 + null_basis @ result.x[:-1], float(result.x[-1]) / cap
 
 
 def blocks(n: int, *row_matrices: np.ndarray) -> tuple[np.ndarray, list]:

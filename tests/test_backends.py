@@ -275,4 +275,4 @@ EXACT_RHS = textwrap.dedent(
 def test_rhs_inputs_exact_on_backend(backend, jit):
     _require(backend)
     report = _run(EXACT_RHS, backend, backend, jit, env_extra={"JAX_ENABLE_X64": "1"})  # JAX's float64
-    assert report["float32"] <= 1e-5 and report["float64"] <= 1e-12, report
+    assert report["float32"] <= 1e-5 and report["float64"] <= 1e-10, report

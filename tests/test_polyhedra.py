@@ -369,3 +369,27 @@ def test_possibly_long_double_description_is_announced(caplog):
     with caplog.at_level("WARNING", logger="keras_lincon"):
         klc.h_to_v(A, np.r_[np.ones(12), 3.0])  # within the default cap: silent
     assert "may take a while" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "A, b, C, d", [([[2.0, 2.0]], [3.0], [[2.0, 2.0]], [0.0]), ([[3.0, 3.0]], [-1.0], [[1.0, 1.0]], [-1.0])]
+)
+def test_equalities_with_a_row_parallel_to_them(A, b, C, d):
+    """A row of A parallel to C is constant on C x = d: the closed form on equalities leaves it to cdd."""
+    rep = klc.h_to_v(A, b, C, d)
+    x = rep.sample(50, seed=0)
+    assert klc.max_violation(x, A, b, C, d, relative=True) <= 1e-9
+
+
+def test_equalities_closed_form_matches_double_description():
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        n = int(rng.integers(3, 7))
+        p = int(rng.integers(1, n))
+        m = int(rng.integers(1, n - p + 1))
+        A, C, x0 = rng.normal(size=(m, n)), rng.normal(size=(p, n)), rng.normal(size=n)
+        b, d = A @ x0 + rng.uniform(0.1, 1.0, m), C @ x0
+        fast, exact = klc.h_to_v(A, b, C, d), klc.h_to_v(A, b, C, d, method="cdd")
+        assert fast.method == "closed_form"
+        same_set(fast, exact)
+        same_set(exact, fast)

