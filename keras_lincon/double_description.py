@@ -144,6 +144,18 @@ def generator_upper_bound(num_inequalities: int, dim: int) -> float:
     return vertex_upper_bound(num_inequalities + 1, max(dim, 0))
 
 
+def _bound_for_any_rank(num_inequalities: int, dim: int, num_equalities: int) -> float:
+    """The largest :func:`generator_upper_bound` over the ranks ``num_equalities`` equalities may have.
+
+    An upper bound on the bound for the true rank, without computing it (inf
+    when there are too many ranks to try: the caller computes the rank).
+    """
+    ranks = min(num_equalities, dim)
+    if ranks > 16:
+        return math.inf
+    return max(generator_upper_bound(num_inequalities, dim - r) for r in range(ranks + 1))
+
+
 def _as_arrays(A, b, C, d):
     A = np.asarray(A, dtype=np.float64)
     if A.ndim != 2:
@@ -169,7 +181,11 @@ def normalised_table(A: np.ndarray, b: np.ndarray, C: np.ndarray, d: np.ndarray)
     entry lies in ``[1/2, 1)``; this is exact in binary floating point (a row
     for which it would not be, because entries would underflow, is kept).
     """
-    table = np.vstack([np.column_stack([b, -A]), np.column_stack([d, -C])])
+    return _power_of_two_rows(np.vstack([np.column_stack([b, -A]), np.column_stack([d, -C])]))
+
+
+def _power_of_two_rows(table: np.ndarray) -> np.ndarray:
+    """:func:`normalised_table` of an H-table ``[b, -A; d, -C]`` already stacked."""
     peak = np.max(np.abs(table), axis=1) if table.size else np.zeros(len(table))
     exponent = np.where(peak > 0, np.frexp(peak)[1], 0)
     scaled = np.ldexp(table, -exponent[:, None])
@@ -186,6 +202,10 @@ def _rational(value: float) -> Fraction:
 def _exact_rows(table: np.ndarray) -> list:
     """Rows of ``table`` as exact rationals for ``cdd.gmp``: integer rows as coprime ints (fastest in GMP)."""
     integral = np.all(table == np.round(table), axis=1) & np.all(np.abs(table) < 2.0**53, axis=1)
+    if integral.all():  # the common case (integer rows), at once: int64 is exact below 2^53
+        ints = table.astype(np.int64)
+        g = np.gcd.reduce(ints, axis=1) if ints.shape[1] else np.zeros(len(ints), dtype=np.int64)
+        return (ints // np.where(g > 1, g, 1)[:, None]).tolist()
     rows = []
     for row, is_int in zip(table, integral, strict=True):
         if is_int:
@@ -268,25 +288,34 @@ def _run_cdd(table: np.ndarray, num_ineq: int, exact: bool):
             f"in {n} dimensions ({'exact' if exact else 'floating-point'} arithmetic): "
             f"{type(exc).__name__}: {exc}. {ADVICE}" + ("." if exact else ", or pass arithmetic='exact'.")
         ) from exc
-    lines = np.zeros(len(generators.array), dtype=bool)
+    raw = generators.array  # a property that builds the rows (Fractions) on every access: once
+    lines = np.zeros(len(raw), dtype=bool)
     lines[sorted(generators.lin_set)] = True
     if exact:
-        raw = generators.array
         is_point = np.array([row[0] != 0 for row in raw], dtype=bool) & ~lines
         # x / t as one integer division (xn td) / (xd tn): Python's int true
         # division rounds correctly, so vertices are correctly rounded, without
         # the gcd of a Fraction division (several times faster on many vertices).
+        # cddlib scales vertices to t = 1: then x = xn / xd, read from the
+        # Fraction's slots (its properties cost twice as much).
         points = []
         for row, point in zip(raw, is_point, strict=True):
             if point:
-                tn, td = row[0].numerator, row[0].denominator
+                t = row[0]
+                if t == 1:
+                    try:
+                        points.append([x._numerator / x._denominator for x in row[1:]])
+                        continue
+                    except AttributeError:  # not a fractions.Fraction: the public properties
+                        pass
+                tn, td = t.numerator, t.denominator
                 points.append([(x.numerator * td) / (x.denominator * tn) for x in row[1:]])
         vertices = np.array(points, dtype=np.float64).reshape(-1, n)
         array = np.zeros((len(raw), n + 1))
         for i in np.flatnonzero(~is_point):
             array[i] = [float(x) for x in raw[i]]
     else:
-        array = np.array(generators.array, dtype=np.float64).reshape(-1, n + 1)
+        array = np.array(raw, dtype=np.float64).reshape(-1, n + 1)
         peak = np.max(np.abs(array[:, 1:]), axis=1) if n else np.zeros(len(array))
         is_point = (np.abs(array[:, 0]) > RAY_RTOL * peak) & ~lines
         vertices = array[is_point, 1:] / array[is_point, :1]
@@ -462,7 +491,9 @@ def enumerate_generators(
         seed: seed of the check's random directions.
 
     Returns:
-        ``(vertices (k, n), rays (r, n), lineality (l, n))`` float64 arrays.
+        ``(vertices (k, n), rays (r, n), lineality (l, n))`` float64 arrays;
+        vertices and rays as :func:`~keras_lincon.representation.merge_close_rows`
+        leaves them (near-duplicates merged, unit rays, sorted).
         A cone (``b = 0, d = 0``) gets its apex, the origin, as vertex.
 
     Raises:
@@ -490,15 +521,20 @@ def enumerate_generators(
     closed = cross_polytope_vertices(A, b, C)
     if closed is None:
         closed = matching_vertices(A, b, C, d, limit=max_generators)
-    if closed is not None:
-        return closed, np.zeros((0, n)), np.zeros((0, n))
-    table = normalised_table(A, b, C, d)
+    if closed is not None:  # distinct exact points: merging only sorts them
+        return merge_close_rows(closed), np.zeros((0, n)), np.zeros((0, n))
     # Exact runs read the rows as given (integer rows stay integers: smaller
     # numbers for GMP than rows scaled by powers of two); float runs and
-    # checks use the normalised table.
+    # checks use the normalised table (:func:`normalised_table`, made when needed).
     raw = np.vstack([np.column_stack([b, -A]), np.column_stack([d, -C])])
-    eq_rank = int(np.linalg.matrix_rank(table[m:, 1:])) if p else 0  # rows normalised
-    bound = generator_upper_bound(m, n - eq_rank)  # McMullen: steers arithmetic and worker only
+    # McMullen's bound (steers arithmetic and worker only) needs the rank of
+    # the equalities; a tiny set skips it: when the bound for every rank they
+    # could have leaves the run exact, in-process and unguarded, so does the
+    # true one (no SVD, no worker, no walk: a few rows cost what cddlib costs).
+    bound = _bound_for_any_rank(m, n, p) if p else generator_upper_bound(m, n)
+    if bound > min(WORKER_MIN_BOUND, EXACT_MAX_BOUND, max_generators) and p:
+        eq_rank = int(np.linalg.matrix_rank(_power_of_two_rows(raw[m:])[:, 1:]))  # rows normalised
+        bound = generator_upper_bound(m, n - eq_rank)
     describe = f"{m} inequalities and {p} equalities in {n} dimensions"
 
     def refuse_if_certainly_above() -> None:
@@ -555,6 +591,7 @@ def enumerate_generators(
             guard = _CapGuard(check, walk, describe, may_answer=arithmetic != "exact")
         elif check is not None:
             check()
+    table = None if exact else _power_of_two_rows(raw)  # the exact path makes it only to verify
     run = (table, raw, m, describe, max_generators, homogeneous, verify, seed, guard)
     try:
         return _generate(*run, exact=exact, in_worker=in_worker, time_budget=time_budget)
@@ -577,9 +614,12 @@ def _generate(
 ):
     """One run of :func:`enumerate_generators` after the bound: cddlib, counts, checks.
 
-    ``table``: the normalised H-table (float runs, checks); ``raw``: the rows as given (exact runs).
+    ``table``: the normalised H-table (float runs, checks; None: made from
+    ``raw`` when needed); ``raw``: the rows as given (exact runs).
     """
-    n = table.shape[1] - 1
+    n = raw.shape[1] - 1
+    if table is None and (not exact or verify):
+        table = _power_of_two_rows(raw)
     source = raw if exact else table
     if in_worker:
         args = (source, m, exact, time_budget, describe) + ((guard,) if guard is not None else ())
@@ -767,25 +807,32 @@ def _matching_graph(A, b, C, d):
         return None
     if np.any(np.abs(C - support * peak[:, None]) > 0) or np.any(d != peak):
         return None
-    support = np.unique(support, axis=0)  # repeated equalities are one node
+    # repeated equalities are one node; the rows in np.unique's (lexicographic)
+    # order, from their bytes (several times cheaper on a few rows)
+    keys = sorted({row.tobytes() for row in support})
+    support = np.frombuffer(b"".join(keys), dtype=bool).reshape(len(keys), n)
     if np.any(support.sum(axis=0) != 2):
         return None
-    ends = np.array([np.flatnonzero(support[:, e]) for e in range(n)])  # (n, 2) equality nodes
+    ends = np.nonzero(support.T)[1].reshape(n, 2)  # (n, 2) equality nodes of each variable, ascending
+    neighbours: list = [[] for _ in range(len(support))]  # through the edges in their order
+    for u, v in ends.tolist():
+        neighbours[u].append(v)
+        neighbours[v].append(u)
     # two-colour the equality nodes
-    side = np.full(len(support), -1)
+    colour = [-1] * len(support)
     for start in range(len(support)):
-        if side[start] >= 0:
+        if colour[start] >= 0:
             continue
-        side[start], stack = 0, [start]
+        colour[start], stack = 0, [start]
         while stack:
             u = stack.pop()
-            for e in np.flatnonzero(support[u]):
-                v = ends[e, 1] if ends[e, 0] == u else ends[e, 0]
-                if side[v] < 0:
-                    side[v] = 1 - side[u]
+            for v in neighbours[u]:
+                if colour[v] < 0:
+                    colour[v] = 1 - colour[u]
                     stack.append(v)
-                elif side[v] == side[u]:
+                elif colour[v] == colour[u]:
                     return None  # odd cycle: not bipartite
+    side = np.array(colour)
     position = np.zeros(len(support), dtype=int)
     for which in (0, 1):
         nodes = np.flatnonzero(side == which)
@@ -798,8 +845,11 @@ def _matching_graph(A, b, C, d):
 def _perfect_matchings(A, b, C, d) -> int | None:
     """Vertices of a perfect-matching polytope (:func:`_matching_graph`; a lower bound past 16 nodes), or None."""
     graph = _matching_graph(A, b, C, d)
-    if graph is None:
-        return None
+    return None if graph is None else _count_matchings(graph)
+
+
+def _count_matchings(graph) -> int | None:
+    """:func:`_perfect_matchings` of a graph from :func:`_matching_graph`."""
     k, k_right, ends = graph
     if k != k_right:
         return 0  # the two sides' sums differ: empty
@@ -813,13 +863,14 @@ def _perfect_matchings(A, b, C, d) -> int | None:
         if np.all(simple.sum(axis=1) == r) and np.all(simple.sum(axis=0) == r):
             return int(math.floor(math.exp(math.lgamma(k + 1) + k * math.log(r / k)) * (1 - 1e-9)))
         return None
+    edges = [[(1 << v, w) for v, w in enumerate(row) if w] for row in adjacency.tolist()]
     counts = {0: 1}  # subset DP over the right side: matchings of the first rows
     for u in range(k):
         nxt: dict = {}
         for mask, c in counts.items():
-            for v in np.flatnonzero(adjacency[u]):
-                if not mask >> v & 1:
-                    nxt[mask | 1 << v] = nxt.get(mask | 1 << v, 0) + c * int(adjacency[u, v])
+            for bit, w in edges[u]:  # w parallel edges
+                if not mask & bit:
+                    nxt[mask | bit] = nxt.get(mask | bit, 0) + c * w
         counts = nxt
     return sum(counts.values())
 
@@ -843,20 +894,21 @@ def matching_vertices(A, b, C, d, limit: int) -> np.ndarray | None:
     n = A.shape[1]
     if k != k_right:
         return None  # empty: let the general path say so
-    count = _perfect_matchings(A, b, C, d)
+    count = _count_matchings(graph)
     if count is not None and count > limit:
         return None  # counted first (a subset DP): no search for a refusal
-    by_left = [np.flatnonzero(ends[:, 0] == u) for u in range(k)]
+    by_left: list = [[] for _ in range(k)]  # (edge, right node), edges in order
+    for e, (u, v) in enumerate(ends.tolist()):
+        by_left[u].append((e, v))
     found: list = []
     chosen: list = []
-    used = np.zeros(k, dtype=bool)
+    used = [False] * k
 
     def extend(u: int) -> bool:
         if u == k:
             found.append(list(chosen))
             return len(found) <= limit
-        for e in by_left[u]:
-            v = ends[e, 1]
+        for e, v in by_left[u]:
             if not used[v]:
                 used[v] = True
                 chosen.append(e)
@@ -903,6 +955,38 @@ def _block_lower_bound(A, b, C, d, rng, deadline) -> tuple[int, str, bool]:
     return 1, "", False
 
 
+#: :func:`coupled_blocks` runs a union-find in Python up to this many nonzero coefficients.
+_SMALL_BLOCKS_NONZEROS = 256
+
+
+def _small_coupled_blocks(n: int, m: int, r: int, row_idx: list, col_idx: list):
+    """:func:`coupled_blocks` of a few nonzeros (``row_idx``, ``col_idx`` in row-major order): a union-find."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    last_row, last_col = -1, -1
+    first = [-1] * r  # each row's first variable
+    for i, j in zip(row_idx, col_idx, strict=True):
+        if i == last_row:
+            a, b = find(last_col), find(j)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # a block's root is its first variable
+        else:
+            first[i] = j
+        last_row, last_col = i, j
+    touched = set(col_idx)
+    mapping: dict = {}
+    coord = [mapping.setdefault(find(j), len(mapping)) if j in touched else -1 for j in range(n)]
+    row_block = [coord[j] if j >= 0 else -1 for j in first]
+    coord_arr, row_arr = np.array(coord, dtype=np.int64), np.array(row_block, dtype=np.int64)
+    return coord_arr, (row_arr[:m], row_arr[m:])
+
+
 def coupled_blocks(n: int, A: np.ndarray, C: np.ndarray):
     """:func:`keras_lincon.system.blocks` of ``A`` and ``C`` (the same output), cheaper on small tables.
 
@@ -914,6 +998,9 @@ def coupled_blocks(n: int, A: np.ndarray, C: np.ndarray):
     if (len(A) + len(C)) * n > 4_000_000:
         return _system_blocks(n, A, C)
     support = np.vstack([A, C]) != 0  # (r, n)
+    row_idx, col_idx = np.nonzero(support)  # row-major: each row's columns in order
+    if len(row_idx) <= _SMALL_BLOCKS_NONZEROS:
+        return _small_coupled_blocks(n, len(A), len(support), row_idx.tolist(), col_idx.tolist())
     big = n
     labels = np.arange(n)
     for _ in range(16):

@@ -278,22 +278,41 @@ def h_to_v(
         components, n_free = [(everything, np.arange(work.A.shape[0]), np.arange(work.C.shape[0]))], 0
     else:
         components, n_free = _components(work)
+    # One block that holds every variable and row (method='cdd', or a coupled
+    # set): the systems themselves, no copies.
+    whole = (
+        len(components) == 1
+        and components[0][0].size == n
+        and components[0][1].size == work.A.shape[0]
+        and components[0][2].size == work.C.shape[0]
+    )
     blocks, ray_parts, row_parts, used_parts = [], [], [], set()
     for var_idx, a_rows, c_rows in components:
         if a_rows.size == 0 and c_rows.size == 0:
             continue
+        # The closed form on equalities needs A of full row rank on null(C):
+        # with more rows than n - p it certainly fails, so it is not tried.
+        closed_form = method in ("auto", "closed_form") and not (
+            c_rows.size and a_rows.size > var_idx.size - c_rows.size
+        )
         (v, r, q), how = _solve(
-            _subsystem(work, var_idx, a_rows, c_rows),
-            _subsystem(system, var_idx, a_rows, c_rows),
-            method in ("auto", "closed_form"),
+            work if whole else _subsystem(work, var_idx, a_rows, c_rows),
+            system if whole else _subsystem(system, var_idx, a_rows, c_rows),
+            closed_form,
             dict(max_generators=max_generators, time_budget=time_budget, allow_large=allow_large),
         )
         used_parts.add(how)
-        v, r = _canonical(v, r, q)
+        if how != "cdd" or q.shape[0] < q.shape[1]:
+            # (double description returns merged, sorted generators: with no
+            # lineality to reduce them by, they are canonical already)
+            v, r = _canonical(v, r, q)
         blocks.append(_embed(v, var_idx, n))
         ray_parts.append(_embed(r, var_idx, n))
         row_parts.append(_embed(q, var_idx, n))
-    rays = merge_close_rows(np.vstack(ray_parts), unit=True) if ray_parts else np.zeros((0, n))
+    if len(ray_parts) == 1:  # canonical already (embedding keeps the order)
+        rays = ray_parts[0]
+    else:
+        rays = merge_close_rows(np.vstack(ray_parts), unit=True) if ray_parts else np.zeros((0, n))
     row_space = np.vstack(row_parts) if row_parts else np.zeros((0, n))
     used = "+".join(sorted(used_parts)) or "free"
     if method in ("auto", "blocks") and (method == "blocks" or len(components) + n_free > 1):

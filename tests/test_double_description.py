@@ -761,3 +761,78 @@ def test_cross_polytope_closed_form_only_when_exact():
     assert dd.cross_polytope_vertices(A[1:], b[1:], np.zeros((0, 5))) is None
     v, _, _ = dd.enumerate_generators(A, moved, max_generators=1000)
     assert same_rows(v, exact_reference(A, moved)[0])
+
+
+# ------------------------------------------------ the small-set path (cheap overhead)
+
+
+def test_coupled_blocks_small_and_dense_paths_agree_with_system_blocks(monkeypatch):
+    from keras_lincon.system import blocks
+
+    rng = np.random.default_rng(7)
+    for limit in (dd._SMALL_BLOCKS_NONZEROS, -1):  # the union-find, then numpy's label propagation
+        monkeypatch.setattr(dd, "_SMALL_BLOCKS_NONZEROS", limit)
+        for _ in range(300):
+            n, m, p = int(rng.integers(1, 12)), int(rng.integers(0, 10)), int(rng.integers(0, 4))
+            density = rng.uniform(0, 0.6)
+            A = (rng.random((m, n)) < density) * rng.standard_normal((m, n))
+            C = (rng.random((p, n)) < density) * rng.standard_normal((p, n))
+            coord, (rows, eqs) = dd.coupled_blocks(n, A, C)
+            ref_coord, (ref_rows, ref_eqs) = blocks(n, A, C)
+            assert np.array_equal(coord, ref_coord) and np.array_equal(rows, ref_rows)
+            assert np.array_equal(eqs, ref_eqs)
+
+
+def test_exact_rows_integer_tables_are_coprime_integers():
+    table = np.array([[4.0, -2.0, 6.0], [0.0, 0.0, 0.0], [3.0, 5.0, -7.0], [-8.0, 0.0, 4.0]])
+    assert dd._exact_rows(table) == [[2, -1, 3], [0, 0, 0], [3, 5, -7], [-2, 0, 1]]
+    mixed = np.vstack([table, [0.5, 1.0, 0.1]])  # one non-integer row: Fractions there only
+    rows = dd._exact_rows(mixed)
+    assert rows[:4] == [[2, -1, 3], [0, 0, 0], [3, 5, -7], [-2, 0, 1]]
+    assert rows[4] == [Fraction(1, 2), Fraction(1), Fraction(1, 10)]
+
+
+def test_bound_for_any_rank_covers_the_true_rank():
+    for m, n, p in itertools.product(range(0, 12), range(1, 9), range(0, 5)):
+        hi = dd._bound_for_any_rank(m, n, p)
+        for rank in range(min(p, n) + 1):
+            assert dd.generator_upper_bound(m, n - rank) <= hi
+
+
+@pytest.mark.parametrize("name", ["perm2", "perm3", "perm4", "cyclic8_4", "B3", "cross3"])
+def test_tiny_sets_run_in_process_without_rank_or_guard(monkeypatch, name):
+    """A tiny set (McMullen's bound small for any rank of its equalities) runs
+    cddlib in-process, exactly, with no worker, no rank and no walk; its result is
+    canonical (merged and sorted) as h_to_v needs it."""
+    build, expected = FAMILIES[name]
+    A, b, C, d = build()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("not for a tiny set")
+
+    monkeypatch.setattr(dd, "_run_in_worker", forbidden)
+    monkeypatch.setattr(dd, "VertexWalk", forbidden)
+    monkeypatch.setattr(dd, "generator_lower_bound", forbidden)
+    with monkeypatch.context() as patch:
+        patch.setattr(dd.np.linalg, "matrix_rank", forbidden)
+        vertices, rays, _ = dd.enumerate_generators(A, b, C, d, max_generators=20_000)
+    assert len(vertices) == expected and len(rays) == 0
+    assert np.array_equal(vertices, merge_close_rows(vertices))  # sorted, merged
+    for method in ("auto", "cdd"):
+        rep = klc.h_to_v(A, b, C, d, method=method)
+        assert rep.vertices.shape[0] == expected and np.array_equal(rep.vertices, merge_close_rows(rep.vertices))
+
+
+def test_canonical_form_is_unchanged_by_the_small_set_shortcuts():
+    """h_to_v skips re-merging what double description already merged: the same as merging again."""
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        A = rng.integers(-3, 4, (8, 3)).astype(float)
+        b = rng.integers(0, 4, 8).astype(float)
+        for method in ("auto", "cdd"):
+            try:
+                rep = klc.h_to_v(A, b, method=method)
+            except LinconError:
+                continue
+            assert np.array_equal(rep.vertices, merge_close_rows(rep.vertices))
+            assert np.allclose(rep.rays, merge_close_rows(rep.rays, unit=True), rtol=0, atol=1e-15)
