@@ -253,21 +253,18 @@ class ConstraintChecks:
         self.verify_generators()
 
     def load_own_variables(self, store):
-        previous = self.get_weights()
-        with self._checked_as_a_whole():
-            super().load_own_variables(store)
-        try:
-            self.verify_generators()
-        except GeneratorMismatchError:
-            # load_weights(skip_mismatch=True) turns the error into a warning: keep the layer as it was
-            with self._checked_as_a_whole():
-                super().set_weights(previous)
-            raise
+        self._write_checked(lambda: super(ConstraintChecks, self).load_own_variables(store))
 
     def set_weights(self, weights):
+        self._write_checked(lambda: super(ConstraintChecks, self).set_weights(weights))
+
+    def _write_checked(self, write) -> None:
+        """Runs ``write()`` (a whole set of weights at once), then the check; on a mismatch the previous
+        weights go back before the error propagates (``load_weights(skip_mismatch=True)`` turns it
+        into a warning: the layer must stay as it was)."""
         previous = self.get_weights()
         with self._checked_as_a_whole():
-            super().set_weights(weights)
+            write()
         try:
             self.verify_generators()
         except GeneratorMismatchError:

@@ -369,6 +369,7 @@ def plan_stages(
     if rhs.floor and not scaled_rows:
         return _shifted_apex(system, box, method, max_generators, representation, loading)
     shift = plan_translation(system, box, rhs) if rhs.translated else None  # first: it may refuse, and is cheap
+    options = dict(scaling=scaling, fallback=fallback, method=method, max_generators=max_generators)
     plan = _two_stages(
         system,
         box,
@@ -376,12 +377,9 @@ def plan_stages(
         scaled_rows,
         moved_rows,
         rhs.floor,
-        scaling,
-        fallback,
-        method,
-        max_generators,
-        representation,
-        loading,
+        representation=representation,
+        loading=loading,
+        **options,
     )
     # with b_s above a floor the scaled rows' b is per sample; the coupled projection takes the stored b only
     coupled = None
@@ -391,19 +389,9 @@ def plan_stages(
 
 
 def _two_stages(
-    system,
-    box,
-    center,
-    scaled_rows,
-    moved_rows,
-    rhs_input,
-    scaling,
-    fallback,
-    method,
-    max_generators,
-    representation,
-    loading,
-) -> StagePlan:
+    system, box, center, scaled_rows, moved_rows, rhs_input, *, scaling, fallback, method, max_generators,
+    representation, loading,
+) -> StagePlan:  # fmt: skip
     """:func:`plan_stages` for right-hand sides that are stored or above a floor."""
     n, m = system.dim, system.A.shape[0]
     # Blocks that certainly exceed the cap (a true lower bound, as h_to_v refuses up front) move now.
