@@ -14,6 +14,11 @@ Modules:
   (``keras-lincon toy``).
 * :mod:`~keras_lincon.experiments.inference_bench`: constrained layer vs
   project-at-test-time, timed (``keras-lincon bench``).
+* :mod:`~keras_lincon.experiments.qp_problems`: DC3's QP data from its
+  published recipe, splits and reference optima (numpy, scipy, OSQP).
+* :mod:`~keras_lincon.experiments.optimization_proxy`: a network trained on
+  the objective alone to solve those QPs, with the layer taking ``A y = x``
+  from its input (``keras-lincon proxy``).
 * :mod:`~keras_lincon.experiments.timing`, :mod:`~keras_lincon.experiments.plots`,
   :mod:`~keras_lincon.experiments.feasibility`: the shared helpers.
 """
