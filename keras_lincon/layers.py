@@ -264,7 +264,8 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         self._input_rows = self._rhs.b_rows if self._rhs.translated else self.scaled_rows
         if self._plan.apex:
             self._input_rows = tuple(range(self.system.A.shape[0]))
-        self._rhs_sizes = self._rhs.part_sizes(self.system.C.shape[0], len(self._input_rows)) if rhs_input else ()
+        takes_rhs = self._rhs.floor or self._rhs.translated
+        self._rhs_sizes = self._rhs.part_sizes(self.system.C.shape[0], len(self._input_rows)) if takes_rhs else ()
         # a config's layout: the weights are loaded (and checked) next
         if layout is not None:
             self._layout = layer_lib.GeneratorLayout.from_config(layout)
