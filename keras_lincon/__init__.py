@@ -54,6 +54,8 @@ _LAZY = {
     "monotone_chain": "polyhedra",
 }
 _SUBMODULES = (
+    "backend_ops",
+    "coupled_projection",
     "deploy",
     "distribute",
     "double_description",

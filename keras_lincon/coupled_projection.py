@@ -55,6 +55,7 @@ import dataclasses
 import numpy as np
 from keras import ops
 
+from keras_lincon.backend_ops import matmul, maximum, minimum
 from keras_lincon.errors import ConstraintShapeError, DegenerateSetError, InfeasibleError, LinconError
 
 #: Finite stand-in for an infinite bound inside the kernel (inf - inf would give NaN in the gradient term).
@@ -424,9 +425,9 @@ def _targets(plan: ProjectionPlan, b, d, const, batch_zeros):
     else:
         b_t = b if kept.size == plan.A.shape[0] else ops.take(b, kept, axis=-1)
     if plan.C.shape[0]:
-        x_p = ops.matmul(d_t, const(plan.c_pinv.T))
-        u_ineq = b_t - ops.matmul(d_t, const((plan.A[kept] @ plan.c_pinv).T))
-        x_p_box = ops.matmul(d_t, const(plan.c_pinv[bounded].T))
+        x_p = matmul(d_t, const(plan.c_pinv.T))
+        u_ineq = b_t - matmul(d_t, const((plan.A[kept] @ plan.c_pinv).T))
+        x_p_box = matmul(d_t, const(plan.c_pinv[bounded].T))
     else:
         x_p, u_ineq, x_p_box = None, b_t, const(np.zeros(bounded.size))
     lo, hi = plan.lower[bounded], plan.upper[bounded]
@@ -456,7 +457,7 @@ def _solve(M, rhs):
 
 def _mul_t(v, M):
     """``v M^T`` for a batch of rows v."""
-    return ops.matmul(v, ops.transpose(M))
+    return matmul(v, ops.transpose(M))
 
 
 def project(
@@ -525,9 +526,9 @@ def project(
     l, u, x_p = _targets(plan, b, d, const, batch_zeros)
     l_s, u_s = ops.stop_gradient(l), ops.stop_gradient(u)
     y_s = ops.stop_gradient(y)
-    w = y_s if N is None else ops.matmul(y_s, N)  # N^T (y - x_p) = N^T y: x_p lies in the row space of C
+    w = y_s if N is None else matmul(y_s, N)  # N^T (y - x_p) = N^T y: x_p lies in the row space of C
 
-    g = y - y_s if N is None else ops.matmul(y - y_s, N)  # zero in value: carries the gradient
+    g = y - y_s if N is None else matmul(y - y_s, N)  # zero in value: carries the gradient
     if q:
         z_sol, lam_sol, converged, scale = _solve_reduced(w, K, gram, l_s, u_s, plan, iterations, polish, tol, eps)
         # One system on the strongly active rows S (multiplier away from 0) serves two purposes:
@@ -550,15 +551,15 @@ def project(
             M = ops.stop_gradient(_active_matrix(D, gram, eps, q))
             t_s = ops.where(strong_up, u_s, ops.where(strong_down, l_s, 0.0))
             lam_d = D * lam_sol
-            residual = D * (_mul_t(w, K) - t_s) - D * ops.matmul(lam_d, gram)
+            residual = D * (_mul_t(w, K) - t_s) - D * matmul(lam_d, gram)
             rhs = _mul_t(g, K)
             if t_tangent is not None:
                 rhs = rhs - t_tangent
             columns = [residual, D * rhs] if differentiable else [residual]
             both = ops.solve(M, ops.stack(columns, axis=-1))
-            z_refined = w - ops.matmul(lam_d + both[..., 0], K)
+            z_refined = w - matmul(lam_d + both[..., 0], K)
             z_sol = ops.where(converged[:, None], z_refined, z_sol)
-            z_lin = g - ops.matmul(both[..., 1], K) if differentiable else None
+            z_lin = g - matmul(both[..., 1], K) if differentiable else None
     else:  # only equalities: the affine projection is exact
         z_sol, z_lin = w, g
         converged = ops.ones_like(y[:, 0]) > 0
@@ -572,9 +573,9 @@ def project(
     else:
         c = const(plan.center0)
         if moves_b:
-            c = c + ops.matmul(ops.stop_gradient(b) - const(plan.b0), const(plan.shift[:, :m].T))
+            c = c + matmul(ops.stop_gradient(b) - const(plan.b0), const(plan.shift[:, :m].T))
         if moves_d:
-            c = c + ops.matmul(ops.stop_gradient(d) - const(plan.d0), const(plan.shift[:, m:].T))
+            c = c + matmul(ops.stop_gradient(d) - const(plan.d0), const(plan.shift[:, m:].T))
     x_ray = _ray_scale(x_k, c, plan, None if b is None else ops.stop_gradient(b), const, dtype)
 
     # --- the value is x_ray; the derivative is N z' (+ the particular solution's motion with d)
@@ -643,17 +644,17 @@ def _tangent_admm(g, t_tangent, D, K, plan: ProjectionPlan, count: int):
     const = lambda a: ops.convert_to_tensor(np.asarray(a, dtype=np.float64), g.dtype)  # noqa: E731
     inv, rows = const(plan.admm_inverse), const(plan.admm_rows)
     target = 0.0 if t_tangent is None else D * t_tangent
-    g_rows = ops.matmul(ops.matmul(g, inv), ops.transpose(K))  # K (I + rho K^T K)^{-1} g
+    g_rows = matmul(matmul(g, inv), ops.transpose(K))  # K (I + rho K^T K)^{-1} g
     zeros = ops.zeros_like(D) * ops.sum(g, axis=-1, keepdims=True)  # zero, shaped (B, q)
 
     def step(_, state):  # as in _solve_reduced, with the clip linearised at the solution
         s, lam = state
-        s_relaxed = alpha * (g_rows + ops.matmul(rho * s - lam, rows)) + (1.0 - alpha) * s
+        s_relaxed = alpha * (g_rows + matmul(rho * s - lam, rows)) + (1.0 - alpha) * s
         s_new = target + (1.0 - D) * (s_relaxed + lam / rho)
         return s_new, lam + rho * (s_relaxed - s_new)
 
     s, lam = _unrolled_loop(count, step, (zeros, zeros), _differentiable_loop_from_zero)
-    return ops.matmul(g + ops.matmul(rho * s - lam, K), inv)
+    return matmul(g + matmul(rho * s - lam, K), inv)
 
 
 def _solve_reduced(w, K, gram, l, u, plan: ProjectionPlan, iterations: int, polish: int, tol: float, eps: float):
@@ -669,21 +670,21 @@ def _solve_reduced(w, K, gram, l, u, plan: ProjectionPlan, iterations: int, poli
     rho, alpha = plan.rho, plan.alpha
     const = lambda a: ops.convert_to_tensor(np.asarray(a, dtype=np.float64), w.dtype)  # noqa: E731
     inv, rows = const(plan.admm_inverse), const(plan.admm_rows)
-    w_rows = ops.matmul(ops.matmul(w, inv), ops.transpose(K))
+    w_rows = matmul(matmul(w, inv), ops.transpose(K))
 
     # OSQP's iteration with P = I and no proximal term, written in (s, lam) only:
     # z_t = (I + rho K^T K)^{-1} (w + K^T (rho s - lam)) is needed only through K z_t, one (q, q)
     # product per step; rows are unit norm, so one rho fits all
     def admm_step(_, state):
         s, lam = state
-        s_relaxed = alpha * (w_rows + ops.matmul(rho * s - lam, rows)) + (1.0 - alpha) * s
-        s_new = ops.minimum(ops.maximum(s_relaxed + lam / rho, l), u)
+        s_relaxed = alpha * (w_rows + matmul(rho * s - lam, rows)) + (1.0 - alpha) * s
+        s_new = minimum(maximum(s_relaxed + lam / rho, l), u)
         return s_new, lam + rho * (s_relaxed - s_new)
 
-    s, lam0 = ops.minimum(ops.maximum(Kw, l), u), ops.zeros_like(Kw)
+    s, lam0 = minimum(maximum(Kw, l), u), ops.zeros_like(Kw)
     if iterations:
         s, lam0 = _unrolled_loop(iterations, admm_step, (s, lam0), ops.fori_loop)
-        z0 = ops.matmul(w + ops.matmul(rho * s - lam0, K), inv)
+        z0 = matmul(w + matmul(rho * s - lam0, K), inv)
     else:
         z0 = w
 
@@ -692,7 +693,7 @@ def _solve_reduced(w, K, gram, l, u, plan: ProjectionPlan, iterations: int, poli
     scale = (
         1.0
         + ops.max(ops.abs(Kw), axis=-1, keepdims=True, initial=0.0)  # initial: empty batches
-        + ops.max(ops.maximum(finite_u, finite_l), axis=-1, keepdims=True, initial=0.0)
+        + ops.max(maximum(finite_u, finite_l), axis=-1, keepdims=True, initial=0.0)
     )
 
     def polish_step(_, state):
@@ -703,7 +704,7 @@ def _solve_reduced(w, K, gram, l, u, plan: ProjectionPlan, iterations: int, poli
         D = ops.cast(ops.logical_or(up, down), w.dtype)
         t = ops.where(up, u, ops.where(down, l, 0.0))
         lam = _solve(_active_matrix(D, gram, eps, q), D * (Kw - t))
-        z = w - ops.matmul(lam, K)
+        z = w - matmul(lam, K)
         Kz = _mul_t(z, K)
         feasible = ops.logical_and(Kz <= u + tol * scale, Kz >= l - tol * scale)
         signs = ops.logical_and(
@@ -733,9 +734,9 @@ def _ray_scale(x, c, plan: ProjectionPlan, b, const, dtype):
     if plan.A.shape[0]:
         At = const(plan.A.T)
         b_t = const(plan.b0) if b is None else b
-        slack = b_t - ops.matmul(c, At)
+        slack = b_t - matmul(c, At)
         tiny = np.finfo(np.float64 if "float64" in str(dtype) else np.float32).tiny
-        ratios.append(ops.max(ops.matmul(step, At) / ops.maximum(slack, tiny), axis=-1, initial=0.0))
+        ratios.append(ops.max(matmul(step, At) / maximum(slack, tiny), axis=-1, initial=0.0))
     for bound, sign in ((plan.upper, 1.0), (plan.lower, -1.0)):
         finite = np.isfinite(bound)
         if finite.any():
@@ -746,8 +747,8 @@ def _ray_scale(x, c, plan: ProjectionPlan, b, const, dtype):
         return x
     worst = ratios[0]
     for ratio in ratios[1:]:
-        worst = ops.maximum(worst, ratio)
+        worst = maximum(worst, ratio)
     # a relative margin of a few ulps keeps the rounding of c + step / factor on the feasible side
     ulp = 2 * np.finfo(np.float64 if "float64" in str(dtype) else np.float32).eps
-    factor = ops.maximum(1.0, worst * (1.0 + ulp))
+    factor = maximum(worst * (1.0 + ulp), 1.0)
     return c + step / factor[..., None]

@@ -17,11 +17,11 @@ import dataclasses
 import functools
 import weakref
 
-import keras
 import numpy as np
 from keras import ops
 
 from keras_lincon import scaling_lib
+from keras_lincon.backend_ops import constant, matmul, maximum
 from keras_lincon.layer_lib import GeneratorLayout
 
 #: Non-negative maps for ray coefficients (the paper uses ``abs``).
@@ -168,33 +168,6 @@ def segment_broadcast(values, segment_ids: np.ndarray, num_segments: int):
 def _free_slot(block_ids: np.ndarray, k: int) -> np.ndarray:
     """Block ids with ``-1`` (no block: free coordinates, rows of none) as ``k``, the extra segment."""
     return np.where(block_ids < 0, k, block_ids).astype(np.int32)
-
-
-def _float64_off_tensorflow(a) -> bool:
-    # Keras's type promotion turns float64 into float32 on every backend but TensorFlow (it follows JAX
-    # without x64), so ops.matmul and ops.maximum of float64 tensors compute in float32 there.
-    return keras.backend.backend() != "tensorflow" and keras.backend.standardize_dtype(a.dtype) == "float64"
-
-
-def matmul(a, b):
-    """``a @ b`` over the last axis of ``a``, in the inputs' dtype on every backend (``ops.einsum`` keeps
-    float64 where ``ops.matmul`` would not)."""
-    if _float64_off_tensorflow(a):
-        return ops.einsum("...i,ij->...j", a, b)
-    return ops.matmul(a, b)
-
-
-def maximum(a, b):
-    """``ops.maximum(a, b)`` in ``a``'s dtype on every backend (NaN in ``a`` propagates)."""
-    if _float64_off_tensorflow(a):
-        return ops.where(ops.logical_or(a >= b, ops.isnan(a)), a, ops.cast(b, a.dtype) + ops.zeros_like(a))
-    return ops.maximum(a, b)
-
-
-def constant(a, dtype):
-    """A numpy constant as a tensor of ``dtype``, rounded once from float64 (so float64 layers
-    keep every digit of their planned constants; float32 ones round them as before)."""
-    return ops.convert_to_tensor(np.asarray(a, dtype=keras.backend.standardize_dtype(dtype)), dtype=dtype)
 
 
 def _affine(x, kernel, bias):

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lincon import layer_lib, layer_ops, polyhedra, precision, weights_lib
+from keras_lincon import backend_ops, layer_lib, layer_ops, polyhedra, precision, weights_lib
 from keras_lincon.errors import ConstraintShapeError, LinconError
 from keras_lincon.layer_checks import FLOAT32_TOLERANCE, ConstraintChecks, verify_generators  # noqa: F401
 from keras_lincon.layer_ops import NONNEG_FUNCTIONS, segment_max  # noqa: F401  (public names of this module)
@@ -390,16 +390,16 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         x = ops.cast(features, self.compute_dtype)
         y = layer_ops.generator_outputs(x, self, self._layout, self._call_mode, self.nonneg)
         if self._plan.apex is not None:  # apex P b + q of this sample's set, plus a point of the cone
-            P, q = (layer_ops.constant(a, y.dtype) for a in self._plan.apex)
-            return y + layer_ops.matmul(ops.cast(rhs, y.dtype), ops.transpose(P)) + q
+            P, q = (backend_ops.constant(a, y.dtype) for a in self._plan.apex)
+            return y + backend_ops.matmul(ops.cast(rhs, y.dtype), ops.transpose(P)) + q
         if self._plan.shift is not None:  # right-hand sides that move the set: the stored set's point, moved
             return self._stored_set_point(x, y) + self._translation(parts, y.dtype)
         return self._stored_set_point(x, y, rhs)
 
     def _translation(self, parts, dtype):
         T, q = self._plan.shift
-        beta = ops.concatenate([ops.cast(part, dtype) for part in parts], axis=-1) if len(parts) > 1 else parts[0]
-        return layer_ops.matmul(ops.cast(beta, dtype), layer_ops.constant(T.T, dtype)) + layer_ops.constant(q, dtype)
+        beta = ops.concatenate([ops.cast(part, dtype) for part in parts], axis=-1)
+        return backend_ops.matmul(beta, backend_ops.constant(T.T, dtype)) + backend_ops.constant(q, dtype)
 
     def _stored_set_point(self, x, y, rhs=None):
         """The scaled stage on the generator stage's ``y`` (``rhs``: ``b_s`` above a floor, or None)."""
