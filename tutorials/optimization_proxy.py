@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     proxy = keras.Model(x, constraints([features, x]))
 
     # The loss is the objective itself (y_true is unused: there are no labels).
-    q_diag, p = qp.q_diag.astype("float32"), qp.p.astype("float32")
+    q_diag, p = ops.convert_to_tensor(qp.q_diag, "float32"), ops.convert_to_tensor(qp.p, "float32")
 
     def objective(y_true, y):
         return 0.5 * ops.sum(q_diag * y * y, axis=-1) + ops.sum(p * y, axis=-1)

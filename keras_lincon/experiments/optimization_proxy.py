@@ -126,16 +126,15 @@ def objective_loss(problem: qp_problems.SimpleQP) -> Callable:
 
     Written in ``keras.ops``, so it trains on TensorFlow, JAX and torch.
     """
-    import keras
     from keras import ops
 
-    q_diag = problem.q_diag.astype(keras.config.floatx())
-    p = problem.p.astype(keras.config.floatx())
-    nonconvex = problem.nonconvex
+    q_diag, p, nonconvex = problem.q_diag, problem.p, problem.nonconvex
 
     def objective(y_true, y_pred):
+        # constants as tensors of y's dtype: numpy array * torch tensor is a TypeError
+        q, lin = ops.convert_to_tensor(q_diag, y_pred.dtype), ops.convert_to_tensor(p, y_pred.dtype)
         linear = ops.sin(y_pred) if nonconvex else y_pred
-        return 0.5 * ops.sum(q_diag * y_pred * y_pred, axis=-1) + ops.sum(p * linear, axis=-1)
+        return 0.5 * ops.sum(q * y_pred * y_pred, axis=-1) + ops.sum(lin * linear, axis=-1)
 
     return objective
 
