@@ -10,8 +10,8 @@ Variants (all exactly feasible except the Dense baseline):
 
 * ``global``: today's ``LinearInequalityConstraint(A, box=(-1, 1))`` (one factor);
 * ``per_block``, ``clip_scale``, ``clip_blend``: the generator stage without
-  box, then :mod:`keras_lincon.scaling_lib`'s treatment written in
-  ``keras.ops`` (:func:`keras_lincon.layer_ops.scaled_stage`);
+  box, then :mod:`keras_lincon.planning.scaling_plan`'s treatment written in
+  ``keras.ops`` (:func:`keras_lincon.layers.kernels.scaled_stage`);
 * ``mix``: per block, a learned convex combination ``x_pb + a (x_cb - x_pb)``
   of the ``per_block`` and ``clip_blend`` results, ``a = sigmoid(h W + w0)``
   from the layer's input ``h``: two feasible points, so exact too, and the
@@ -64,10 +64,11 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_lincon as klc  # noqa: E402
-from keras_lincon import polyhedra, scaling_lib  # noqa: E402
+from keras_lincon import geometry
+from keras_lincon.baselines.projection import OSQPProjector  # noqa: E402
 from keras_lincon.experiments import datasets  # noqa: E402
-from keras_lincon.layer_ops import scaled_stage  # noqa: E402
-from keras_lincon.projection import OSQPProjector  # noqa: E402
+from keras_lincon.layers.kernels import scaled_stage  # noqa: E402
+from keras_lincon.planning import scaling_plan  # noqa: E402
 
 VARIANTS = (
     "global",
@@ -97,7 +98,7 @@ class ScaledBoxConstraint(keras.layers.Layer):
         self.aux = mode.endswith(("+aux", "+warm"))  # also return y
         self.pull, self.pull_weight = mode.endswith("+pull"), pull_weight
         self.mode = mode.split("+")[0]
-        self.stage = scaling_lib.plan(A, box=(-1.0, 1.0), strict_generator_rows=(mode == "clip_scale"))
+        self.stage = scaling_plan.plan(A, box=(-1.0, 1.0), strict_generator_rows=(mode == "clip_scale"))
 
     def build(self, input_shape):
         self.inner.build(input_shape)
@@ -160,7 +161,9 @@ def main(argv=None) -> list:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--archs", nargs="+", default=["mlp", "skip"], choices=["mlp", "skip"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--nonneg", default="abs", choices=sorted(klc.layers.NONNEG_FUNCTIONS), help="ray coefficients")
+    parser.add_argument(
+        "--nonneg", default="abs", choices=sorted(klc.layers.kernels.NONNEG_FUNCTIONS), help="ray coefficients"
+    )
     parser.add_argument("--seed", type=int, default=0, help="weights and shuffling (every model starts from it)")
     parser.add_argument("--aux-weight", type=float, default=1.0, help="weight of the +aux and +pull losses")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "box_scaling.txt"))
@@ -169,7 +172,7 @@ def main(argv=None) -> list:
         args.epochs, args.epochs_early, args.train_size, args.test_size, args.hidden = 2, 1, 512, 64, 32
     data, A, x_train, x_test = datasets.checkerboard_problem(args.data, args.train_size, args.test_size)
     n = A.shape[1]
-    G, h = polyhedra.with_box(A, None, -1.0, 1.0)
+    G, h = geometry.with_box(A, None, -1.0, 1.0)
     osqp = OSQPProjector(A, box=(-1.0, 1.0))
     optimal_mse = float(np.mean((osqp.project(x_test) - x_test) ** 2))
     header = (
@@ -211,7 +214,7 @@ def main(argv=None) -> list:
                     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=["mse", "mse"], loss_weights=[1.0, 0.0])
                 if variant == "dense+osqp":
                     y = osqp.project(y)
-                worst = max(worst, polyhedra.max_violation(y, G, h, relative=True))
+                worst = max(worst, geometry.max_violation(y, G, h, relative=True))
                 ratios.append(float(np.mean((np.asarray(y, np.float64) - x_test) ** 2)) / optimal_mse)
             seconds = time.perf_counter() - start
             line = f"{arch:5s} {variant:16s} {ratios[0]:13.4f}  {ratios[1]:13.4f}  {worst:17.2e}  {seconds:7.0f}"

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from keras_lincon import coupled_projection as cp  # noqa: E402
+from keras_lincon.planning import coupled_projection as cp  # noqa: E402
 
 
 def dc3_data(n: int = 100, m: int = 50, p: int = 50, count: int = 10_000):

@@ -42,7 +42,7 @@ import cdd.gmp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lincon as klc  # noqa: E402
-from keras_lincon import double_description as dd  # noqa: E402
+from keras_lincon.geometry import double_description as dd  # noqa: E402
 from tests.test_double_description import FAMILIES, SLOW, birkhoff, permutahedron  # noqa: E402
 
 

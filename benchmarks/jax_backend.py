@@ -23,10 +23,10 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_lincon.baselines.projection import ADMMProjection  # noqa: E402
 from keras_lincon.experiments.timing import format_seconds, time_side_by_side  # noqa: E402
+from keras_lincon.geometry.enumeration import checkerboard, monotone_chain  # noqa: E402
 from keras_lincon.layers import LinearInequalityConstraint  # noqa: E402
-from keras_lincon.polyhedra import checkerboard, monotone_chain  # noqa: E402
-from keras_lincon.projection import ADMMProjection  # noqa: E402
 
 
 def jitted(model):

@@ -22,6 +22,7 @@ import warnings
 
 __version__ = "0.1.0"
 
+from keras_lincon import compat  # noqa: E402  (pure Python, cheap)
 from keras_lincon.errors import (  # noqa: E402  (pure Python, cheap)
     ConstraintShapeError,
     ConstraintViolationError,
@@ -40,49 +41,25 @@ from keras_lincon.errors import (  # noqa: E402  (pure Python, cheap)
     TooManyGeneratorsError,
 )
 
-# public name -> the submodule that defines it (imported on first access)
+# public name -> the module that defines it (imported on first access)
 _LAZY = {
     "LinearInequalityConstraint": "layers",
-    "ScaledRowsConstraint": "scaled_layer",
+    "ScaledRowsConstraint": "compat.scaled_rows_constraint",
     "verify_generators": "layers",
-    "ConstrainedVAE": "models",
-    "ConstraintViolation": "metrics",
-    "LatentPrior": "priors",
-    "export_for_serving": "serving",
-    "export_tflite": "deploy",
-    "fit_distributed": "distribute",
-    "VRepresentation": "polyhedra",
-    "checkerboard": "polyhedra",
-    "h_to_v": "polyhedra",
-    "max_violation": "polyhedra",
-    "monotone_chain": "polyhedra",
+    "ConstraintViolation": "layers",
+    "ConstrainedVAE": "models.constrained_vae",
+    "LatentPrior": "models.latent_prior",
+    "fit_distributed": "models.distribute",
+    "export_for_serving": "export.serving",
+    "export_tflite": "export.tflite",
+    "VRepresentation": "geometry",
+    "checkerboard": "geometry",
+    "h_to_v": "geometry",
+    "max_violation": "geometry",
+    "monotone_chain": "geometry",
 }
-_SUBMODULES = (
-    "backend_ops",
-    "coupled_projection",
-    "deploy",
-    "distribute",
-    "double_description",
-    "errors",
-    "experiments",
-    "generator_check",
-    "layer_checks",
-    "layer_lib",
-    "layer_ops",
-    "layers",
-    "metrics",
-    "models",
-    "polyhedra",
-    "precision",
-    "priors",
-    "projection",
-    "representation",
-    "scaled_layer",
-    "scaling_lib",
-    "serving",
-    "system",
-    "weights_lib",
-)
+# the subpackages, in the order data flows through them
+_SUBPACKAGES = ("geometry", "planning", "layers", "models", "export", "baselines", "experiments", "compat")
 
 __all__ = [
     "ConstrainedVAE",
@@ -128,13 +105,13 @@ def __getattr__(name: str):
         value = getattr(module, name)
         globals()[name] = value  # later lookups skip __getattr__
         return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+    if name in _SUBPACKAGES or name in ("errors", "cli") or name in compat.MOVED_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # a moved module warns (keras_lincon.compat)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))
 
 
 # ------------------------------------------------ registration with Keras
@@ -153,7 +130,7 @@ _LAYERS = f"{__name__}.layers"
 def _warn_registration(exc: BaseException) -> None:
     warnings.warn(
         f"keras_lincon could not register its Keras classes ({exc!r}); "
-        "import keras_lincon.layers, keras_lincon.metrics and keras_lincon.models before loading a saved model.",
+        "import keras_lincon.layers and keras_lincon.models before loading a saved model.",
         RuntimeWarning,
         stacklevel=3,
     )
@@ -235,6 +212,7 @@ def _remove_hook() -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "_RegisterOnImport"]
 
 
+compat.install()
 _remove_hook()  # a re-import (importlib.reload) replaces an older finder
 _FINDER = _RegisterOnImport()
 if _LAYERS in sys.modules:

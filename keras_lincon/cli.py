@@ -140,7 +140,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     import keras
 
     import keras_lincon  # noqa: F401  (registers the custom classes for loading)
-    from keras_lincon.serving import export_for_serving
+    from keras_lincon.export.serving import export_for_serving
 
     model = keras.saving.load_model(args.model)
     path = export_for_serving(model, args.base_dir, version=args.version, xla=args.xla, overwrite=args.overwrite)

@@ -1,10 +1,10 @@
-"""keras_lincon.backend_ops: the same values as numpy, in the inputs' dtype (other backends: test_backends)."""
+"""keras_lincon.layers.backend_ops: the same values as numpy, in the inputs' dtype (other backends: test_backends)."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_lincon import backend_ops
+from keras_lincon.layers import backend_ops
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

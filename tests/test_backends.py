@@ -141,7 +141,7 @@ METRIC = textwrap.dedent(
     import numpy as np
     import keras
     import keras_lincon as klc
-    from keras_lincon.system import violations
+    from keras_lincon.geometry.system import violations
 
     assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
     keras.utils.set_random_seed(0)
@@ -300,7 +300,7 @@ PROJECT_FLOAT64 = textwrap.dedent(
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_coupled_projection_keeps_float64_on_backend(backend):
     """Keras computes ops.matmul/maximum/minimum of float64 tensors in float32 off TensorFlow (5e-8 on torch
-    before keras_lincon.backend_ops): the coupled projection stays at machine precision."""
+    before keras_lincon.layers.backend_ops): the coupled projection stays at machine precision."""
     _require(backend)
     report = _run(PROJECT_FLOAT64, backend, backend, env_extra={"JAX_ENABLE_X64": "1"})
     assert report["dtype"] == "float64" and report["worst"] <= 1e-12, report

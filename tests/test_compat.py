@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import keras_lincon as klc
+from keras_lincon import compat
 from tests.conftest import BLOCK_KERAS_LINCON, run_python
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "release_0_1_0"
@@ -126,3 +127,31 @@ def test_saved_model_serves_without_keras_lincon(recorded, tmp_path):
     assert_same_and_feasible(
         np.load(tmp_path / "y.npy"), recorded["checkerboard_box/y"], constraints(recorded, "checkerboard_box")
     )
+
+
+@pytest.mark.parametrize("old", sorted(compat.MOVED_MODULES))
+def test_moved_module_is_the_new_module_and_warns(old):
+    """Every moved module loads as its new home, under both names, and its warning names the removal release."""
+    import importlib
+    import sys
+    import warnings
+
+    new, removal = compat.MOVED_MODULES[old]
+    sys.modules.pop(f"keras_lincon.{old}", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(f"keras_lincon.{old}")
+    assert module is importlib.import_module(new)
+    messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert any(new in m and f"removed in {removal}" in m for m in messages), messages
+
+
+def test_attribute_access_reaches_moved_modules_and_subpackages():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert klc.polyhedra.h_to_v is klc.h_to_v
+    assert klc.geometry.h_to_v is klc.h_to_v and klc.layers.LinearInequalityConstraint is klc.LinearInequalityConstraint
+    with pytest.raises(AttributeError):
+        klc.no_such_module  # noqa: B018

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_lincon import coupled_projection as cp
+from keras_lincon.planning import coupled_projection as cp
 from tests.conftest import run_python
 
 keras = pytest.importorskip("keras")
@@ -261,7 +261,7 @@ def test_plan_errors():
 
 BACKEND_SCRIPT = """
 import numpy as np, keras
-from keras_lincon import coupled_projection as cp
+from keras_lincon.planning import coupled_projection as cp
 rng = np.random.default_rng(0)
 A = rng.normal(size=(12, 8)) * 10.0 ** rng.uniform(-2, 2, (12, 1)); x0 = rng.normal(size=8)
 b = A @ x0 + np.linalg.norm(A, axis=1) * 0.3; C = rng.normal(size=(2, 8)); d = C @ x0

@@ -137,16 +137,3 @@ def test_mnist_npz_with_mismatched_counts(tmp_path, monkeypatch):
 def test_load_refuses_non_positive_sizes(kwargs):
     with pytest.raises(klc.LinconError, match="positive integer"):
         datasets.load("digits", **kwargs)
-
-
-def test_old_import_path_is_the_same_module():
-    import importlib
-    import sys
-    import warnings
-
-    sys.modules.pop("keras_lincon.datasets", None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        old = importlib.import_module("keras_lincon.datasets")
-    assert old is datasets
-    assert any(issubclass(w.category, DeprecationWarning) for w in caught)

@@ -1,4 +1,4 @@
-"""Tests of keras_lincon.deploy (TFLite) and of ONNX export through Keras.
+"""Tests of keras_lincon.export.tflite (TFLite) and of ONNX export through Keras.
 
 Each deployment path runs the exported file in its own runtime
 (tf.lite.Interpreter, onnxruntime) on 1000 inputs and checks the outputs
@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lincon as klc
-from keras_lincon import deploy, serving
+from keras_lincon.export import serving, tflite
 from keras_lincon.models import ConstrainedVAE
 
 TOL = klc.layers.FLOAT32_TOLERANCE
@@ -69,7 +69,7 @@ def tflite_predict(path, x):
 @pytest.mark.parametrize("kind", ["chain32", "checkerboard_box", "polytope_blocks", "equalities"])
 def test_tflite_float32_outputs_are_feasible(kind, tmp_path):
     model = make_model(kind)
-    path = deploy.export_tflite(model, tmp_path / "model.tflite")
+    path = tflite.export_tflite(model, tmp_path / "model.tflite")
     assert path.is_file()
     x = inputs()
     y = tflite_predict(path, x)
@@ -82,9 +82,9 @@ def test_tflite_float32_outputs_are_feasible(kind, tmp_path):
 def test_tflite_quantized_request_is_refused(tmp_path):
     model = make_model("chain32")
     with pytest.raises(klc.LinconError, match="allow_infeasible=True"):
-        deploy.export_tflite(model, tmp_path / "q.tflite", optimizations=[tf.lite.Optimize.DEFAULT])
+        tflite.export_tflite(model, tmp_path / "q.tflite", optimizations=[tf.lite.Optimize.DEFAULT])
     with pytest.raises(klc.LinconError, match="quantize"):
-        deploy.export_tflite(model, tmp_path / "q.tflite", optimizations=tf.lite.Optimize.DEFAULT)
+        tflite.export_tflite(model, tmp_path / "q.tflite", optimizations=tf.lite.Optimize.DEFAULT)
     assert not (tmp_path / "q.tflite").exists()
 
 
@@ -92,16 +92,16 @@ def test_tflite_quantized_when_allowed_warns_and_is_infeasible(tmp_path):
     # The reason for the refusal: quantized generators put outputs outside the set.
     model = make_model("chain32")
     with pytest.warns(RuntimeWarning, match="NOT guaranteed feasible"):
-        path = deploy.export_tflite(
+        path = tflite.export_tflite(
             model, tmp_path / "q.tflite", optimizations=[tf.lite.Optimize.DEFAULT], allow_infeasible=True
         )
     y = tflite_predict(path, inputs())
-    per_output = klc.polyhedra.violations(y, klc.monotone_chain(32), relative=True).reshape(len(y), -1).max(axis=1)
+    per_output = klc.geometry.violations(y, klc.monotone_chain(32), relative=True).reshape(len(y), -1).max(axis=1)
     assert np.sum(per_output > TOL) >= 10  # measured 91 of 1000 on this setup
     assert model.layers[-1].max_violation(model.predict(inputs(), verbose=0), relative=True) <= TOL
     # the check run after a float32 export would have rejected this file
     with pytest.raises(klc.LinconError, match="differ from the Keras model"):
-        deploy._verify(model, path.read_bytes(), tf.TensorSpec((None, 8), tf.float32), tf, 256)
+        tflite._verify(model, path.read_bytes(), tf.TensorSpec((None, 8), tf.float32), tf, 256)
 
 
 def test_tflite_vae_reconstruction_is_feasible(tmp_path):
@@ -109,7 +109,7 @@ def test_tflite_vae_reconstruction_is_feasible(tmp_path):
     encoder = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(16, activation="relu")])
     decoder = keras.Sequential([keras.layers.Dense(16, activation="relu")])
     vae = ConstrainedVAE(encoder, decoder, A8, latent_dim=2, box=(-1.0, 1.0), output_shape=(8, 8))
-    path = deploy.export_tflite(vae, tmp_path / "vae.tflite")
+    path = tflite.export_tflite(vae, tmp_path / "vae.tflite")
     x = np.clip(inputs(1000, 64), -1, 1).reshape(1000, 8, 8)
     y = tflite_predict(path, x)
     assert y.shape == (1000, 8, 8)
@@ -119,12 +119,12 @@ def test_tflite_vae_reconstruction_is_feasible(tmp_path):
 def test_tflite_errors(tmp_path, monkeypatch):
     unbuilt = keras.Sequential([keras.layers.Dense(4), klc.LinearInequalityConstraint(klc.monotone_chain(3))])
     with pytest.raises(klc.LinconError, match="build the model"):
-        deploy.export_tflite(unbuilt, tmp_path / "m.tflite")
+        tflite.export_tflite(unbuilt, tmp_path / "m.tflite")
     with pytest.raises(klc.LinconError, match="verify_samples"):
-        deploy.export_tflite(make_model("polytope_blocks"), tmp_path / "m.tflite", verify_samples=-1)
+        tflite.export_tflite(make_model("polytope_blocks"), tmp_path / "m.tflite", verify_samples=-1)
     monkeypatch.setattr(keras.config, "backend", lambda: "jax")
     with pytest.raises(klc.LinconError, match="TensorFlow backend"):
-        deploy.export_tflite(make_model("polytope_blocks"), tmp_path / "m.tflite")
+        tflite.export_tflite(make_model("polytope_blocks"), tmp_path / "m.tflite")
 
 
 @pytest.mark.parametrize("kind", ["chain32", "checkerboard_box", "polytope_blocks"])
@@ -183,10 +183,10 @@ def test_tf2onnx_cli_on_a_box_model(tmp_path):
 
 @pytest.mark.slow  # ~40-80 s (exports to every format); the README block runner covers it once merged
 def test_deploy_doc_examples_run(tmp_path):
-    """The python blocks of docs/deploy.md run in order, as written (in a fresh process)."""
+    """The python blocks of docs/tflite.md run in order, as written (in a fresh process)."""
     pytest.importorskip("tf2onnx")
     pytest.importorskip("onnxruntime")
-    text = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tflite.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 5
     script = tmp_path / "deploy_doc.py"

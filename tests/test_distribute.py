@@ -1,4 +1,4 @@
-"""Tests of keras_lincon.distribute: MirroredStrategy, MultiWorkerMirroredStrategy, checkpoint/resume."""
+"""Tests of keras_lincon.models.distribute: MirroredStrategy, MultiWorkerMirroredStrategy, checkpoint/resume."""
 
 import json
 import os
@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lincon as klc
-from keras_lincon.distribute import fit_distributed
+from keras_lincon.models.distribute import fit_distributed
 from tests.conftest import run_python
 
 VAE_MIRRORED = """
@@ -48,7 +48,7 @@ WORKER = """
 import json, os, sys, numpy as np, tensorflow as tf
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 import keras, keras_lincon as klc
-from keras_lincon.distribute import fit_distributed
+from keras_lincon.models.distribute import fit_distributed
 from tests.test_models import make_vae
 from keras_lincon.experiments import datasets
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
@@ -121,7 +121,7 @@ def test_multi_worker_training_gives_identical_weights(tmp_path):
 
 RESUME_SETUP = """
 import numpy as np, tensorflow as tf, keras, keras_lincon as klc
-from keras_lincon.distribute import fit_distributed
+from keras_lincon.models.distribute import fit_distributed
 rng = np.random.default_rng(0)
 x = rng.standard_normal((64, 4)).astype("float32")
 y = np.sort(rng.standard_normal((64, 6)), axis=1).astype("float32")
@@ -197,8 +197,8 @@ def test_other_backend_is_a_clear_error():
     out = run_python(
         """
         import keras, keras_lincon as klc
-        from keras_lincon.distribute import fit_distributed
-        from keras_lincon.serving import export_for_serving
+        from keras_lincon.models.distribute import fit_distributed
+        from keras_lincon.export.serving import export_for_serving
         model = keras.Sequential([keras.Input((3,)), klc.LinearInequalityConstraint(klc.monotone_chain(4))])
         model.compile(optimizer="adam", loss="mse")
         for call in (lambda: fit_distributed(model, None), lambda: export_for_serving(model, "/nonexistent")):
@@ -220,7 +220,7 @@ KILL_WORKER = """
 import json, os, sys, numpy as np, tensorflow as tf
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 import keras, keras_lincon as klc
-from keras_lincon.distribute import fit_distributed
+from keras_lincon.models.distribute import fit_distributed
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)

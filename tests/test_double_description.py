@@ -1,4 +1,4 @@
-"""Tests of keras_lincon.double_description: exact-first, bounded, interruptible DD."""
+"""Tests of keras_lincon.geometry.double_description: exact-first, bounded, interruptible DD."""
 
 import itertools
 import math
@@ -15,8 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keras_lincon as klc
-from keras_lincon import double_description as dd
-from keras_lincon import polyhedra
 from keras_lincon.errors import (
     ConstructionTimeoutError,
     GeneratorExplosionError,
@@ -25,7 +23,9 @@ from keras_lincon.errors import (
     RepresentationCheckError,
     TooManyGeneratorsError,
 )
-from keras_lincon.representation import merge_close_rows
+from keras_lincon.geometry import double_description as dd
+from keras_lincon.geometry import enumeration
+from keras_lincon.geometry.representation import merge_close_rows
 from tests.conftest import run_python
 
 
@@ -230,7 +230,7 @@ import numpy as np
 # import the numpy-only module without the package (which loads Keras)
 pkg = types.ModuleType("keras_lincon"); pkg.__path__ = [PACKAGE_DIR]
 sys.modules["keras_lincon"] = pkg
-from keras_lincon import double_description as dd
+from keras_lincon.geometry import double_description as dd
 # Ctrl-C as in a terminal: a Python started with SIGINT ignored (as a background job of a
 # non-interactive shell can be) keeps ignoring it, and then no KeyboardInterrupt ever comes
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -259,7 +259,7 @@ def test_worker_fork_with_tensorflow_imported():
         """
         import tensorflow as tf, numpy as np
         tf.constant(1.0) + 1.0  # TF's thread pools are running
-        from keras_lincon import double_description as dd
+        from keras_lincon.geometry import double_description as dd
         dd.WORKER_MIN_BOUND = 0
         rng = np.random.default_rng(1)
         A, b = rng.standard_normal((20, 6)), abs(rng.standard_normal(20)) + 0.1
@@ -638,7 +638,7 @@ def test_steep_cone_keeps_both_rays_at_any_row_scale(slope, method):
 
 
 def test_rays_of_very_different_lengths_are_both_kept():
-    v, r = polyhedra._canonical(np.zeros((1, 2)), np.array([[1e13, 0.0], [0.0, 1e-3]]), np.eye(2))
+    v, r = enumeration._canonical(np.zeros((1, 2)), np.array([[1e13, 0.0], [0.0, 1e-3]]), np.eye(2))
     assert r.shape == (2, 2)
 
 
@@ -767,7 +767,7 @@ def test_cross_polytope_closed_form_only_when_exact():
 
 
 def test_coupled_blocks_small_and_dense_paths_agree_with_system_blocks(monkeypatch):
-    from keras_lincon.system import blocks
+    from keras_lincon.geometry.system import blocks
 
     rng = np.random.default_rng(7)
     for limit in (dd._SMALL_BLOCKS_NONZEROS, -1):  # the union-find, then numpy's label propagation

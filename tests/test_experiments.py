@@ -96,22 +96,6 @@ def test_timing_helpers():
     assert timing.format_seconds(1.5e-5) == "15.0 us" and timing.format_seconds(2.0) == "2.00 s"
 
 
-def test_old_import_paths_still_work():
-    import importlib
-    import warnings
-
-    for old, new in (
-        ("keras_lincon.experiment", "keras_lincon.experiments.vae_study"),
-        ("keras_lincon.datasets", "keras_lincon.experiments.datasets"),
-    ):
-        sys.modules.pop(old, None)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            assert importlib.import_module(old) is importlib.import_module(new)
-        assert any(issubclass(w.category, DeprecationWarning) for w in caught)
-    from keras_lincon.bench import format_seconds, inference_benchmark  # noqa: F401
-
-
 def test_vae_config_validates_numbers():
     from keras_lincon.experiments.vae_study import VAEConfig
 

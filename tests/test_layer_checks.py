@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import keras_lincon as klc
-from keras_lincon.layer_checks import graph_fingerprint, host_fingerprint
+from keras_lincon.layers.constraint_checks import graph_fingerprint, host_fingerprint
 
 A = klc.checkerboard((4, 4), (2, 2))
 TOL = 1e-5
@@ -338,7 +338,7 @@ def worst(model, y):
     return model.layers[-1].max_violation(keras.ops.convert_to_numpy(y), relative=True)
 
 # the in-graph fingerprint is the host one on this backend, eager and compiled
-from keras_lincon.layer_checks import graph_fingerprint, host_fingerprint
+from keras_lincon.layers.constraint_checks import graph_fingerprint, host_fingerprint
 for dtype in ("float32", "int32"):
     v = (np.random.default_rng(1).standard_normal((70, 130)) * 1e3).astype(dtype)
     assert int(keras.ops.convert_to_numpy(graph_fingerprint(keras.ops.convert_to_tensor(v)))) == host_fingerprint(v)

@@ -1,11 +1,11 @@
-"""Tests of keras_lincon.metrics.ConstraintViolation."""
+"""Tests of keras_lincon.layers.constraint_violation.ConstraintViolation."""
 
 import keras
 import numpy as np
 import pytest
 
 import keras_lincon as klc
-from keras_lincon.system import violations, with_box
+from keras_lincon.geometry.system import violations, with_box
 from tests.conftest import run_python
 
 TOL = klc.layers.FLOAT32_TOLERANCE

@@ -12,9 +12,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import keras_lincon as klc
-from keras_lincon.distribute import fit_distributed
 from keras_lincon.experiments import datasets
 from keras_lincon.models import ConstrainedVAE, LatentPrior
+from keras_lincon.models.distribute import fit_distributed
 from tests.conftest import run_python
 
 tfd = tfp.distributions
@@ -363,7 +363,7 @@ def test_conditional_vae_errors(digits):
         make_vae().sample(3, rhs=np.zeros(1))
     with pytest.raises(klc.LinconError, match="rhs_input=True needs constraint rows"):
         make_vae(A=None, box=None, rhs_input=True)
-    from keras_lincon.deploy import export_tflite
+    from keras_lincon.export.tflite import export_tflite
 
     with pytest.raises(klc.LinconError, match="export_for_serving"):
         export_tflite(vae, "/tmp/never.tflite")

@@ -91,7 +91,9 @@ def wheel_metadata(wheel: Path) -> tuple[list[str], email.message.Message, str]:
 def test_wheel_contents(dists):
     _, wheel = dists
     names, _, entry_points = wheel_metadata(wheel)
-    assert "keras_lincon/__init__.py" in names and "keras_lincon/layers.py" in names
+    for package in ("geometry", "planning", "layers", "models", "export", "baselines", "experiments", "compat"):
+        assert f"keras_lincon/{package}/__init__.py" in names, package
+    assert "keras_lincon/layers/linear_inequality_constraint.py" in names
     assert not [n for n in names if n.startswith(("tests/", "tutorials/", "benchmarks/", "scripts/"))]
     assert any(re.search(r"\.dist-info/(licenses/)?LICENSE$", n) for n in names), names
     assert re.search(r"^keras-lincon\s*=\s*keras_lincon\.cli:main$", entry_points, re.M), entry_points
@@ -144,7 +146,7 @@ def test_sdist_contents(dists):
         "tests/conftest.py",
         "tests/test_layers.py",
         "tutorials/checkerboard_projection.py",
-        "keras_lincon/layers.py",
+        "keras_lincon/layers/linear_inequality_constraint.py",
     ):
         assert needed in names, f"{needed} missing from the sdist"
 

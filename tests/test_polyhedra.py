@@ -1,4 +1,4 @@
-"""Tests of keras_lincon.polyhedra: H -> V conversion, checks and errors."""
+"""Tests of keras_lincon.geometry.enumeration: H -> V conversion, checks and errors."""
 
 import itertools
 
@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import keras_lincon as klc
-from keras_lincon import double_description, polyhedra
+from keras_lincon import geometry
+from keras_lincon.geometry import double_description, enumeration
 from tests.conftest import h_from_v
 
 
@@ -272,10 +273,10 @@ def test_max_violation_absolute_and_relative():
 
 def test_interior_point_in_box():
     A = klc.checkerboard((4, 4), (2, 2))
-    c = polyhedra.interior_point_in_box(A, lower=-1.0, upper=1.0)
+    c = geometry.interior_point_in_box(A, lower=-1.0, upper=1.0)
     assert np.all(np.abs(c) < 1) and klc.max_violation(c[None], A) <= 1e-12
     with pytest.raises(klc.InfeasibleError, match="box"):
-        polyhedra.interior_point_in_box([[1.0]], [-2.0], lower=-1.0, upper=1.0)
+        geometry.interior_point_in_box([[1.0]], [-2.0], lower=-1.0, upper=1.0)
 
 
 # ----------------------------------------------------------------- errors
@@ -322,13 +323,13 @@ def test_errors_are_value_errors():
 
 
 def test_self_check_rejects_wrong_generators(monkeypatch):
-    original = polyhedra._closed_form_generators
+    original = enumeration._closed_form_generators
 
     def broken(A, b):
         apex, rays, lineality = original(A, b)
         return apex, -rays, lineality  # flipped rays leave the cone
 
-    monkeypatch.setattr(polyhedra, "_closed_form_generators", broken)
+    monkeypatch.setattr(enumeration, "_closed_form_generators", broken)
     with pytest.raises(klc.RepresentationCheckError, match="violate the constraints"):
         klc.h_to_v([[1.0, -1.0, 0.0]])
 
@@ -349,12 +350,12 @@ def test_float_double_description_matches_hull_of_its_vertices():
 
 
 def test_with_box_and_per_point_violations():
-    G, h = polyhedra.with_box([[1.0, 1.0]], [1.0], lower=[-1.0, -np.inf], upper=2.0)
+    G, h = geometry.with_box([[1.0, 1.0]], [1.0], lower=[-1.0, -np.inf], upper=2.0)
     np.testing.assert_array_equal(G, [[1, 1], [1, 0], [0, 1], [-1, 0]])
     np.testing.assert_array_equal(h, [1, 2, 2, 1])
     x = np.array([[0.0, 0.0], [3.0, 0.0], [-1.5, 0.0]])
-    np.testing.assert_allclose(polyhedra.violations(x, G, h), [-1.0, 2.0, 0.5])
-    assert polyhedra.violations(x, np.zeros((0, 2))).tolist() == [-np.inf] * 3
+    np.testing.assert_allclose(geometry.violations(x, G, h), [-1.0, 2.0, 0.5])
+    assert geometry.violations(x, np.zeros((0, 2))).tolist() == [-np.inf] * 3
 
 
 def test_possibly_long_double_description_is_announced(caplog):

@@ -1,4 +1,4 @@
-"""Tests of keras_lincon.precision (the TF32 guard)."""
+"""Tests of keras_lincon.layers.precision (the TF32 guard)."""
 
 import warnings
 
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lincon as klc
-from keras_lincon import precision
+from keras_lincon.layers import precision
 
 
 def test_no_warning_on_cpu():

@@ -1,4 +1,4 @@
-"""Tests of keras_lincon.projection: OSQP and batched ADMM projections."""
+"""Tests of keras_lincon.baselines.projection: OSQP and batched ADMM projections."""
 
 import keras
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 import keras_lincon as klc
+from keras_lincon.baselines.projection import ADMMProjection, OSQPProjector, ProjectionError, projection_error
 from keras_lincon.experiments import datasets
-from keras_lincon.projection import ADMMProjection, OSQPProjector, ProjectionError, projection_error
 
 
 def test_osqp_matches_closed_form_halfspace_and_box(rng):

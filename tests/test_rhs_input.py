@@ -200,10 +200,10 @@ def test_project_on_a_coupled_block_is_the_projection_of_the_moved_point():
     features = np.random.default_rng(0).normal(size=(8, 5)) * 3
     out = keras.ops.convert_to_numpy(layer([features, X]))
     assert layer.max_violation(out, relative=True, rhs=X) <= 1e-12
-    from keras_lincon import layer_ops
+    from keras_lincon.layers import kernels
 
     y = keras.ops.convert_to_numpy(
-        layer_ops.generator_outputs(
+        kernels.generator_outputs(
             keras.ops.convert_to_tensor(features, "float64"), layer, layer._layout, layer._call_mode, "abs"
         )
     )

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keras_lincon as klc
-from keras_lincon import polyhedra
+from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError, LinconError, ScaledRowsWarning
 from keras_lincon.layers import SCALINGS, LinearInequalityConstraint
 
@@ -116,7 +116,7 @@ def test_save_load_predicts_the_same_without_double_description(tmp_path, monkey
     def refuse(*args, **kwargs):
         raise AssertionError("loading ran double description")
 
-    monkeypatch.setattr(polyhedra, "h_to_v", refuse)
+    monkeypatch.setattr(geometry, "h_to_v", refuse)
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded([h, rhs])), expected, rtol=1e-6, atol=1e-6)
 
@@ -135,7 +135,7 @@ def test_explicit_scaled_rows_mask_and_indices_agree():
 def test_all_rows_scaled_with_project_is_the_exact_projection_of_an_affine_map(tmp_path):
     """scaled_rows="all", scaling="project": Dense, then the Euclidean projection onto rows and box."""
     pytest.importorskip("osqp")
-    from keras_lincon.projection import OSQPProjector
+    from keras_lincon.baselines.projection import OSQPProjector
 
     A = klc.checkerboard((8, 8), (2, 2))
     layer = LinearInequalityConstraint(A, box=(-1.0, 1.0), scaled_rows="all", scaling="project")
@@ -269,7 +269,7 @@ def test_load_model_needs_only_import_keras_lincon(tmp_path):
 
 
 def test_scaled_rows_constraint_is_a_deprecated_alias(tmp_path):
-    from keras_lincon.scaled_layer import ScaledRowsConstraint
+    from keras_lincon.compat.scaled_rows_constraint import ScaledRowsConstraint
 
     A, b = np.vstack([-np.eye(3), np.ones((1, 3))]), np.array([0.0, 0.0, 0.0, 1.0])
     with pytest.warns(DeprecationWarning, match="scaled_rows="):

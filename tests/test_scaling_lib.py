@@ -1,4 +1,4 @@
-"""Tests of keras_lincon.scaling_lib (the scaled stage, numpy only)."""
+"""Tests of keras_lincon.planning.scaling_plan (the scaled stage, numpy only)."""
 
 import numpy as np
 import pytest
@@ -6,9 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keras_lincon as klc
-from keras_lincon import polyhedra
-from keras_lincon import scaling_lib as sl
+from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, InfeasibleError, LinconError, NoStrictInteriorError
+from keras_lincon.planning import scaling_plan as sl
 
 CHECKER = klc.checkerboard((8, 8), (2, 2))
 TOL = 1e-9  # float64 reference maps: relative violations at round-off level
@@ -30,7 +30,7 @@ def coupled_system(rng, n, m):
 
 
 def assert_feasible(x, stage, A_g, b_g, rhs=None, C=None, d=None):
-    G, h = polyhedra.with_box(np.vstack([A_g, stage.rows]), np.concatenate([b_g, stage.rhs]), stage.lower, stage.upper)
+    G, h = geometry.with_box(np.vstack([A_g, stage.rows]), np.concatenate([b_g, stage.rhs]), stage.lower, stage.upper)
     if rhs is not None:  # per-sample right-hand side of the scaled rows
         m_g = A_g.shape[0]
         worst = np.max(
@@ -42,7 +42,7 @@ def assert_feasible(x, stage, A_g, b_g, rhs=None, C=None, d=None):
             G[np.r_[0:m_g, m_g + stage.rows.shape[0] : G.shape[0]]],
             h[np.r_[0:m_g, m_g + stage.rows.shape[0] : h.size]],
         )
-    assert polyhedra.max_violation(x, G, h, C, d, relative=True) <= TOL
+    assert geometry.max_violation(x, G, h, C, d, relative=True) <= TOL
 
 
 # ------------------------------------------------------------ blocks and centres
@@ -121,7 +121,7 @@ def test_feasible_points_are_kept(mode):
     stage = sl.plan(CHECKER, box=(-1.0, 1.0), strict_generator_rows=(mode == "clip_scale"))
     sign = CHECKER.sum(axis=0)  # +1 / -1: the sign of each pixel's block row
     y = -sign * rng.uniform(0.0, 0.99, (20, 64))  # inside every row and the box
-    assert polyhedra.max_violation(y, CHECKER) <= 0
+    assert geometry.max_violation(y, CHECKER) <= 0
     np.testing.assert_allclose(sl.scale_map(stage, y, mode=mode), y, atol=1e-12)
 
 

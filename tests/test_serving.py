@@ -1,4 +1,4 @@
-"""Tests of keras_lincon.serving (fresh processes load what was exported)."""
+"""Tests of keras_lincon.export.serving (fresh processes load what was exported)."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import keras_lincon as klc
-from keras_lincon import serving
+from keras_lincon.export import serving
 from tests.conftest import BLOCK_KERAS_LINCON, run_python
 
 A8 = klc.checkerboard((8, 8), (2, 2))

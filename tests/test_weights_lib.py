@@ -1,12 +1,13 @@
-"""Tests of keras_lincon.weights_lib: the layer's weights from generators, and their check on load."""
+"""Tests of keras_lincon.planning.weight_arrays: the layer's weights from generators, and their check on load."""
 
 import keras
 import numpy as np
 import pytest
 
 import keras_lincon as klc
-from keras_lincon import layer_lib, layer_ops, weights_lib
-from keras_lincon.representation import VRepresentation
+from keras_lincon.geometry.representation import VRepresentation
+from keras_lincon.layers import kernels
+from keras_lincon.planning import stage_plan, weight_arrays
 
 TOL = klc.layers.FLOAT32_TOLERANCE
 
@@ -29,7 +30,7 @@ def budget(n: int, free: int = 0):
 )
 def test_coordinate_generators_are_detected(rays, expected):
     rep = VRepresentation(np.zeros((1, 3)), rays, np.zeros((0, 3)))
-    found = layer_lib.coordinate_generators(rep)
+    found = stage_plan.coordinate_generators(rep)
     if expected is None:
         assert found is None
     else:
@@ -39,7 +40,7 @@ def test_coordinate_generators_are_detected(rays, expected):
 
 def test_coordinate_generators_read_a_row_space_without_forming_the_lineality():
     """A representation holding only its row space gives what the explicit lineality basis gives."""
-    from keras_lincon.representation import orthogonal_complement
+    from keras_lincon.geometry.representation import orthogonal_complement
 
     on_4_5 = -np.eye(6)[[4, 5]]
     for row_space, rays, expected in [
@@ -48,10 +49,10 @@ def test_coordinate_generators_read_a_row_space_without_forming_the_lineality():
         (np.array([[0.6, 0.8, 0, 0, 0, 0], [0, 0, 0, 0, 1.0, 0], [0, 0, 0, 0, 0, 1.0]]), on_4_5, None),  # mixed
     ]:
         lazy = VRepresentation(np.zeros((1, 6)), rays, None, row_space=row_space)
-        found = layer_lib.coordinate_generators(lazy)
+        found = stage_plan.coordinate_generators(lazy)
         assert lazy._lineality is None
         explicit = VRepresentation(np.zeros((1, 6)), rays, orthogonal_complement(row_space, 6))
-        reference = layer_lib.coordinate_generators(explicit)
+        reference = stage_plan.coordinate_generators(explicit)
         if expected is None:
             assert found is None and reference is None
         else:
@@ -68,7 +69,7 @@ def test_gather_path_equals_the_product_with_the_generators():
     assert layer.layout["generator_path"] == "gather" and layer._call_mode == "direct"
     assert {w.name for w in layer.weights} >= {"generator_scale", "generator_gather"}
     rep = layer._representation
-    y = layer_ops.generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "abs")
+    y = kernels.generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "abs")
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
     coeffs = x @ kernel + bias  # lineality first, then rays: nonneg="abs" on those; offset 0
     expected = coeffs[:, :2] @ rep.lineality + np.abs(coeffs[:, 2:]) @ rep.rays
@@ -105,9 +106,9 @@ def test_gather_path_saves_and_loads_and_older_layouts_stay_dense(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     # a layout saved before generator_path existed means the product
     config = {k: v for k, v in model.layers[-1].layout.items() if k != "generator_path"}
-    assert layer_lib.GeneratorLayout.from_config(config).generator_path == "dense"
+    assert stage_plan.GeneratorLayout.from_config(config).generator_path == "dense"
     with pytest.raises(klc.GeneratorMismatchError, match="generator_path 'sparse'"):
-        layer_lib.GeneratorLayout.from_config({**config, "generator_path": "sparse"})
+        stage_plan.GeneratorLayout.from_config({**config, "generator_path": "sparse"})
 
 
 def test_diagonal_path_needs_every_coordinate_and_the_lineality_first():
@@ -128,7 +129,7 @@ def test_diagonal_path_equals_the_product_saves_and_refuses_tampering(tmp_path):
     assert layer.layout["generator_path"] == "diagonal" and layer._call_mode == "direct"
     assert "generator_gather" not in {w.name for w in layer.weights}
     x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
-    y = layer_ops.generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "softplus")
+    y = kernels.generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "softplus")
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
     # coefficient j drives coordinate j: the representation's rays in coordinate order
     rays = layer._representation.rays
@@ -147,11 +148,11 @@ def test_diagonal_path_equals_the_product_saves_and_refuses_tampering(tmp_path):
 
 
 def test_weight_specs_follow_the_path():
-    layout = layer_lib.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="gather")
-    names = [name for name, _, _ in weights_lib.weight_specs(layout, "direct", 6, 3, box=False)]
+    layout = stage_plan.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="gather")
+    names = [name for name, _, _ in weight_arrays.weight_specs(layout, "direct", 6, 3, box=False)]
     assert names == ["kernel", "bias", "generator_scale", "generator_gather", "offset"]
-    names = [name for name, _, _ in weights_lib.weight_specs(layout, "projected", 6, 3, box=False)]
+    names = [name for name, _, _ in weight_arrays.weight_specs(layout, "projected", 6, 3, box=False)]
     assert "generator_gather" not in names and "complement_basis" in names
-    layout = layer_lib.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="diagonal")
-    names = [name for name, _, _ in weights_lib.weight_specs(layout, "direct", 6, 3, box=False)]
+    layout = stage_plan.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="diagonal")
+    names = [name for name, _, _ in weight_arrays.weight_specs(layout, "direct", 6, 3, box=False)]
     assert names == ["kernel", "bias", "generator_scale", "offset"]

@@ -83,7 +83,7 @@ def main(argv=None):
 
     # 6. Check it yourself with a projection baseline: OSQP moves feasible points nowhere.
     try:
-        from keras_lincon.projection import OSQPProjector
+        from keras_lincon.baselines.projection import OSQPProjector
 
         projected = OSQPProjector(A, box=(-1.0, 1.0)).project(samples[:20])
         print(f"distance from 20 samples to their projection: {np.abs(projected - samples[:20]).max():.1e}")

@@ -112,12 +112,12 @@ def run(args: argparse.Namespace) -> dict:
     import numpy as np
 
     import keras_lincon as klc
+    from keras_lincon.baselines.projection import OSQPProjector
     from keras_lincon.experiments import datasets
     from keras_lincon.experiments.feasibility import feasible_share
     from keras_lincon.experiments.outputs import fit_verbosity
     from keras_lincon.experiments.plots import curves, image_grid
     from keras_lincon.experiments.timing import Stopwatch
-    from keras_lincon.projection import OSQPProjector
 
     keras.utils.set_random_seed(0)
     data, A, x_train, x_test = datasets.checkerboard_problem(args.data, args.train_size, args.test_size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_lincon import polyhedra
+from keras_lincon import geometry
 from keras_lincon.layers import FLOAT32_TOLERANCE
 
 #: Relative tolerance under which a row counts as feasible (the layer's stated float32 tolerance).
@@ -23,8 +23,8 @@ def feasible_mask(y, A: np.ndarray, box: tuple | None = (-1.0, 1.0)) -> np.ndarr
         Boolean array of shape ``(N,)``; NaN or infinite rows count as infeasible.
     """
     y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-    G, h = polyhedra.with_box(A, None, *box) if box is not None else (A, np.zeros(len(A)))
-    mask = polyhedra.violations(y, G, h, relative=True) <= FEASIBLE
+    G, h = geometry.with_box(A, None, *box) if box is not None else (A, np.zeros(len(A)))
+    mask = geometry.violations(y, G, h, relative=True) <= FEASIBLE
     return mask & np.all(np.isfinite(y), axis=1)
 
 

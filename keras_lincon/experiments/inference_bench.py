@@ -25,8 +25,8 @@ def inference_benchmark(
     import tensorflow as tf
 
     import keras_lincon as klc
+    from keras_lincon.baselines.projection import ADMMProjection, OSQPProjector
     from keras_lincon.experiments import datasets
-    from keras_lincon.projection import ADMMProjection, OSQPProjector
 
     data = datasets.load("digits" if quick else "auto", max_train=1, max_test=4096)
     h, w = data.image_shape

@@ -114,7 +114,7 @@ def run(cfg: VAEConfig) -> dict:
     """
     require("the VAE study", "osqp", "matplotlib", "tensorflow_probability")
     out = prepare_output_dir(cfg.out, cfg.overwrite)
-    from keras_lincon.projection import OSQPProjector
+    from keras_lincon.baselines.projection import OSQPProjector
 
     keras.utils.set_random_seed(cfg.seed)
     data = datasets.load(cfg.data, max_train=cfg.train_size, max_test=cfg.test_size)

@@ -67,7 +67,7 @@ def _input_spec(model: keras.Model, tf):
     if getattr(model, "rhs_input", False):  # a ConstrainedVAE whose b_s is an input
         raise LinconError(
             "export_tflite supports models with one input; this ConstrainedVAE also takes b_s (rhs_input=True). "
-            "Export it with keras_lincon.serving.export_for_serving, whose signatures take rhs."
+            "Export it with keras_lincon.export.serving.export_for_serving, whose signatures take rhs."
         )
     try:
         inputs = model.inputs
@@ -234,7 +234,7 @@ def export_tflite(
             raise LinconError(
                 f"TFLite could not convert the model with builtin ops ({type(exc).__name__}: "
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). Export a SavedModel "
-                "(keras_lincon.serving.export_for_serving) or ONNX (model.export(path, format='onnx')) instead."
+                "(keras_lincon.export.serving.export_for_serving) or ONNX (model.export(path, format='onnx')) instead."
             ) from exc
     if optimizations:
         warnings.warn(

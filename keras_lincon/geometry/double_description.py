@@ -15,7 +15,7 @@ three ways a plain cddlib call goes wrong:
   a completeness check (every edge of every simple vertex ends at a found
   vertex or ray; LP support values of ``P`` in row normals and random
   directions equal those of the generators;
-  :mod:`keras_lincon.generator_check`); a failed check raises instead of
+  :mod:`keras_lincon.geometry.generator_check`); a failed check raises instead of
   returning a partial set. Integer or small-rational systems (denominators
   <= 10^6) always run exactly (measured 5-20x slower than float, not 100x).
 * **Unbounded work.** A call is refused without a finished run only when a
@@ -40,8 +40,8 @@ three ways a plain cddlib call goes wrong:
   timeout, Ctrl-C, a guard's refusal or an error. Cross-polytopes (``2^n``
   rows, 2n vertices) are recognised and need no enumeration.
 * **Near-duplicates.** Vertices and rays closer than
-  :data:`keras_lincon.representation.MERGE_RTOL` (relative) are one
-  generator (:func:`keras_lincon.representation.merge_close_rows`) before
+  :data:`keras_lincon.geometry.representation.MERGE_RTOL` (relative) are one
+  generator (:func:`keras_lincon.geometry.representation.merge_close_rows`) before
   they are counted, so counts do not depend on the order or scale of rows.
 * **Raw cddlib errors** (``RuntimeError: Numerical inconsistency``, ...)
   become :class:`RepresentationCheckError` with advice.
@@ -93,9 +93,9 @@ from keras_lincon.errors import (
     RepresentationCheckError,
     TooManyGeneratorsError,
 )
-from keras_lincon.generator_check import ADVICE, check_generators, lp_support
-from keras_lincon.representation import merge_close_rows
-from keras_lincon.system import blocks as _system_blocks
+from keras_lincon.geometry.generator_check import ADVICE, check_generators, lp_support
+from keras_lincon.geometry.representation import merge_close_rows
+from keras_lincon.geometry.system import blocks as _system_blocks
 
 logger = logging.getLogger("keras_lincon")
 
@@ -492,7 +492,7 @@ def enumerate_generators(
 
     Returns:
         ``(vertices (k, n), rays (r, n), lineality (l, n))`` float64 arrays;
-        vertices and rays as :func:`~keras_lincon.representation.merge_close_rows`
+        vertices and rays as :func:`~keras_lincon.geometry.representation.merge_close_rows`
         leaves them (near-duplicates merged, unit rays, sorted).
         A cone (``b = 0, d = 0``) gets its apex, the origin, as vertex.
 
@@ -988,12 +988,12 @@ def _small_coupled_blocks(n: int, m: int, r: int, row_idx: list, col_idx: list):
 
 
 def coupled_blocks(n: int, A: np.ndarray, C: np.ndarray):
-    """:func:`keras_lincon.system.blocks` of ``A`` and ``C`` (the same output), cheaper on small tables.
+    """:func:`keras_lincon.geometry.system.blocks` of ``A`` and ``C`` (the same output), cheaper on small tables.
 
     Dense label propagation (a few numpy sweeps) instead of a sparse graph:
     about 10x cheaper on the small tables double description sees. Large
     tables (over 4e6 entries) and long chains (more than 16 sweeps) go to
-    :func:`keras_lincon.system.blocks`.
+    :func:`keras_lincon.geometry.system.blocks`.
     """
     if (len(A) + len(C)) * n > 4_000_000:
         return _system_blocks(n, A, C)

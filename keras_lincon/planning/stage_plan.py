@@ -4,7 +4,7 @@ This module knows nothing of Keras. It decides which rows get generators
 and which are scaled (:func:`plan_stages`), the shapes of the generator
 weights (:class:`GeneratorLayout`, saved in the config) and how the layer
 computes (the cost model, :func:`call_mode`). The weights' values and their
-check on load are in :mod:`keras_lincon.weights_lib`.
+check on load are in :mod:`keras_lincon.planning.weight_arrays`.
 
 Data flow: ``A, b -> plan_stages`` (which rows get generators, which are
 scaled; ``h_to_v`` of the generator rows; the scaled stage and its centre)
@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from keras_lincon import polyhedra, scaling_lib
+from keras_lincon import geometry
 from keras_lincon.errors import (
     ConstraintShapeError,
     ConstructionTimeoutError,
@@ -28,8 +28,9 @@ from keras_lincon.errors import (
     ScaledRowsWarning,
     TooManyGeneratorsError,
 )
-from keras_lincon.representation import VRepresentation, check_representation
-from keras_lincon.system import ConstraintSystem
+from keras_lincon.geometry.representation import VRepresentation, check_representation
+from keras_lincon.geometry.system import ConstraintSystem
+from keras_lincon.planning import scaling_plan
 
 #: Current version of the saved layout; configs without one are version 1.
 LAYOUT_VERSION = 2
@@ -94,7 +95,7 @@ class GeneratorLayout:
 
 @dataclasses.dataclass(frozen=True)
 class CoupledBlocks:
-    """The blocks ``scaling="project"`` projects onto by :mod:`keras_lincon.coupled_projection`.
+    """The blocks ``scaling="project"`` projects onto by :mod:`keras_lincon.planning.coupled_projection`.
 
     Attributes:
         columns: (u,) the coordinates of those blocks, sorted.
@@ -110,7 +111,7 @@ class CoupledBlocks:
 COUPLED_STEPS = {"iterations": 50, "polish": 0, "gradient_iterations": 20}
 
 
-def plan_coupled(system: ConstraintSystem, box, stage: scaling_lib.ScaledStage) -> CoupledBlocks | None:
+def plan_coupled(system: ConstraintSystem, box, stage: scaling_plan.ScaledStage) -> CoupledBlocks | None:
     """The exact projection for the blocks the single-row bisection does not cover (several coupled
     rows, or equalities), or None when there are none.
 
@@ -119,9 +120,9 @@ def plan_coupled(system: ConstraintSystem, box, stage: scaling_lib.ScaledStage) 
     projects onto all of the block's constraints (generator and scaled rows,
     equalities, box), so its output is exact whatever the generator stage gave.
     """
-    from keras_lincon import coupled_projection
+    from keras_lincon.planning import coupled_projection
 
-    eligible = scaling_lib.single_row_blocks(stage)[0]
+    eligible = scaling_plan.single_row_blocks(stage)[0]
     columns = np.flatnonzero(np.isin(stage.coord_block, np.flatnonzero(~eligible)))
     if not columns.size:
         return None
@@ -150,7 +151,7 @@ class StagePlan:
         representation: generators of ``P_gen``, or None when loading (the
             saved weights hold them).
         split: which rows of ``A`` are generator rows, which are scaled, which
-            the fallback moved (:class:`keras_lincon.scaling_lib.RowSplit`).
+            the fallback moved (:class:`keras_lincon.planning.scaling_plan.RowSplit`).
         stage: the scaled stage (box and scaled rows), or None for neither.
         center_is_weight: the stage's centre and inverse box widths are layer
             weights (a box and no scaled rows: the layout of the first release).
@@ -165,8 +166,8 @@ class StagePlan:
 
     generator_system: ConstraintSystem
     representation: VRepresentation | None
-    split: scaling_lib.RowSplit
-    stage: scaling_lib.ScaledStage | None
+    split: scaling_plan.RowSplit
+    stage: scaling_plan.ScaledStage | None
     center_is_weight: bool
     apex: tuple | None = None
     shift: tuple | None = None
@@ -345,7 +346,7 @@ def plan_stages(
     scaling: str = "per_block",
     fallback: bool = True,
     method: str = "auto",
-    max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
+    max_generators: int = geometry.DEFAULT_MAX_GENERATORS,
     representation: VRepresentation | None = None,
     loading: bool = False,
 ) -> StagePlan:
@@ -395,9 +396,11 @@ def _two_stages(
     """:func:`plan_stages` for right-hand sides that are stored or above a floor."""
     n, m = system.dim, system.A.shape[0]
     # Blocks that certainly exceed the cap (a true lower bound, as h_to_v refuses up front) move now.
-    split = scaling_lib.split_rows(system, set(scaled_rows) | set(moved_rows), max_generators, fallback and not loading)
+    split = scaling_plan.split_rows(
+        system, set(scaled_rows) | set(moved_rows), max_generators, fallback and not loading
+    )
     if moved_rows:
-        split = scaling_lib.RowSplit(split.generator, split.scaled, tuple(sorted(moved_rows)), ())
+        split = scaling_plan.RowSplit(split.generator, split.scaled, tuple(sorted(moved_rows)), ())
     elif split.moved:
         _warn_moved(split.moved, f"at least {max(split.bounds):,} vertices, max_generators={max_generators}", "bound")
     gen_system = _rows(system, split.generator)
@@ -407,16 +410,16 @@ def _two_stages(
         _check_given(representation, gen_system)
     else:
         try:
-            representation = polyhedra.h_to_v(*_arrays(gen_system), method=method, max_generators=max_generators)
+            representation = geometry.h_to_v(*_arrays(gen_system), method=method, max_generators=max_generators)
         except (TooManyGeneratorsError, ConstructionTimeoutError) as exc:
             if not fallback or not split.generator:
                 raise
             _warn_moved(split.generator, str(exc).split(". ")[0], exc.reason)
-            split = scaling_lib.RowSplit(
+            split = scaling_plan.RowSplit(
                 (), tuple(range(m)), tuple(sorted(set(split.moved) | set(split.generator))), ()
             )
             gen_system = _rows(system, ())
-            representation = polyhedra.h_to_v(*_arrays(gen_system), method=method, max_generators=max_generators)
+            representation = geometry.h_to_v(*_arrays(gen_system), method=method, max_generators=max_generators)
     if box is None and not split.scaled:
         return StagePlan(gen_system, representation, split, None, False)
     center_is_weight = box is not None and not split.scaled and scaling in ("per_block", "global")
@@ -425,9 +428,9 @@ def _two_stages(
         if representation.is_cone and np.all(lo < 0) and np.all(hi > 0):
             center = np.zeros(n)  # the paper's choice: the apex
         else:
-            center = polyhedra.interior_point_in_box(*_arrays(gen_system), lower=lo, upper=hi)
+            center = geometry.interior_point_in_box(*_arrays(gen_system), lower=lo, upper=hi)
     scaled = np.array(split.scaled, dtype=int)
-    stage = scaling_lib.plan(
+    stage = scaling_plan.plan(
         *_arrays(gen_system),
         scaled_rows=system.A[scaled] if scaled.size else None,
         scaled_rhs=system.b[scaled] if scaled.size else None,
@@ -462,8 +465,8 @@ def _shifted_apex(system: ConstraintSystem, box, method, max_generators, represe
     elif representation is not None:
         _check_given(representation, cone)
     else:
-        representation = polyhedra.h_to_v(*_arrays(cone), method=method, max_generators=max_generators)
-    split = scaling_lib.RowSplit(tuple(range(m)), (), (), ())
+        representation = geometry.h_to_v(*_arrays(cone), method=method, max_generators=max_generators)
+    split = scaling_plan.RowSplit(tuple(range(m)), (), (), ())
     return StagePlan(cone, representation, split, None, False, apex=(pinv[:, :m], pinv[:, m:] @ system.d))
 
 

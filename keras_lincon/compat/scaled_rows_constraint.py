@@ -2,7 +2,7 @@
 
 ``ScaledRowsConstraint(A, b, scaled_rows=..., center=c, ...)`` is now
 ``LinearInequalityConstraint(A, b, scaled_rows=..., box_center=c, ...)``;
-the keras.ops arithmetic is in :mod:`keras_lincon.layer_ops`.
+the keras.ops arithmetic is in :mod:`keras_lincon.layers.kernels`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import warnings
 import keras
 
 from keras_lincon.errors import ScaledRowsWarning  # noqa: F401  (former home)
-from keras_lincon.layer_ops import scaled_stage  # noqa: F401  (former home)
 from keras_lincon.layers import SCALINGS, LinearInequalityConstraint  # noqa: F401
+from keras_lincon.layers.kernels import scaled_stage  # noqa: F401  (former home)
 
 
 @keras.saving.register_keras_serializable(package="keras_lincon")

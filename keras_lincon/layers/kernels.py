@@ -5,7 +5,7 @@ Two stages, as in :class:`keras_lincon.LinearInequalityConstraint`:
 * :func:`generator_outputs`: features -> ``y`` in ``P_gen`` (generators);
 * :func:`scaled_stage`: ``y`` -> ``x`` that also satisfies the box and the
   scaled rows (ray scaling towards a centre; numpy reference and planning in
-  :mod:`keras_lincon.scaling_lib`).
+  :mod:`keras_lincon.planning.scaling_plan`).
 
 Every function takes its constants (numpy, embedded in the graph) or weights
 (passed in) explicitly; none creates variables.
@@ -20,9 +20,9 @@ import weakref
 import numpy as np
 from keras import ops
 
-from keras_lincon import scaling_lib
-from keras_lincon.backend_ops import constant, matmul, maximum
-from keras_lincon.layer_lib import GeneratorLayout
+from keras_lincon.layers.backend_ops import constant, matmul, maximum
+from keras_lincon.planning import scaling_plan
+from keras_lincon.planning.stage_plan import GeneratorLayout
 
 #: Non-negative maps for ray coefficients (the paper uses ``abs``).
 NONNEG_FUNCTIONS = {
@@ -42,7 +42,7 @@ PROJECT_BISECTIONS = 32
 _STAGE_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _planned(stage: scaling_lib.ScaledStage, key: str, make):
+def _planned(stage: scaling_plan.ScaledStage, key: str, make):
     """``make()``, computed once per stage: numpy planning stays off the per-call path
     (eager calls and retracing run it again otherwise)."""
     plans = _STAGE_PLANS.setdefault(stage, {})
@@ -237,8 +237,8 @@ def _vertex_part(logits, w, layout: GeneratorLayout, batch_shape):
     return ops.reshape(vertex_part, batch_shape + (w.units,))
 
 
-def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_weights=None):
-    """``keras.ops`` version of :func:`keras_lincon.scaling_lib.scale_map`.
+def scaled_stage(y, stage: scaling_plan.ScaledStage, mode: str, rhs=None, box_weights=None):
+    """``keras.ops`` version of :func:`keras_lincon.planning.scaling_plan.scale_map`.
 
     Args:
         y: (B, n) generator-stage outputs (points of ``P_gen``).
@@ -288,7 +288,7 @@ def scaled_stage(y, stage: scaling_lib.ScaledStage, mode: str, rhs=None, box_wei
     if mode == "per_block":
         return per_block
     if mode == "project":
-        eligible, *rows = _planned(stage, "single_row_blocks", lambda: scaling_lib.single_row_blocks(stage))
+        eligible, *rows = _planned(stage, "single_row_blocks", lambda: scaling_plan.single_row_blocks(stage))
         on = ~free & np.append(eligible, False)[seg]
         if not on.any():
             return per_block
@@ -335,7 +335,7 @@ def _times_rows(v, split, const):
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
 
-def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, eligible: np.ndarray, rhs, const):
+def _project_single_rows(y, stage: scaling_plan.ScaledStage, rows: tuple, eligible: np.ndarray, rhs, const):
     """``clip(y - mu a, lower, upper)`` per block with one row ``a.x <= b`` (see ``scaling_lib``):
     the smallest feasible ``mu >= 0`` by bisection (the feasible end is kept, so the output
     is feasible whatever the step count), its gradient by the implicit function theorem.
@@ -402,9 +402,9 @@ def _project_single_rows(y, stage: scaling_lib.ScaledStage, rows: tuple, eligibl
 
 def coupled_stage(y, coupled, others=None):
     """The exact projection of ``y`` (B, n) onto the coupled blocks' sets
-    (:class:`keras_lincon.layer_lib.CoupledBlocks`); ``others`` (B, n) gives the other
+    (:class:`keras_lincon.planning.stage_plan.CoupledBlocks`); ``others`` (B, n) gives the other
     coordinates (None when the blocks hold every coordinate)."""
-    from keras_lincon import coupled_projection
+    from keras_lincon.planning import coupled_projection
 
     columns, n = coupled.columns, y.shape[-1]
     if others is None:
@@ -416,7 +416,7 @@ def coupled_stage(y, coupled, others=None):
     return ops.where(np.isin(np.arange(n), columns), spread, others)
 
 
-def full_rhs(rhs, stage: scaling_lib.ScaledStage, columns: np.ndarray):
+def full_rhs(rhs, stage: scaling_plan.ScaledStage, columns: np.ndarray):
     """(B, m_in) input right-hand sides -> (B, m) for every scaled row of ``stage``.
 
     ``columns`` (m_in,) are the positions of the input rows among the scaled
@@ -430,7 +430,7 @@ def full_rhs(rhs, stage: scaling_lib.ScaledStage, columns: np.ndarray):
     return constant(base, rhs.dtype) + matmul(rhs - constant(base[columns], rhs.dtype), constant(select, rhs.dtype))
 
 
-def mixed_stage(y, features, stage: scaling_lib.ScaledStage, mix_kernel, mix_bias, rhs=None):
+def mixed_stage(y, features, stage: scaling_plan.ScaledStage, mix_kernel, mix_bias, rhs=None):
     """``x_pb + a (x_cb - x_pb)`` per block, ``a = sigmoid(h W + w0)`` of the features.
 
     Both ``x_pb`` (per block) and ``x_cb`` (clip then blend) are feasible, so

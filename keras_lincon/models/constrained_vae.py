@@ -2,7 +2,7 @@
 
 TensorFlow backend only (TFP distributions, ``tf.function`` sampling); the
 constraint is the backend-neutral :class:`~keras_lincon.LinearInequalityConstraint`.
-:class:`~keras_lincon.priors.LatentPrior` (in ``priors.py``) holds everything
+:class:`~keras_lincon.models.latent_prior.LatentPrior` (in ``priors.py``) holds everything
 about ``p(u)``; :class:`ConstrainedVAE` trains with Keras's own train/test
 steps through its ``compute_loss``.
 """
@@ -16,12 +16,17 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-# the module, not the class: the package's registration hook may import this module while
-# keras_lincon.metrics, importing Keras, is still initializing
-from keras_lincon import metrics
 from keras_lincon.errors import ConstraintShapeError, LinconError
-from keras_lincon.layers import LinearInequalityConstraint
-from keras_lincon.priors import SUPPORTED_BACKENDS, LatentPrior, require_tensorflow_backend, tfp_distributions
+
+# the module, not the class: the package's registration hook may import this module while
+# keras_lincon.layers.constraint_violation, importing Keras, is still initializing
+from keras_lincon.layers import LinearInequalityConstraint, constraint_violation
+from keras_lincon.models.latent_prior import (
+    SUPPORTED_BACKENDS,
+    LatentPrior,
+    require_tensorflow_backend,
+    tfp_distributions,
+)
 
 __all__ = ["SUPPORTED_BACKENDS", "ConstrainedVAE", "LatentPrior"]  # LatentPrior: its 0.1.0 home
 
@@ -84,7 +89,7 @@ class ConstrainedVAE(keras.Model):
 
     Training is plain ``compile(optimizer=...)``; ``fit(x)``: Keras's own
     train/test steps (also under ``tf.distribute``, XLA and
-    :func:`keras_lincon.distribute.fit_distributed`) call
+    :func:`keras_lincon.models.distribute.fit_distributed`) call
     :meth:`compute_loss`. The KL needs the forward pass's posterior sample,
     so ``call(x, training=True)`` decodes a sample ``u`` (not the mean) and
     adds ``kl_weight * mean(KL)`` with ``add_loss``; :meth:`compute_loss`
@@ -199,9 +204,9 @@ class ConstrainedVAE(keras.Model):
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.violation_tracker = (
-            metrics.ConstraintViolation(self.output_constraint)
+            constraint_violation.ConstraintViolation(self.output_constraint)
             if isinstance(self.output_constraint, LinearInequalityConstraint)
-            else metrics.ConstraintViolation(units=self.output_constraint.units)  # no rows: -inf
+            else constraint_violation.ConstraintViolation(units=self.output_constraint.units)  # no rows: -inf
         )
         self._compiled_sampler = None
         # Built now: a model whose forward pass fit never traces symbolically

@@ -16,13 +16,13 @@ Three ways to get there, chosen per independent block of variables:
 * ``closed_form``: for ``A`` with full row rank and no equalities,
   ``P = {A^+ b} + cone(-(A^+)^T e_i) + null(A)``. O(n m^2), milliseconds.
 * ``cdd``: double description (pycddlib 3, see
-  :mod:`keras_lincon.double_description`): exact rational arithmetic whenever
+  :mod:`keras_lincon.geometry.double_description`): exact rational arithmetic whenever
   the set is small enough, floating point with completeness checks above,
   closed forms (cross-polytopes, perfect-matching polytopes), refused up
   front only when a true lower bound on the count exceeds the cap, else
   bounded in time and by a count, and interruptible. Near-duplicate
   generators are identified by one relative rule
-  (:func:`~keras_lincon.representation.merge_close_rows`).
+  (:func:`~keras_lincon.geometry.representation.merge_close_rows`).
 * ``blocks``: the constraint graph (variables linked by a shared row) is split
   into connected components; ``P`` is the product of the components' sets, so
   a box in ``n`` dimensions costs ``2 n`` vertices instead of ``2^n``.
@@ -38,7 +38,6 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.linalg
 
-from keras_lincon import double_description
 from keras_lincon.errors import (
     ConstraintShapeError,
     DegenerateSetError,
@@ -46,7 +45,8 @@ from keras_lincon.errors import (
     LinconError,
     TooManyGeneratorsError,
 )
-from keras_lincon.representation import (  # noqa: F401  (re-exported)
+from keras_lincon.geometry import double_description
+from keras_lincon.geometry.representation import (  # noqa: F401  (re-exported)
     MERGE_RTOL,
     RANK_RTOL,
     VRepresentation,
@@ -54,7 +54,7 @@ from keras_lincon.representation import (  # noqa: F401  (re-exported)
     merge_close_rows,
     orthonormal_rows,
 )
-from keras_lincon.system import (  # noqa: F401  (re-exported)
+from keras_lincon.geometry.system import (  # noqa: F401  (re-exported)
     CHECK_TOLERANCE,
     ConstraintSystem,
     as_box,
@@ -147,7 +147,7 @@ def _closed_form_on_equalities(system: ConstraintSystem):
 
 
 def _components(system: ConstraintSystem):
-    """Blocks of coupled variables (see :func:`keras_lincon.system.blocks`):
+    """Blocks of coupled variables (see :func:`keras_lincon.geometry.system.blocks`):
     list of (var_idx, A_rows, C_rows), and the number of untouched variables."""
     # dense label propagation: same blocks as system.blocks, ~10x cheaper on small systems
     coord, (a_block, c_block) = double_description.coupled_blocks(system.dim, system.A, system.C)
@@ -226,7 +226,7 @@ def h_to_v(
             (whole system; needs full row rank and no equalities).
         max_generators: refuse representations with more vertices + rays than
             this (up front only when a true lower bound on the count exceeds
-            it, else after counting; see :mod:`keras_lincon.double_description`).
+            it, else after counting; see :mod:`keras_lincon.geometry.double_description`).
         tol: relative tolerance of the self-check (see
             :func:`check_representation`).
         time_budget: seconds a long double description may run (in a worker

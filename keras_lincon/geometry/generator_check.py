@@ -1,6 +1,6 @@
 """Soundness and completeness checks of generators (numpy + scipy, no Keras).
 
-Used by :mod:`keras_lincon.double_description` on its floating-point path:
+Used by :mod:`keras_lincon.geometry.double_description` on its floating-point path:
 :func:`check_generators` raises :class:`RepresentationCheckError` when a
 vertex, ray or lineality vector is outside ``P`` or when ``P`` has a vertex
 or direction the generators miss.

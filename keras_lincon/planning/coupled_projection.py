@@ -55,8 +55,8 @@ import dataclasses
 import numpy as np
 from keras import ops
 
-from keras_lincon.backend_ops import matmul, maximum, minimum
 from keras_lincon.errors import ConstraintShapeError, DegenerateSetError, InfeasibleError, LinconError
+from keras_lincon.layers.backend_ops import matmul, maximum, minimum
 
 #: Finite stand-in for an infinite bound inside the kernel (inf - inf would give NaN in the gradient term).
 _BIG = 1e30

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from keras_lincon.errors import GeneratorMismatchError, RepresentationCheckError
-from keras_lincon.layer_lib import (
+from keras_lincon.geometry.representation import VRepresentation, check_representation
+from keras_lincon.geometry.system import ConstraintSystem, max_violation
+from keras_lincon.planning.stage_plan import (
     LOAD_TOLERANCE,
     MASK_LOGIT,
     GeneratorLayout,
@@ -22,8 +24,6 @@ from keras_lincon.layer_lib import (
     offset_point,
     vertex_support,
 )
-from keras_lincon.representation import VRepresentation, check_representation
-from keras_lincon.system import ConstraintSystem, max_violation
 
 
 def weight_specs(layout: GeneratorLayout, mode: str, units: int, input_dim: int, *, box: bool, mix_blocks: int = 0):

@@ -3,7 +3,7 @@
 A mixin, so that the layer class holds only its Keras life cycle
 (``__init__``/``build``/``call``/``get_config``): the generator weights are
 checked against ``A, b, C, d`` whenever they are loaded or set, and outputs
-are measured with the one residual formula (:func:`keras_lincon.system.violations`).
+are measured with the one residual formula (:func:`keras_lincon.geometry.system.violations`).
 
 **The generator guard.** The generator weights are non-trainable variables,
 so Keras paths that write variables directly (``model.set_weights``, legacy
@@ -47,8 +47,9 @@ import warnings
 import keras
 import numpy as np
 
-from keras_lincon import polyhedra, weights_lib
+from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError, GeneratorMismatchError
+from keras_lincon.planning import weight_arrays
 
 try:  # where Keras traces a layer symbolically (model building, loading)
     from keras.src.backend.common.symbolic_scope import in_symbolic_scope as _in_symbolic_scope
@@ -203,10 +204,10 @@ class ConstraintChecks:
     def _check_values(self, values: dict) -> dict:
         """Raises GeneratorMismatchError unless ``values`` (name -> numpy) match the constraints;
         returns them with layout-1 padding repaired."""
-        repaired = weights_lib.repair_padding(values, self._layout)
+        repaired = weight_arrays.repair_padding(values, self._layout)
         plan = self._plan
         box = self.box if plan.center_is_weight else None
-        weights_lib.check_weights(repaired, self._layout, self._call_mode, plan.generator_system, box)
+        weight_arrays.check_weights(repaired, self._layout, self._call_mode, plan.generator_system, box)
         return repaired
 
     def verify_generators(self) -> None:
@@ -215,7 +216,7 @@ class ConstraintChecks:
         Run automatically when weights are loaded (``load_model``,
         ``load_weights``) or set (``layer.set_weights``, ``model.set_weights``,
         ``variable.assign``), before a call that follows a write, and by
-        :func:`keras_lincon.serving.export_for_serving`. The checked values
+        :func:`keras_lincon.export.serving.export_for_serving`. The checked values
         become the ones the layer's guard compares against.
 
         Raises:
@@ -407,7 +408,7 @@ class ConstraintChecks:
         ``rhs_input``) and ``C x = d``; float64 numpy arrays."""
         s = self.system
         lower, upper = self.box if self.box is not None else (None, None)
-        G, h = polyhedra.with_box(s.A, s.b, lower, upper)
+        G, h = geometry.with_box(s.A, s.b, lower, upper)
         return G, h, s.C, s.d
 
     @property
@@ -465,10 +466,10 @@ class ConstraintChecks:
         y = np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64).reshape(-1, self.units)
         G, h, C, d = self.constraint_rows()
         if rhs is None:
-            return polyhedra.violations(y, G, h, C, d, relative=relative)
+            return geometry.violations(y, G, h, C, d, relative=relative)
         b, d = self._rhs_rows(rhs, y.shape[0])  # the rows of A come first in G
         h = np.concatenate([b, np.broadcast_to(h[b.shape[1] :], (y.shape[0], h.size - b.shape[1]))], axis=1)
-        return polyhedra.violations(y, G, h, C, d, relative=relative)
+        return geometry.violations(y, G, h, C, d, relative=relative)
 
     def max_violation(self, outputs, relative: bool = False, *, rhs=None) -> float:
         """Largest violation of the layer's constraints and box by ``outputs``.

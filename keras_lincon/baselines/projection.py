@@ -21,15 +21,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lincon import polyhedra
+from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, LinconError, ProjectionError
 
 
 def _stacked_constraints(A, b, C, d, box):
     """``M, l, u`` with ``l <= M x <= u`` for the system and optional box."""
-    system = polyhedra.as_constraint_system(A, b, C, d)
-    bounds = polyhedra.as_box(box, system.dim)
-    G, h = polyhedra.with_box(system.A, system.b, *(bounds or (None, None)))
+    system = geometry.as_constraint_system(A, b, C, d)
+    bounds = geometry.as_box(box, system.dim)
+    G, h = geometry.with_box(system.A, system.b, *(bounds or (None, None)))
     M = np.vstack([G, system.C])
     lower = np.concatenate([np.full(len(h), -np.inf), system.d])
     return system, M, lower, np.concatenate([h, system.d])
@@ -154,14 +154,14 @@ class ADMMProjection(keras.layers.Layer):
         )
         if iterations < 1 or tolerance <= 0 or rho <= 0:
             raise LinconError("iterations must be >= 1, tolerance > 0 and rho > 0.")
-        system = polyhedra.as_constraint_system(A, b, C, d)
+        system = geometry.as_constraint_system(A, b, C, d)
         self.system = system
         self.iterations, self.tolerance, self.rho = int(iterations), float(tolerance), float(rho)
         n = system.dim
         big = 1e30  # finite stand-in for infinity keeps the clips free of inf arithmetic
-        lo, hi = polyhedra.as_box(box, n) or (np.full(n, -np.inf), np.full(n, np.inf))
+        lo, hi = geometry.as_box(box, n) or (np.full(n, -np.inf), np.full(n, np.inf))
         # The exact rows, for max_violation.
-        self._rows = (*polyhedra.with_box(system.A, system.b, lo, hi), system.C, system.d)
+        self._rows = (*geometry.with_box(system.A, system.b, lo, hi), system.C, system.d)
         lo, hi = np.maximum(lo, -big), np.minimum(hi, big)
         bounded = ((lo > -big) | (hi < big)).astype(np.float64)
         B = np.vstack([system.A, system.C])
@@ -225,7 +225,7 @@ class ADMMProjection(keras.layers.Layer):
     def max_violation(self, outputs) -> float:
         """Largest absolute violation of the constraints and box by ``outputs``."""
         x = np.asarray(ops.convert_to_numpy(outputs), dtype=np.float64).reshape(-1, self.units)
-        return polyhedra.max_violation(x, *self._rows)
+        return geometry.max_violation(x, *self._rows)
 
     def get_config(self):
         config = super().get_config()

@@ -1,8 +1,8 @@
 """The Keras layer whose outputs satisfy linear constraints by construction.
 
-Planning is numpy (:mod:`keras_lincon.layer_lib`, :mod:`keras_lincon.scaling_lib`),
-the arithmetic ``keras.ops`` (:mod:`keras_lincon.layer_ops`), the weight and
-output checks a mixin (:mod:`keras_lincon.layer_checks`); this module holds
+Planning is numpy (:mod:`keras_lincon.planning.stage_plan`, :mod:`keras_lincon.planning.scaling_plan`),
+the arithmetic ``keras.ops`` (:mod:`keras_lincon.layers.kernels`), the weight and
+output checks a mixin (:mod:`keras_lincon.layers.constraint_checks`); this module holds
 the Keras life cycle.
 """
 
@@ -12,10 +12,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lincon import backend_ops, layer_lib, layer_ops, polyhedra, precision, weights_lib
+from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, LinconError
-from keras_lincon.layer_checks import FLOAT32_TOLERANCE, ConstraintChecks, verify_generators  # noqa: F401
-from keras_lincon.layer_ops import NONNEG_FUNCTIONS, segment_max  # noqa: F401  (public names of this module)
+from keras_lincon.layers import backend_ops, kernels, precision
+from keras_lincon.layers.constraint_checks import FLOAT32_TOLERANCE, ConstraintChecks, verify_generators  # noqa: F401
+from keras_lincon.layers.kernels import NONNEG_FUNCTIONS, segment_max  # noqa: F401  (public names of this module)
+from keras_lincon.planning import stage_plan, weight_arrays
 
 try:  # where Keras traces a layer symbolically (model building, loading)
     from keras.src.backend.common.symbolic_scope import in_symbolic_scope as _in_symbolic_scope
@@ -29,8 +31,8 @@ except ImportError:  # pragma: no cover - future Keras layout
 SCALINGS = ("per_block", "global", "clip_blend", "clip_scale", "mix", "project")
 #: Former name of :data:`SCALINGS` (deprecated, removed in 0.3.0).
 BOX_SCALINGS = SCALINGS
-#: ``call_mode`` values: ``"auto"`` picks the cheaper path (:func:`keras_lincon.layer_lib.call_mode`).
-CALL_MODES = ("auto",) + layer_lib.CALL_MODES
+#: ``call_mode`` values: ``"auto"`` picks the cheaper path (:func:`keras_lincon.planning.stage_plan.call_mode`).
+CALL_MODES = ("auto",) + stage_plan.CALL_MODES
 
 
 # weight name -> layer attribute, where they differ (``box_center`` is the centre as a numpy property)
@@ -82,7 +84,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     no equality and a finite box, e.g. the checkerboard's, by a bisection on
     one multiplier per block, about 3x slower to train; for blocks of
     several coupled rows or equalities, e.g. DC3's QP, by
-    :mod:`keras_lincon.coupled_projection`: 50 ADMM steps, then ray scaling
+    :mod:`keras_lincon.planning.coupled_projection`: 50 ADMM steps, then ray scaling
     towards a strictly feasible centre, so outputs are feasible whatever the
     step count, and an implicit-function gradient; right-hand sides above a
     floor, ``rhs_input=True``, keep ``per_block`` on such blocks). With
@@ -141,7 +143,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     rounding breaks the constraints), unless ``force_float32=False``. On GPUs
     with TF32 tensor cores, float32 matmuls are rounded to TF32 by default in
     TensorFlow and JAX; the layer warns, and
-    :func:`keras_lincon.precision.use_exact_float32_matmuls` restores float32.
+    :func:`keras_lincon.layers.precision.use_exact_float32_matmuls` restores float32.
 
     Cost: about one ``Dense`` of the same shape plus ``k * r + r * n`` for
     ``r`` rays; the lineality part uses whichever of ``(h W) L`` and a
@@ -204,9 +206,9 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
-        representation: polyhedra.VRepresentation | None = None,
+        representation: geometry.VRepresentation | None = None,
         method: str = "auto",
-        max_generators: int = polyhedra.DEFAULT_MAX_GENERATORS,
+        max_generators: int = geometry.DEFAULT_MAX_GENERATORS,
         force_float32: bool = True,
         layout: dict | None = None,
         moved_rows=(),
@@ -219,7 +221,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         super().__init__(**kwargs)
         if A is None:
             A = np.zeros((0, _units_without_rows(units, box)))
-        self.system = polyhedra.as_constraint_system(A, b, C, d)
+        self.system = geometry.as_constraint_system(A, b, C, d)
         n = self.units = self.system.dim
         if units is not None and int(units) != n:
             raise ConstraintShapeError(f"units={units} but A has {n} columns; the output size is A's column count.")
@@ -233,11 +235,11 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             if value not in allowed:
                 raise LinconError(f"{name} must be one of {allowed}; got {value!r}.")
         self.nonneg, self.scaling, self.call_mode = nonneg, scaling, call_mode
-        self.box = polyhedra.as_box(box, n)
-        self.scaled_rows = layer_lib.row_indices(scaled_rows, self.system.A.shape[0])
+        self.box = geometry.as_box(box, n)
+        self.scaled_rows = stage_plan.row_indices(scaled_rows, self.system.A.shape[0])
         if box_center is not None and self.box is None and not self.scaled_rows:
             raise ConstraintShapeError("box_center needs a box or scaled rows: pass box=(lower, upper) too.")
-        self._rhs = layer_lib.rhs_inputs(rhs_input, self.system.A.shape[0], self.system.C.shape[0])
+        self._rhs = stage_plan.rhs_inputs(rhs_input, self.system.A.shape[0], self.system.C.shape[0])
         self.rhs_input, self.fallback = self._rhs.to_config(self.system.A.shape[0]), bool(fallback)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -245,7 +247,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         self.force_float32 = bool(force_float32)
         self.method, self.max_generators = method, int(max_generators)
         self.supports_masking = True  # outputs per step, like Dense
-        self._plan = layer_lib.plan_stages(
+        self._plan = stage_plan.plan_stages(
             self.system,
             self.box,
             box_center,
@@ -268,25 +270,25 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         self._rhs_sizes = self._rhs.part_sizes(self.system.C.shape[0], len(self._input_rows)) if takes_rhs else ()
         # a config's layout: the weights are loaded (and checked) next
         if layout is not None:
-            self._layout = layer_lib.GeneratorLayout.from_config(layout)
+            self._layout = stage_plan.GeneratorLayout.from_config(layout)
         else:
-            self._layout = layer_lib.plan_layout(self._representation)
+            self._layout = stage_plan.plan_layout(self._representation)
         self._generators_ready = layout is None
         self.input_spec = None if self.rhs_input else keras.layers.InputSpec(min_ndim=1)
 
     @property
     def layout(self) -> dict:
-        """The generator layout as saved in the config (see :mod:`keras_lincon.layer_lib`)."""
+        """The generator layout as saved in the config (see :mod:`keras_lincon.planning.stage_plan`)."""
         return self._layout.to_config()
 
     @property
-    def representation(self) -> polyhedra.VRepresentation:
+    def representation(self) -> geometry.VRepresentation:
         """The V-representation of the generator rows' set. After loading a
         saved model it is recomputed on first access (loading itself never
         runs double description)."""
         if self._representation is None:
             g = self._plan.generator_system
-            self._representation = polyhedra.h_to_v(
+            self._representation = geometry.h_to_v(
                 g.A, g.b, g.C, g.d, method=self.method, max_generators=self.max_generators
             )
         return self._representation
@@ -320,16 +322,16 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             )
         precision.warn_if_reduced_precision()
         n, lay = self.units, self._layout
-        mode = self.call_mode if self.call_mode != "auto" else layer_lib.call_mode(lay, input_dim, n)
+        mode = self.call_mode if self.call_mode != "auto" else stage_plan.call_mode(lay, input_dim, n)
         self._call_mode = mode
         arrays = None
         if self._representation is not None:
-            arrays = weights_lib.generator_arrays(self._representation, lay, mode)
+            arrays = weight_arrays.generator_arrays(self._representation, lay, mode)
             if self._plan.center_is_weight:
-                arrays.update(weights_lib.box_arrays(self._stage.center, *self.box))
+                arrays.update(weight_arrays.box_arrays(self._stage.center, *self.box))
 
         mix_blocks = self._stage.n_blocks if self._mixing else 0
-        for name, shape, kind in weights_lib.weight_specs(
+        for name, shape, kind in weight_arrays.weight_specs(
             lay, mode, n, input_dim, box=self._plan.center_is_weight, mix_blocks=mix_blocks
         ):
             if kind in ("kernel", "bias"):  # the mix starts at zero: half way between per_block and clip_blend
@@ -388,7 +390,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         features, *parts = inputs if self._rhs_sizes else (inputs,)
         rhs = parts[0] if self._rhs.floor else None
         x = ops.cast(features, self.compute_dtype)
-        y = layer_ops.generator_outputs(x, self, self._layout, self._call_mode, self.nonneg)
+        y = kernels.generator_outputs(x, self, self._layout, self._call_mode, self.nonneg)
         if self._plan.apex is not None:  # apex P b + q of this sample's set, plus a point of the cone
             P, q = (backend_ops.constant(a, y.dtype) for a in self._plan.apex)
             return y + backend_ops.matmul(ops.cast(rhs, y.dtype), ops.transpose(P)) + q
@@ -408,10 +410,10 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         batch_shape, y = ops.shape(y), ops.reshape(y, (-1, self.units))  # the stage works on (B, n)
         if rhs is not None:
             columns = np.searchsorted(np.array(self._plan.split.scaled), np.array(self.scaled_rows, dtype=int))
-            rhs = layer_ops.full_rhs(ops.reshape(ops.cast(rhs, y.dtype), (-1, columns.size)), self._stage, columns)
+            rhs = kernels.full_rhs(ops.reshape(ops.cast(rhs, y.dtype), (-1, columns.size)), self._stage, columns)
         if self._mixing:
             x = ops.reshape(x, (-1, ops.shape(x)[-1]))
-            out = layer_ops.mixed_stage(y, x, self._stage, self.mix_kernel, self.mix_bias, rhs)
+            out = kernels.mixed_stage(y, x, self._stage, self.mix_kernel, self.mix_bias, rhs)
         else:
             box_weights = None
             if self._plan.center_is_weight:
@@ -419,10 +421,10 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             mode = "per_block" if self.scaling == "mix" else self.scaling
             coupled = self._plan.coupled
             if coupled is not None and coupled.columns.size == self.units:  # one projection does it all
-                return ops.reshape(layer_ops.coupled_stage(y, coupled), batch_shape)
-            out = layer_ops.scaled_stage(y, self._stage, mode, rhs, box_weights)
+                return ops.reshape(kernels.coupled_stage(y, coupled), batch_shape)
+            out = kernels.scaled_stage(y, self._stage, mode, rhs, box_weights)
             if coupled is not None:
-                out = layer_ops.coupled_stage(y, coupled, out)
+                out = kernels.coupled_stage(y, coupled, out)
         return ops.reshape(out, batch_shape)
 
     def compute_output_shape(self, input_shape):

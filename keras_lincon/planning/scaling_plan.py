@@ -45,9 +45,10 @@ import dataclasses
 
 import numpy as np
 
-from keras_lincon import double_description, polyhedra
+from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, InfeasibleError, LinconError, NoStrictInteriorError
-from keras_lincon.system import blocks, deepest_point
+from keras_lincon.geometry import double_description
+from keras_lincon.geometry.system import blocks, deepest_point
 
 #: Treatments of the scaled stage (see the module docstring).
 MODES = ("global", "per_block", "clip_scale", "clip_blend", "project")
@@ -131,7 +132,7 @@ def _relative_slack(A: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def check_center(
     center,
-    system: polyhedra.ConstraintSystem,
+    system: geometry.ConstraintSystem,
     rows: np.ndarray,
     rhs: np.ndarray,
     lower: np.ndarray,
@@ -141,7 +142,7 @@ def check_center(
 ) -> np.ndarray:
     """Validates both centre conditions; returns the centre as (n,) float64.
 
-    1. ``c`` is in ``P_gen`` (relative tolerance ``polyhedra.CHECK_TOLERANCE``);
+    1. ``c`` is in ``P_gen`` (relative tolerance ``geometry.CHECK_TOLERANCE``);
     2. ``c`` is strictly inside the box and the scaled rows (relative slack at
        least ``MIN_RELATIVE_SLACK``), and inside the generator rows too when
        ``strict_generator_rows``.
@@ -166,8 +167,8 @@ def check_center(
             f"the centre (box_center) must lie strictly inside the box; coordinate(s) {outside[:8].tolist()} do not. "
             "Move it inside or widen the box."
         )
-    worst = polyhedra.max_violation(c[None], system.A, system.b, system.C, system.d, relative=True)
-    if worst > polyhedra.CHECK_TOLERANCE:
+    worst = geometry.max_violation(c[None], system.A, system.b, system.C, system.d, relative=True)
+    if worst > geometry.CHECK_TOLERANCE:
         raise InfeasibleError(
             f"the centre (box_center) violates the generator rows (worst relative violation {worst:.3g}); it must be "
             "a point of their feasible set (e.g. a feasible output moved inside the box)."
@@ -215,7 +216,7 @@ def plan(
             floor ``b_floor``: the map is exact for any ``b_s >= b_floor``.
         box: ``(lower, upper)`` as for the layer, or None.
         center: optional (n,) user centre (validated), else the deepest point
-            (:func:`keras_lincon.system.deepest_point`).
+            (:func:`keras_lincon.geometry.system.deepest_point`).
         input_dependent: the right-hand side of the scaled rows is an input.
         strict_generator_rows: the centre must also be strictly inside the
             generator rows (the ``clip_scale`` treatment needs it).
@@ -225,14 +226,14 @@ def plan(
     Returns:
         A :class:`ScaledStage`.
     """
-    system = polyhedra.as_constraint_system(A_g, b_g, C, d)
+    system = geometry.as_constraint_system(A_g, b_g, C, d)
     n = system.dim
     if scaled_rows is None:
         if scaled_rhs is not None and np.size(scaled_rhs):
             raise ConstraintShapeError("scaled_rhs was given without scaled_rows: pass both.")
         rows, rhs = np.zeros((0, n)), np.zeros(0)
     else:
-        scaled = polyhedra.as_constraint_system(scaled_rows, scaled_rhs)
+        scaled = geometry.as_constraint_system(scaled_rows, scaled_rhs)
         if scaled.dim != n:
             raise ConstraintShapeError(
                 f"scaled_rows has {scaled.dim} columns but the generator rows have {n}: one column per output."
@@ -245,7 +246,7 @@ def plan(
             )
     if input_dependent and rows.shape[0] == 0:
         raise ConstraintShapeError("input_dependent needs scaled_rows (the rows whose right-hand side is an input).")
-    bounds = polyhedra.as_box(box, n)
+    bounds = geometry.as_box(box, n)
     lower, upper = bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf))
     if center is None and not find_center:
         if rows.shape[0]:
@@ -448,9 +449,9 @@ class RowSplit:
 
 
 def split_rows(
-    system: polyhedra.ConstraintSystem,
+    system: geometry.ConstraintSystem,
     scaled=(),
-    limit: float = polyhedra.DEFAULT_MAX_GENERATORS,
+    limit: float = geometry.DEFAULT_MAX_GENERATORS,
     fallback: bool = True,
 ) -> RowSplit:
     """Splits the rows of ``system.A`` into generator rows and scaled rows.
@@ -458,7 +459,7 @@ def split_rows(
     Rows in ``scaled`` always go to the scaled stage. With ``fallback``, every
     independent block of the remaining rows that certainly has more than
     ``limit`` generators (a true lower bound on its vertices,
-    :func:`keras_lincon.double_description.generator_lower_bound`, the rule
+    :func:`keras_lincon.geometry.double_description.generator_lower_bound`, the rule
     by which :func:`keras_lincon.h_to_v` refuses up front) moves to the
     scaled stage as a whole: its output is then exact but no longer covers
     the whole set freely (ray scaling towards a centre instead of

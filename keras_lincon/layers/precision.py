@@ -28,7 +28,7 @@ def reduced_precision_reason() -> str | None:
             if tf.config.list_physical_devices("GPU") and tf.config.experimental.tensor_float_32_execution_enabled():
                 return (
                     "TensorFlow runs float32 matmuls on this GPU in TF32; call "
-                    "keras_lincon.precision.use_exact_float32_matmuls() or "
+                    "keras_lincon.layers.precision.use_exact_float32_matmuls() or "
                     "tf.config.experimental.enable_tensor_float_32_execution(False)"
                 )
         elif backend == "jax":
@@ -37,7 +37,7 @@ def reduced_precision_reason() -> str | None:
             if jax.default_backend() == "gpu" and jax.config.jax_default_matmul_precision not in ("highest", "float32"):
                 return (
                     "JAX runs float32 matmuls on this GPU in TF32 by default; call "
-                    "keras_lincon.precision.use_exact_float32_matmuls() or "
+                    "keras_lincon.layers.precision.use_exact_float32_matmuls() or "
                     "jax.config.update('jax_default_matmul_precision', 'highest')"
                 )
         elif backend == "torch":
@@ -45,7 +45,7 @@ def reduced_precision_reason() -> str | None:
 
             if torch.cuda.is_available() and torch.backends.cuda.matmul.allow_tf32:
                 return (
-                    "PyTorch allows TF32 matmuls; call keras_lincon.precision.use_exact_float32_matmuls() "
+                    "PyTorch allows TF32 matmuls; call keras_lincon.layers.precision.use_exact_float32_matmuls() "
                     "or set torch.backends.cuda.matmul.allow_tf32 = False"
                 )
     except ImportError:

@@ -1,0 +1,46 @@
+"""The constraint system and its generators: numpy and scipy only, no Keras.
+
+Data flows top-down through these modules: :mod:`.system` validates
+``A, b, C, d`` and boxes, :mod:`.residual`-style checks live with it;
+:mod:`.representation` holds the V-representation; :mod:`.enumeration`
+turns H into V (independent blocks, closed forms, or
+:mod:`.double_description` with :mod:`.generator_check`).
+"""
+
+from keras_lincon.geometry.enumeration import DEFAULT_MAX_GENERATORS, METHODS, checkerboard, h_to_v, monotone_chain
+from keras_lincon.geometry.representation import VRepresentation, check_representation, merge_close_rows
+from keras_lincon.geometry.system import (
+    CHECK_TOLERANCE,
+    ConstraintSystem,
+    as_box,
+    as_constraint_system,
+    blocks,
+    deepest_point,
+    interior_point_in_box,
+    max_violation,
+    normalized_rows,
+    violations,
+    with_box,
+)
+
+__all__ = [
+    "CHECK_TOLERANCE",
+    "DEFAULT_MAX_GENERATORS",
+    "METHODS",
+    "ConstraintSystem",
+    "VRepresentation",
+    "as_box",
+    "as_constraint_system",
+    "blocks",
+    "check_representation",
+    "checkerboard",
+    "deepest_point",
+    "h_to_v",
+    "interior_point_in_box",
+    "max_violation",
+    "merge_close_rows",
+    "monotone_chain",
+    "normalized_rows",
+    "violations",
+    "with_box",
+]
