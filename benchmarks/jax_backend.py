@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from keras_lincon.baselines.projection import ADMMProjection  # noqa: E402
 from keras_lincon.experiments.timing import format_seconds, time_side_by_side  # noqa: E402
-from keras_lincon.geometry.enumeration import checkerboard, monotone_chain  # noqa: E402
+from keras_lincon.geometry import checkerboard, monotone_chain  # noqa: E402
 from keras_lincon.layers import LinearInequalityConstraint  # noqa: E402
 
 

@@ -73,7 +73,7 @@ class GeneratorExplosionError(TooManyGeneratorsError):
     number of vertices (a closed form: a product of intervals, a
     permutation-symmetric polytope's vertex orbit, a perfect-matching
     polytope's matchings; see
-    :func:`keras_lincon.geometry.double_description.generator_lower_bound`) exceeds
+    :func:`keras_lincon.geometry.generator_lower_bound`) exceeds
     ``max_generators``, never on an upper bound alone. ``bound`` is that
     lower bound and ``rule`` names the closed form. A caller may catch it to
     fall back to another construction (for example scaled rows).

@@ -141,7 +141,7 @@ METRIC = textwrap.dedent(
     import numpy as np
     import keras
     import keras_lincon as klc
-    from keras_lincon.geometry.system import violations
+    from keras_lincon.geometry import violations
 
     assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
     keras.utils.set_random_seed(0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_lincon.errors import ConstraintShapeError
-from keras_lincon.geometry.system import as_constraint_system, violations
+from keras_lincon.geometry import as_constraint_system, violations
 from keras_lincon.planning import stage_plan
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_lincon as klc
-from keras_lincon.geometry.system import violations, with_box
+from keras_lincon.geometry import violations, with_box
 from tests.conftest import run_python
 
 TOL = klc.layers.FLOAT32_TOLERANCE

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_lincon as klc
-from keras_lincon.geometry.representation import VRepresentation
+from keras_lincon.geometry import VRepresentation
 from keras_lincon.layers import kernels
 from keras_lincon.planning import stage_plan, weight_arrays
 

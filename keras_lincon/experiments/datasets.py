@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_lincon.errors import LinconError
-from keras_lincon.geometry.enumeration import checkerboard
+from keras_lincon.geometry import checkerboard
 
 FASHION_MNIST_DIRS = (
     Path("/usr/share/datasets/fashion-mnist"),

@@ -7,8 +7,14 @@ turns H into V (independent blocks, closed forms, or
 :mod:`.double_description` with :mod:`.generator_check`).
 """
 
+from keras_lincon.geometry.double_description import (
+    DEFAULT_TIME_BUDGET,
+    enumerate_generators,
+    generator_lower_bound,
+    generator_upper_bound,
+)
 from keras_lincon.geometry.enumeration import DEFAULT_MAX_GENERATORS, METHODS, checkerboard, h_to_v, monotone_chain
-from keras_lincon.geometry.representation import VRepresentation, check_representation, merge_close_rows
+from keras_lincon.geometry.representation import MERGE_RTOL, VRepresentation, check_representation, merge_close_rows
 from keras_lincon.geometry.system import (
     CHECK_TOLERANCE,
     ConstraintSystem,
@@ -26,6 +32,8 @@ from keras_lincon.geometry.system import (
 __all__ = [
     "CHECK_TOLERANCE",
     "DEFAULT_MAX_GENERATORS",
+    "DEFAULT_TIME_BUDGET",
+    "MERGE_RTOL",
     "METHODS",
     "ConstraintSystem",
     "VRepresentation",
@@ -35,6 +43,9 @@ __all__ = [
     "check_representation",
     "checkerboard",
     "deepest_point",
+    "enumerate_generators",
+    "generator_lower_bound",
+    "generator_upper_bound",
     "h_to_v",
     "interior_point_in_box",
     "max_violation",

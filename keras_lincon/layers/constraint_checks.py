@@ -3,7 +3,7 @@
 A mixin, so that the layer class holds only its Keras life cycle
 (``__init__``/``build``/``call``/``get_config``): the generator weights are
 checked against ``A, b, C, d`` whenever they are loaded or set, and outputs
-are measured with the one residual formula (:func:`keras_lincon.geometry.system.violations`).
+are measured with the one residual formula (:func:`keras_lincon.geometry.violations`).
 
 **The generator guard.** The generator weights are non-trainable variables,
 so Keras paths that write variables directly (``model.set_weights``, legacy

@@ -1,7 +1,7 @@
 """A Keras metric for constraint violations, for ``compile(metrics=...)``.
 
 Keras glue on ``keras.ops`` only (TensorFlow, JAX, PyTorch). The residual is
-the formula of :func:`keras_lincon.geometry.system.violations` (``relative=True``), the
+the formula of :func:`keras_lincon.geometry.violations` (``relative=True``), the
 numpy reference, written with ``keras.ops`` so it runs inside a train or test
 step.
 """
@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from keras_lincon.errors import ConstraintShapeError, LinconError
-from keras_lincon.geometry.system import as_box, as_constraint_system, with_box
+from keras_lincon.geometry import as_box, as_constraint_system, with_box
 
 
 @keras.saving.register_keras_serializable(package="keras_lincon")
@@ -23,7 +23,7 @@ class ConstraintViolation(keras.metrics.Metric):
     Reports ``max_i (g_i.x - h_i) / (|h_i| + ||g_i|| ||x||)`` over every
     output ``x`` seen and every row of ``G x <= h`` (box rows included;
     ``C x = d`` counts as ``C x <= d`` and ``-C x <= -d``), as
-    :func:`keras_lincon.geometry.system.violations` with ``relative=True``. ``<= 0``
+    :func:`keras_lincon.geometry.violations` with ``relative=True``. ``<= 0``
     means every output was feasible; the layers guarantee ``<= 1e-5`` in
     float32. An output holding NaN or infinity counts as ``+inf``; with no
     outputs (or no rows) the result is ``-inf``.

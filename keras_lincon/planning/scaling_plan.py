@@ -47,8 +47,7 @@ import numpy as np
 
 from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, InfeasibleError, LinconError, NoStrictInteriorError
-from keras_lincon.geometry import double_description
-from keras_lincon.geometry.system import blocks, deepest_point
+from keras_lincon.geometry import blocks, deepest_point
 
 #: Treatments of the scaled stage (see the module docstring).
 MODES = ("global", "per_block", "clip_scale", "clip_blend", "project")
@@ -216,7 +215,7 @@ def plan(
             floor ``b_floor``: the map is exact for any ``b_s >= b_floor``.
         box: ``(lower, upper)`` as for the layer, or None.
         center: optional (n,) user centre (validated), else the deepest point
-            (:func:`keras_lincon.geometry.system.deepest_point`).
+            (:func:`keras_lincon.geometry.deepest_point`).
         input_dependent: the right-hand side of the scaled rows is an input.
         strict_generator_rows: the centre must also be strictly inside the
             generator rows (the ``clip_scale`` treatment needs it).
@@ -459,7 +458,7 @@ def split_rows(
     Rows in ``scaled`` always go to the scaled stage. With ``fallback``, every
     independent block of the remaining rows that certainly has more than
     ``limit`` generators (a true lower bound on its vertices,
-    :func:`keras_lincon.geometry.double_description.generator_lower_bound`, the rule
+    :func:`keras_lincon.geometry.generator_lower_bound`, the rule
     by which :func:`keras_lincon.h_to_v` refuses up front) moves to the
     scaled stage as a whole: its output is then exact but no longer covers
     the whole set freely (ray scaling towards a centre instead of
@@ -490,9 +489,9 @@ def split_rows(
             eqs = eq_blk == j
             n_vars = int(np.sum(var))
             dim = n_vars - (np.linalg.matrix_rank(system.C[eqs]) if np.any(eqs) else 0)
-            if rows.size <= dim or double_description.generator_upper_bound(rows.size, dim) <= limit:
+            if rows.size <= dim or geometry.generator_upper_bound(rows.size, dim) <= limit:
                 continue  # cannot exceed the cap: no lower bound needed
-            bound, _ = double_description.generator_lower_bound(
+            bound, _ = geometry.generator_lower_bound(
                 system.A[np.ix_(rows, var)], system.b[rows], system.C[np.ix_(eqs, var)], system.d[eqs]
             )
             if bound > limit:

@@ -28,8 +28,7 @@ from keras_lincon.errors import (
     ScaledRowsWarning,
     TooManyGeneratorsError,
 )
-from keras_lincon.geometry.representation import VRepresentation, check_representation
-from keras_lincon.geometry.system import ConstraintSystem
+from keras_lincon.geometry import ConstraintSystem, VRepresentation, check_representation
 from keras_lincon.planning import scaling_plan
 
 #: Current version of the saved layout; configs without one are version 1.

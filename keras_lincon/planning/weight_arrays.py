@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_lincon.errors import GeneratorMismatchError, RepresentationCheckError
-from keras_lincon.geometry.representation import VRepresentation, check_representation
-from keras_lincon.geometry.system import ConstraintSystem, max_violation
+from keras_lincon.geometry import ConstraintSystem, VRepresentation, check_representation, max_violation
 from keras_lincon.planning.stage_plan import (
     LOAD_TOLERANCE,
     MASK_LOGIT,
