@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 
 import keras_lincon as klc  # noqa: E402
 from keras_lincon.geometry import double_description as dd  # noqa: E402
+from keras_lincon.geometry.double_description import worker  # noqa: E402
 from tests.test_double_description import FAMILIES, SLOW, birkhoff, permutahedron  # noqa: E402
 
 
@@ -81,7 +82,7 @@ def main(argv=None) -> None:
         f"Python {platform.python_version()}, numpy {np.__version__}"
     )
     start = time.perf_counter()
-    dd._run_in_worker(
+    worker.run_in_worker(
         dd.normalised_table(np.eye(1), np.ones(1), np.zeros((0, 1)), np.zeros(0)), 1, True, 10.0, "warm-up"
     )
     print(f"# worker process start (fork, once per process): {time.perf_counter() - start:.3f} s")

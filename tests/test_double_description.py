@@ -24,7 +24,8 @@ from keras_lincon.errors import (
     TooManyGeneratorsError,
 )
 from keras_lincon.geometry import double_description as dd
-from keras_lincon.geometry import enumeration
+from keras_lincon.geometry import enumeration, row_graph
+from keras_lincon.geometry.double_description import generators, tables, upper_bounds, worker
 from keras_lincon.geometry.representation import merge_close_rows
 from tests.conftest import run_python
 
@@ -168,9 +169,9 @@ def test_worker_gives_same_result(monkeypatch):
     A, b = seed_10122()
     here = dd.enumerate_generators(A, b, max_generators=1000)
     calls = []
-    real = dd._run_in_worker
-    monkeypatch.setattr(dd, "WORKER_MIN_BOUND", 0)
-    monkeypatch.setattr(dd, "_run_in_worker", lambda *a: calls.append(1) or real(*a))
+    real = worker.run_in_worker
+    monkeypatch.setattr(generators, "WORKER_MIN_BOUND", 0)
+    monkeypatch.setattr(generators, "run_in_worker", lambda *a: calls.append(1) or real(*a))
     there = dd.enumerate_generators(A, b, max_generators=1000)
     assert calls and all(np.array_equal(x, y) for x, y in zip(here, there, strict=False))
 
@@ -196,7 +197,7 @@ def test_cddlib_error_becomes_library_error(monkeypatch, request, where):
     monkeypatch.setattr(cdd, "polyhedron_from_matrix", boom)
     monkeypatch.setattr(cdd.gmp, "polyhedron_from_matrix", boom)
     if where == "worker":  # fork: a new child sees the patched functions too
-        monkeypatch.setattr(dd, "WORKER_MIN_BOUND", 0)
+        monkeypatch.setattr(generators, "WORKER_MIN_BOUND", 0)
         dd.shutdown_worker()
         request.addfinalizer(dd.shutdown_worker)  # no worker with the patched cddlib stays
     A, b = seed_10122()
@@ -247,7 +248,7 @@ except KeyboardInterrupt:
 
 
 def test_ctrl_c_stops_worker_promptly():
-    code = CTRL_C.replace("PACKAGE_DIR", repr(os.path.dirname(dd.__file__)))
+    code = CTRL_C.replace("PACKAGE_DIR", repr(os.path.dirname(klc.__file__)))
     out = run_python(code, timeout=60).split()
     assert out[0] == "interrupted", out
     assert float(out[1]) < 4.0 and out[2] == "0"  # the signal came at 1 s; no child left
@@ -260,11 +261,12 @@ def test_worker_fork_with_tensorflow_imported():
         import tensorflow as tf, numpy as np
         tf.constant(1.0) + 1.0  # TF's thread pools are running
         from keras_lincon.geometry import double_description as dd
-        dd.WORKER_MIN_BOUND = 0
+        from keras_lincon.geometry.double_description import generators, worker
+        generators.WORKER_MIN_BOUND = 0
         rng = np.random.default_rng(1)
         A, b = rng.standard_normal((20, 6)), abs(rng.standard_normal(20)) + 0.1
         v, r, l = dd.enumerate_generators(A, b, max_generators=10000)
-        print(len(v), len(r), dd._start_method())
+        print(len(v), len(r), worker._start_method())
         """,
         timeout=300,
     ).split()
@@ -282,7 +284,7 @@ def test_possibly_long_run_is_announced(caplog):
 
 
 def test_daemonic_process_runs_in_process(monkeypatch, caplog):
-    monkeypatch.setattr(dd, "WORKER_MIN_BOUND", 0)
+    monkeypatch.setattr(generators, "WORKER_MIN_BOUND", 0)
     monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
     A, b = seed_10122()
     with caplog.at_level("WARNING", logger="keras_lincon"):
@@ -316,7 +318,7 @@ def test_natural_cddlib_error_is_wrapped_and_auto_retries_exactly(monkeypatch, c
     with pytest.raises(RepresentationCheckError, match="cddlib failed.*Numerical inconsistency"):
         dd.enumerate_generators(A, b, max_generators=10_000, arithmetic="float")
     ref_v, ref_r, _ = exact_reference(A, b)
-    monkeypatch.setattr(dd, "EXACT_MAX_BOUND", 0)  # auto picks floating point first
+    monkeypatch.setattr(generators, "EXACT_MAX_BOUND", 0)  # auto picks floating point first
     with caplog.at_level("WARNING", logger="keras_lincon"):
         v, r, _ = dd.enumerate_generators(A, b, max_generators=10_000)
     assert "Retrying in exact arithmetic" in caplog.text
@@ -506,7 +508,7 @@ def test_birkhoff_7_is_never_refused_by_the_bound():
 
 def test_birkhoff_7_by_cddlib_ends_by_the_time_budget(monkeypatch):
     """Without the closed form (cddlib alone), B7 is refused by the time budget, saying so."""
-    monkeypatch.setattr(dd, "matching_vertices", lambda *args, **kwargs: None)
+    monkeypatch.setattr(generators, "matching_vertices", lambda *args, **kwargs: None)
     A, b, C, d = birkhoff(7)
     start = time.perf_counter()
     try:
@@ -729,8 +731,8 @@ def test_counts_do_not_change_when_rows_are_shuffled_or_rescaled(data):
 
 def test_a_complete_walk_answers_with_the_exact_vertices(monkeypatch):
     """Simple polytopes whose walk ends complete are answered by the walk: the same vertices as exact cdd."""
-    monkeypatch.setattr(dd, "GUARD_DELAY", 0.0)
-    monkeypatch.setattr(dd, "WORKER_MIN_BOUND", 0)
+    monkeypatch.setattr(worker, "GUARD_DELAY", 0.0)
+    monkeypatch.setattr(generators, "WORKER_MIN_BOUND", 0)
     answered = []
     real = dd.VertexWalk.vertices
     monkeypatch.setattr(dd.VertexWalk, "vertices", lambda self: answered.append(1) or real(self))
@@ -767,34 +769,32 @@ def test_cross_polytope_closed_form_only_when_exact():
 
 
 def test_coupled_blocks_small_and_dense_paths_agree_with_system_blocks(monkeypatch):
-    from keras_lincon.geometry.system import blocks
-
     rng = np.random.default_rng(7)
-    for limit in (dd._SMALL_BLOCKS_NONZEROS, -1):  # the union-find, then numpy's label propagation
-        monkeypatch.setattr(dd, "_SMALL_BLOCKS_NONZEROS", limit)
+    for limit in (row_graph._SMALL_BLOCKS_NONZEROS, -1):  # the union-find, then numpy's label propagation
+        monkeypatch.setattr(row_graph, "_SMALL_BLOCKS_NONZEROS", limit)
         for _ in range(300):
             n, m, p = int(rng.integers(1, 12)), int(rng.integers(0, 10)), int(rng.integers(0, 4))
             density = rng.uniform(0, 0.6)
             A = (rng.random((m, n)) < density) * rng.standard_normal((m, n))
             C = (rng.random((p, n)) < density) * rng.standard_normal((p, n))
             coord, (rows, eqs) = dd.coupled_blocks(n, A, C)
-            ref_coord, (ref_rows, ref_eqs) = blocks(n, A, C)
+            ref_coord, (ref_rows, ref_eqs) = row_graph.blocks(n, A, C)
             assert np.array_equal(coord, ref_coord) and np.array_equal(rows, ref_rows)
             assert np.array_equal(eqs, ref_eqs)
 
 
 def test_exact_rows_integer_tables_are_coprime_integers():
     table = np.array([[4.0, -2.0, 6.0], [0.0, 0.0, 0.0], [3.0, 5.0, -7.0], [-8.0, 0.0, 4.0]])
-    assert dd._exact_rows(table) == [[2, -1, 3], [0, 0, 0], [3, 5, -7], [-2, 0, 1]]
+    assert tables.exact_rows(table) == [[2, -1, 3], [0, 0, 0], [3, 5, -7], [-2, 0, 1]]
     mixed = np.vstack([table, [0.5, 1.0, 0.1]])  # one non-integer row: Fractions there only
-    rows = dd._exact_rows(mixed)
+    rows = tables.exact_rows(mixed)
     assert rows[:4] == [[2, -1, 3], [0, 0, 0], [3, 5, -7], [-2, 0, 1]]
     assert rows[4] == [Fraction(1, 2), Fraction(1), Fraction(1, 10)]
 
 
 def test_bound_for_any_rank_covers_the_true_rank():
     for m, n, p in itertools.product(range(0, 12), range(1, 9), range(0, 5)):
-        hi = dd._bound_for_any_rank(m, n, p)
+        hi = upper_bounds.bound_for_any_rank(m, n, p)
         for rank in range(min(p, n) + 1):
             assert dd.generator_upper_bound(m, n - rank) <= hi
 
@@ -810,11 +810,11 @@ def test_tiny_sets_run_in_process_without_rank_or_guard(monkeypatch, name):
     def forbidden(*args, **kwargs):
         raise AssertionError("not for a tiny set")
 
-    monkeypatch.setattr(dd, "_run_in_worker", forbidden)
-    monkeypatch.setattr(dd, "VertexWalk", forbidden)
-    monkeypatch.setattr(dd, "generator_lower_bound", forbidden)
+    monkeypatch.setattr(generators, "run_in_worker", forbidden)
+    monkeypatch.setattr(generators, "VertexWalk", forbidden)
+    monkeypatch.setattr(generators, "generator_lower_bound", forbidden)
     with monkeypatch.context() as patch:
-        patch.setattr(dd.np.linalg, "matrix_rank", forbidden)
+        patch.setattr(np.linalg, "matrix_rank", forbidden)
         vertices, rays, _ = dd.enumerate_generators(A, b, C, d, max_generators=20_000)
     assert len(vertices) == expected and len(rays) == 0
     assert np.array_equal(vertices, merge_close_rows(vertices))  # sorted, merged

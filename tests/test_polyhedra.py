@@ -323,13 +323,13 @@ def test_errors_are_value_errors():
 
 
 def test_self_check_rejects_wrong_generators(monkeypatch):
-    original = enumeration._closed_form_generators
+    original = enumeration.closed_form_generators
 
     def broken(A, b):
         apex, rays, lineality = original(A, b)
         return apex, -rays, lineality  # flipped rays leave the cone
 
-    monkeypatch.setattr(enumeration, "_closed_form_generators", broken)
+    monkeypatch.setattr(enumeration, "closed_form_generators", broken)
     with pytest.raises(klc.RepresentationCheckError, match="violate the constraints"):
         klc.h_to_v([[1.0, -1.0, 0.0]])
 

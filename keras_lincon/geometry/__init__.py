@@ -7,25 +7,24 @@ turns H into V (independent blocks, closed forms, or
 :mod:`.double_description` with :mod:`.generator_check`).
 """
 
+from keras_lincon.geometry.builders import checkerboard, monotone_chain
+from keras_lincon.geometry.centre import deepest_point, interior_point_in_box
 from keras_lincon.geometry.double_description import (
     DEFAULT_TIME_BUDGET,
     enumerate_generators,
     generator_lower_bound,
     generator_upper_bound,
 )
-from keras_lincon.geometry.enumeration import DEFAULT_MAX_GENERATORS, METHODS, checkerboard, h_to_v, monotone_chain
+from keras_lincon.geometry.enumeration import DEFAULT_MAX_GENERATORS, METHODS, h_to_v
 from keras_lincon.geometry.representation import MERGE_RTOL, VRepresentation, check_representation, merge_close_rows
+from keras_lincon.geometry.residual import max_violation, violations
+from keras_lincon.geometry.row_graph import blocks, single_variable_rows
 from keras_lincon.geometry.system import (
     CHECK_TOLERANCE,
     ConstraintSystem,
     as_box,
     as_constraint_system,
-    blocks,
-    deepest_point,
-    interior_point_in_box,
-    max_violation,
     normalized_rows,
-    violations,
     with_box,
 )
 
@@ -52,6 +51,7 @@ __all__ = [
     "merge_close_rows",
     "monotone_chain",
     "normalized_rows",
+    "single_variable_rows",
     "violations",
     "with_box",
 ]

@@ -14,13 +14,14 @@ import numpy as np
 import scipy.optimize
 
 from keras_lincon.errors import RepresentationCheckError
+from keras_lincon.geometry.residual import residual_scale, worst_residuals
+from keras_lincon.geometry.system import ConstraintSystem
+from keras_lincon.geometry.tolerances import CHECK_RTOL, EDGE_RTOL, MAX_BASIS_COND, SUPPORT_RTOL, TIGHT_RTOL
 
 logger = logging.getLogger("keras_lincon")
 
-#: Relative tolerance of the soundness check (residual over ``|b_i| + ||a_i|| ||v||``).
-CHECK_RTOL = 1e-7
-#: Relative tolerance of the completeness check's support values (LP accuracy).
-SUPPORT_RTOL = 1e-6
+# CHECK_RTOL: the soundness check's relative residual; SUPPORT_RTOL: the
+# completeness check's support values (LP accuracy); see :mod:`.tolerances`.
 #: Random directions of the completeness check (besides the row normals).
 NUM_DIRECTIONS = 16
 #: At most this many row normals (a random subset) join the random directions.
@@ -33,19 +34,26 @@ ADVICE = (
 )
 
 
+def maximise(c, A, b, C, d, **options):
+    """``max c.x`` over ``P = {x : A x <= b, C x = d}`` (free variables): scipy's ``linprog`` result.
+
+    ``options``: ``method`` and ``options`` of ``linprog`` (default ``"highs"``).
+    """
+    return scipy.optimize.linprog(
+        -c,
+        A_ub=A if len(A) else None,
+        b_ub=b if len(A) else None,
+        A_eq=C if len(C) else None,
+        b_eq=d if len(C) else None,
+        bounds=(None, None),
+        **{"method": "highs", **options},
+    )
+
+
 def lp_support(c, A, b, C, d) -> float | None:
     """``max c.x`` over ``P`` (``inf`` if unbounded, ``-inf`` if empty, None if the LP failed)."""
     for presolve in (True, False):
-        res = scipy.optimize.linprog(
-            -c,
-            A_ub=A if len(A) else None,
-            b_ub=b if len(A) else None,
-            A_eq=C if len(C) else None,
-            b_eq=d if len(C) else None,
-            bounds=(None, None),
-            method="highs",
-            options={"presolve": presolve},
-        )
+        res = maximise(c, A, b, C, d, options={"presolve": presolve})
         if res.status in (0, 3):
             return float(-res.fun) if res.status == 0 else np.inf
         # HiGHS' presolve has reported "infeasible" for feasible unbounded
@@ -82,9 +90,7 @@ def _check_neighbours(A: np.ndarray, b: np.ndarray, vertices: np.ndarray, rays: 
     tree = cKDTree(vertices)
     unit_rays = rays / np.linalg.norm(rays, axis=1, keepdims=True) if len(rays) else rays
     slack_all = b[None, :] - vertices @ A.T  # (p, m)
-    tight_all = np.abs(slack_all) <= 1e-9 * (
-        np.abs(b)[None, :] + row_norm[None, :] * np.linalg.norm(vertices, axis=1)[:, None]
-    )
+    tight_all = np.abs(slack_all) <= TIGHT_RTOL * residual_scale(vertices, A, b)
     simple = np.flatnonzero(tight_all.sum(axis=1) == n)
     chunk = max(1, 2_000_000 // max(1, n * m))
     for lo in range(0, len(simple), chunk):
@@ -93,13 +99,13 @@ def _check_neighbours(A: np.ndarray, b: np.ndarray, vertices: np.ndarray, rays: 
         rows = np.nonzero(tight)[1].reshape(len(idx), n)  # the n tight rows, sorted
         M = A[rows]  # (k, n, n)
         cond = np.linalg.cond(M)
-        ok = np.isfinite(cond) & (cond < 1e8)
+        ok = np.isfinite(cond) & (cond < MAX_BASIS_COND)
         idx, tight, slack, M = idx[ok], tight[ok], slack[ok], M[ok]
         if not len(idx):
             continue
         edges = -np.transpose(np.linalg.inv(M), (0, 2, 1))  # [i, k]: a_k.e = -1, others 0
         rate = np.einsum("ikn,mn->ikm", edges, A)  # (k, n, m)
-        grow = rate > 1e-12 * row_norm[None, None, :] * np.linalg.norm(edges, axis=2)[:, :, None]
+        grow = rate > EDGE_RTOL * row_norm[None, None, :] * np.linalg.norm(edges, axis=2)[:, :, None]
         grow &= ~tight[:, None, :]
         ratio = np.where(grow, np.maximum(slack, 0.0)[:, None, :] / np.where(grow, rate, 1.0), np.inf)
         step = ratio.min(axis=2)  # (k, n)
@@ -117,7 +123,7 @@ def _check_neighbours(A: np.ndarray, b: np.ndarray, vertices: np.ndarray, rays: 
             unbounded = edges[~bounded]
             unbounded = unbounded / np.linalg.norm(unbounded, axis=1, keepdims=True)
             best = (unbounded @ unit_rays.T).max(axis=1) if len(rays) else np.full(len(unbounded), -np.inf)
-            if np.any(best < 1 - 1e-7):
+            if np.any(best < 1 - CHECK_RTOL):
                 raise RepresentationCheckError(
                     "floating-point double description missed an extreme ray (an "
                     "unbounded edge of a found vertex points in no found ray's direction). "
@@ -154,32 +160,39 @@ def check_generators(
         RepresentationCheckError: a generator is outside ``P`` or ``P`` has a
             point or direction the generators miss.
     """
-    A, b = -table[:num_ineq, 1:], table[:num_ineq, 0]
-    C, d = -table[num_ineq:, 1:], table[num_ineq:, 0]
-    n = table.shape[1] - 1
-    row_norm = np.linalg.norm(table[:, 1:], axis=1)
-    for kind, vecs, rhs_on in (("vertex", vertices, 1.0), ("ray", rays, 0.0), ("lineality", lineality, 0.0)):
+    system = ConstraintSystem(-table[:num_ineq, 1:], table[:num_ineq, 0], -table[num_ineq:, 1:], table[num_ineq:, 0])
+    what = f"{num_ineq} inequalities in {system.dim} dimensions"
+    _check_soundness(system, vertices, rays, lineality, what)
+    if len(system.C) == 0 and len(lineality) == 0 and len(vertices):
+        _check_neighbours(system.A, system.b, vertices, rays)
+    _check_support(system, vertices, rays, lineality, what, np.random.default_rng(seed), num_directions)
+
+
+def _check_soundness(system: ConstraintSystem, vertices, rays, lineality, what: str) -> None:
+    """Every vertex satisfies the rows, every ray and lineality vector their homogeneous versions (relative)."""
+    zero_b, zero_d = np.zeros_like(system.b), np.zeros_like(system.d)
+    for kind, vecs, rhs, eq_rhs in (
+        ("vertex", vertices, system.b, system.d),
+        ("ray", rays, zero_b, zero_d),
+        ("lineality", np.vstack([lineality, -lineality]), zero_b, zero_d),  # both signs: |a.l|
+    ):
         if not vecs.size:
             continue
-        norms = np.linalg.norm(vecs, axis=1)
-        resid_a = vecs @ A.T - rhs_on * b
-        resid_c = np.abs(vecs @ C.T - rhs_on * d)
-        if kind == "lineality":
-            resid_a = np.abs(resid_a)
-        scale = rhs_on * np.abs(table[:, 0])[None, :] + row_norm[None, :] * norms[:, None]
-        worst = np.max(np.hstack([resid_a, resid_c]) / np.maximum(scale, 1e-300), initial=-np.inf)
+        worst = np.max(worst_residuals(vecs, system, rhs, eq_rhs, relative=True), initial=-np.inf)
         if worst > CHECK_RTOL:
             raise RepresentationCheckError(
                 f"floating-point double description returned a {kind} outside the set "
-                f"(relative violation {worst:.3g} > {CHECK_RTOL:g}) for {num_ineq} inequalities "
-                f"in {n} dimensions. {ADVICE}, or pass arithmetic='exact'."
+                f"(relative violation {worst:.3g} > {CHECK_RTOL:g}) for {what}. "
+                f"{ADVICE}, or pass arithmetic='exact'."
             )
+
+
+def _check_support(system: ConstraintSystem, vertices, rays, lineality, what: str, rng, num_directions: int) -> None:
+    """``P`` and the generators reach as far in the row normals (32 at most) and ``num_directions`` random ones."""
+    A, b, C, d, n = system.A, system.b, system.C, system.d, system.dim
     # LP optima are accurate to HiGHS' feasibility tolerance (1e-7 absolute
     # on rows of norm ~1), scaled by how far the set reaches.
     reach = max(1.0, float(np.max(np.linalg.norm(vertices, axis=1), initial=0.0)))
-    if len(C) == 0 and len(lineality) == 0 and len(vertices):
-        _check_neighbours(A, b, vertices, rays)
-    rng = np.random.default_rng(seed)
     normals = A if len(A) <= MAX_ROW_DIRECTIONS else A[rng.choice(len(A), MAX_ROW_DIRECTIONS, replace=False)]
     directions = np.vstack([normals, rng.standard_normal((num_directions, n))])
     for c in directions:
@@ -198,7 +211,7 @@ def check_generators(
         if not same:
             raise RepresentationCheckError(
                 "floating-point double description returned an incomplete set of "
-                f"generators for {num_ineq} inequalities in {n} dimensions: in a test "
+                f"generators for {what}: in a test "
                 f"direction the set reaches {h_side:.6g} but the generators only "
                 f"{v_side:.6g} (a vertex or ray went missing or was misclassified). "
                 f"{ADVICE}, or pass arithmetic='exact' (slower, but exact)."

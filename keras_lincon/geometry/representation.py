@@ -15,14 +15,12 @@ import numpy as np
 import scipy.linalg
 
 from keras_lincon.errors import ConstraintShapeError, NonFiniteError, RepresentationCheckError
-from keras_lincon.geometry.system import CHECK_TOLERANCE, ConstraintSystem, violations
+from keras_lincon.geometry.residual import worst_residuals
+from keras_lincon.geometry.system import ConstraintSystem
+from keras_lincon.geometry.tolerances import CHECK_TOLERANCE, MERGE_RTOL, RANK_RTOL
 
-# Relative singular-value cut-off for ranks and null spaces.
-RANK_RTOL = 1e-10
-#: Generators closer than this (relative; see :func:`merge_close_rows`) are
-#: one generator. Below the 1e-8 of a thin triangle's short side, above the
-#: round-off of floating-point double description (~1e-13..1e-10).
-MERGE_RTOL = 1e-9
+# MERGE_RTOL (:mod:`.tolerances`): below the 1e-8 of a thin triangle's short
+# side, above the round-off of floating-point double description (~1e-13..1e-10).
 
 
 def merge_close_rows(rows, *, unit: bool = False, rtol: float = MERGE_RTOL) -> np.ndarray:
@@ -291,30 +289,11 @@ def check_representation(rep: VRepresentation, system: ConstraintSystem, tol: fl
     with tolerance ``tol``. For several vertex blocks, each vertex is checked
     after adding the other blocks' first vertices (a point of the Minkowski sum).
     """
-    A, b, C, d = system.A, system.b, system.C, system.d
-    zero_b, zero_d = np.zeros_like(b), np.zeros_like(d)
-    blocks = rep.block_vertices()
-    base = sum(v[0] for v in blocks)
-    points = np.vstack([base - blk[0] + blk for blk in blocks])
-
-    def worst(vectors, rhs_b, rhs_d):
-        if vectors.shape[0] == 0:
-            return -np.inf
-        return float(np.max(violations(vectors, A, rhs_b, C, rhs_d, relative=True)))
-
-    if rep._lineality is not None:
-        lin = rep._lineality
-        lineality = worst(np.vstack([lin, -lin]), zero_b, zero_d)
-    else:
-        rows = np.vstack([A, C])
-        basis = rep.row_space
-        outside = rows - (rows @ basis.T) @ basis
-        norms = np.maximum(np.linalg.norm(rows, axis=1), 1e-300)
-        lineality = float(np.max(np.linalg.norm(outside, axis=1) / norms)) if rows.size else -np.inf
+    zero_b, zero_d = np.zeros_like(system.b), np.zeros_like(system.d)
     checks = {
-        "vertex": worst(points, b, d),
-        "ray": worst(rep.rays, zero_b, zero_d),
-        "lineality": lineality,
+        "vertex": _worst_residual(_minkowski_points(rep), system, system.b, system.d),
+        "ray": _worst_residual(rep.rays, system, zero_b, zero_d),
+        "lineality": _lineality_residual(rep, system),
     }
     failed = {k: v for k, v in checks.items() if not v <= tol}
     if failed:
@@ -326,3 +305,32 @@ def check_representation(rep: VRepresentation, system: ConstraintSystem, tol: fl
             "give integer or rational coefficients (exact arithmetic), or use "
             "method='cdd'.",
         )
+
+
+def _minkowski_points(rep: VRepresentation) -> np.ndarray:
+    """(p, n): each vertex plus the first vertex of every other block (points of the Minkowski sum)."""
+    blocks = rep.block_vertices()
+    base = sum(v[0] for v in blocks)
+    return np.vstack([base - blk[0] + blk for blk in blocks])
+
+
+def _worst_residual(vectors: np.ndarray, system: ConstraintSystem, rhs, eq_rhs) -> float:
+    """The largest relative residual of (k, n) ``vectors`` on the rows (``-inf`` for none)."""
+    if vectors.shape[0] == 0:
+        return -np.inf
+    return float(np.max(worst_residuals(vectors, system, rhs, eq_rhs, relative=True)))
+
+
+def _lineality_residual(rep: VRepresentation, system: ConstraintSystem) -> float:
+    """How far the lineality space is from ``A l = 0, C l = 0``: an explicit basis by its residuals,
+    an implicit one by the part of each row of ``A`` and ``C`` outside ``row_space`` (relative)."""
+    if rep._lineality is not None:
+        lin = rep._lineality
+        return _worst_residual(np.vstack([lin, -lin]), system, np.zeros_like(system.b), np.zeros_like(system.d))
+    rows = np.vstack([system.A, system.C])
+    if not rows.size:
+        return -np.inf
+    basis = rep.row_space
+    outside = rows - (rows @ basis.T) @ basis
+    norms = np.maximum(np.linalg.norm(rows, axis=1), 1e-300)
+    return float(np.max(np.linalg.norm(outside, axis=1) / norms))
