@@ -122,7 +122,7 @@ def test_tflite_errors(tmp_path, monkeypatch):
         tflite.export_tflite(unbuilt, tmp_path / "m.tflite")
     with pytest.raises(klc.LinconError, match="verify_samples"):
         tflite.export_tflite(make_model("polytope_blocks"), tmp_path / "m.tflite", verify_samples=-1)
-    monkeypatch.setattr(keras.config, "backend", lambda: "jax")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(klc.LinconError, match="TensorFlow backend"):
         tflite.export_tflite(make_model("polytope_blocks"), tmp_path / "m.tflite")
 

@@ -84,3 +84,11 @@ def test_errors():
         OSQPProjector([[1.0, 0.0]], box=3.0)
     with pytest.raises(klc.LinconError, match="iterations"):
         ADMMProjection([[1.0, 0.0]], iterations=0)
+
+
+def test_missing_osqp_is_a_missing_dependency(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "osqp", None)  # `import osqp` now fails
+    with pytest.raises(klc.MissingDependencyError, match="pip install osqp"):
+        OSQPProjector([[1.0, 0.0]])

@@ -22,7 +22,7 @@ import numpy as np
 from keras import ops
 
 from keras_lincon import geometry
-from keras_lincon.errors import ConstraintShapeError, LinconError, ProjectionError
+from keras_lincon.errors import ConstraintShapeError, LinconError, MissingDependencyError, ProjectionError
 
 
 def _stacked_constraints(A, b, C, d, box):
@@ -58,7 +58,9 @@ class OSQPProjector:
         try:
             import osqp
         except ImportError:
-            raise ImportError("OSQPProjector needs OSQP: pip install osqp (or keras-lincon[projection]).") from None
+            raise MissingDependencyError(
+                "OSQPProjector needs OSQP: pip install osqp (or keras-lincon[projection])."
+            ) from None
         import scipy.sparse
 
         self.system, M, self.lower, self.upper = _stacked_constraints(A, b, C, d, box)

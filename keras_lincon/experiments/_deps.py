@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 
-from keras_lincon.errors import LinconError
+# the package's one class, so ``except keras_lincon.MissingDependencyError`` catches these too
+from keras_lincon.errors import MissingDependencyError
+
+__all__ = ["PIP_NAMES", "MissingDependencyError", "require"]
 
 #: import name -> what to pip install for it
 PIP_NAMES = {
@@ -16,12 +19,8 @@ PIP_NAMES = {
 }
 
 
-class MissingDependencyError(LinconError, ImportError):
-    """An optional package that a command needs is not installed."""
-
-
 def require(what: str, *modules: str) -> None:
-    """Raises :class:`MissingDependencyError` naming the pip packages when a module is missing.
+    """Raises :class:`~keras_lincon.MissingDependencyError` naming the pip packages when a module is missing.
 
     Finds modules without importing them (``importlib.util.find_spec``), so
     the check is instant even for TensorFlow.

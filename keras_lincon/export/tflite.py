@@ -32,6 +32,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_lincon._backend import require_tensorflow
 from keras_lincon.errors import ConstraintViolationError, LinconError
 from keras_lincon.layers import FLOAT32_TOLERANCE, LinearInequalityConstraint
 
@@ -46,20 +47,10 @@ _QUANTIZED_REFUSAL = (
     "violation 1.1e-3). Export float32 (optimizations=None, the default), or pass "
     "allow_infeasible=True if downstream code tolerates or repairs violations."
 )
-
-
-def _tensorflow():
-    if keras.config.backend() != "tensorflow":
-        raise LinconError(
-            f"export_tflite needs the TensorFlow backend; Keras runs on {keras.config.backend()!r}. "
-            "Set KERAS_BACKEND=tensorflow before importing keras and load the model there (a .keras "
-            "file moves between backends)."
-        )
-    try:
-        import tensorflow as tf
-    except ImportError as exc:  # pragma: no cover - TF backend implies TF
-        raise LinconError("export_tflite needs TensorFlow: pip install tensorflow.") from exc
-    return tf
+_QUANTIZED_WARNING = (
+    "export_tflite: optimizations requested with allow_infeasible=True; outputs of the "
+    "constraint layer are NOT guaranteed feasible (quantized generators)."
+)
 
 
 def _input_spec(model: keras.Model, tf):
@@ -118,7 +109,7 @@ def run_tflite(model_content: bytes | str | os.PathLike, x: np.ndarray) -> np.nd
     Returns:
         (batch, ...) outputs as numpy.
     """
-    tf = _tensorflow()
+    tf = require_tensorflow("run_tflite")
     if not isinstance(model_content, bytes):
         model_content = Path(model_content).read_bytes()
     interpreter = _interpreter(model_content, tf)
@@ -167,40 +158,58 @@ def export_tflite(
 ) -> Path:
     """Writes ``model`` as a TensorFlow Lite flatbuffer whose outputs stay feasible.
 
-    The model is traced through a Keras ``ExportArchive`` (as Keras's own
-    LiteRT export does) and converted with TFLite's builtin ops only, so the
-    stock interpreter runs it without the Flex delegate. The batch size stays
-    dynamic (``interpreter.resize_tensor_input``). Afterwards the file is run
-    on ``verify_samples`` standard-normal inputs: its outputs must match the
-    Keras model (within 1e-4 of the output scale) and, when the model ends in
-    a :class:`~keras_lincon.LinearInequalityConstraint` (or is a
+    Converted with TFLite's builtin ops only (no Flex delegate), with a dynamic
+    batch size. The file then runs on ``verify_samples`` standard-normal inputs:
+    it must match the Keras model (within 1e-4 of the output scale) and, when the
+    model ends in a :class:`~keras_lincon.LinearInequalityConstraint` (or is a
     :class:`~keras_lincon.ConstrainedVAE`), satisfy the layer's tolerance.
 
     Args:
-        model: a built Keras model with one input (``(batch, ...)`` floats),
-            e.g. a Sequential ending in the constraint layer, or a
-            ConstrainedVAE (exports its reconstruction ``x -> decode(encode(x))``).
-        path: output file (conventionally ``*.tflite``); parent folders are created.
-        optimizations: TFLite ``converter.optimizations``, e.g.
-            ``[tf.lite.Optimize.DEFAULT]``. These quantize the generator
-            matrices and break feasibility, so they are refused unless
-            ``allow_infeasible=True``.
-        allow_infeasible: accept optimizations anyway (a warning is issued
-            and the feasibility check is skipped).
-        input_signature: optional ``[tf.TensorSpec((None, ...), tf.float32)]``
-            for a model without ``keras.Input``.
+        model: a built model with one input, ``(batch, ...)`` floats -> ``(batch, ...)``
+            (e.g. a Sequential ending in the layer; a ConstrainedVAE exports its reconstruction).
+        path: output file (``*.tflite``); parent folders are created.
+        optimizations: TFLite ``converter.optimizations`` (e.g. ``[tf.lite.Optimize.DEFAULT]``);
+            they quantize the generator matrices and break feasibility, so they are
+            refused unless ``allow_infeasible=True`` (then a warning, and no check).
+        allow_infeasible: see ``optimizations``.
+        input_signature: ``[tf.TensorSpec((None, ...), tf.float32)]`` for a model without ``keras.Input``.
         verify_samples: batch size of the check after conversion; 0 skips it.
 
     Returns:
         The written path.
 
     Raises:
-        LinconError: another backend, an unbuilt model, several inputs,
-            optimizations without ``allow_infeasible``, or a conversion that
-            changed the outputs. ConstraintViolationError: the converted
-            model's outputs are infeasible.
+        LinconError: another backend, an unbuilt model, several inputs, optimizations
+            without ``allow_infeasible``, or a conversion that changed the outputs.
+        ConstraintViolationError: the converted model's outputs are infeasible.
+
+    Example:
+        >>> import keras, numpy as np, tempfile, keras_lincon as klc
+        >>> from keras_lincon.export import export_tflite, run_tflite
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4),
+        ...                           klc.LinearInequalityConstraint(klc.monotone_chain(4))])
+        >>> path = export_tflite(model, tempfile.mkdtemp() + "/chain.tflite")
+        >>> y = run_tflite(path, np.ones((5, 3)))  # (5, 4), each row increasing
+        >>> bool(np.all(np.diff(y, axis=1) >= -1e-5))
+        True
     """
-    tf = _tensorflow()
+    tf = require_tensorflow("export_tflite")
+    optimizations = _checked_optimizations(optimizations, allow_infeasible)
+    _check_model(model, verify_samples)
+    spec = _signature_spec(model, input_signature, tf)
+    blob = _convert(model, spec, optimizations, tf)
+    if optimizations:
+        warnings.warn(_QUANTIZED_WARNING, RuntimeWarning, stacklevel=2)
+    elif verify_samples:
+        _verify(model, blob, spec, tf, verify_samples)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+    return path
+
+
+def _checked_optimizations(optimizations, allow_infeasible: bool) -> list:
+    """``optimizations`` as a list (a single ``tf.lite.Optimize`` member becomes one); refused unless allowed."""
     if optimizations is None:
         optimizations = []
     elif isinstance(optimizations, (list, tuple, set, frozenset)):
@@ -209,16 +218,27 @@ def export_tflite(
         optimizations = [optimizations]
     if optimizations and not allow_infeasible:
         raise LinconError(_QUANTIZED_REFUSAL)
+    return optimizations
+
+
+def _check_model(model: keras.Model, verify_samples) -> None:
     if not model.built:
         raise LinconError("build the model (call it once or fit it) before exporting.")
     if not isinstance(verify_samples, int) or verify_samples < 0:
         raise LinconError(f"verify_samples must be a non-negative int; got {verify_samples!r}.")
+
+
+def _signature_spec(model: keras.Model, input_signature: Sequence | None, tf):
+    """The TensorSpec of the one input: the given one, else the model's."""
     if input_signature is None:
-        spec = _input_spec(model, tf)
-    else:
-        if len(input_signature) != 1:
-            raise LinconError("export_tflite supports models with one input: pass one TensorSpec.")
-        spec = input_signature[0]
+        return _input_spec(model, tf)
+    if len(input_signature) != 1:
+        raise LinconError("export_tflite supports models with one input: pass one TensorSpec.")
+    return input_signature[0]
+
+
+def _convert(model: keras.Model, spec, optimizations: list, tf) -> bytes:
+    """The TFLite flatbuffer of ``model`` on ``spec``, builtin ops only (through a temporary SavedModel)."""
     with tempfile.TemporaryDirectory() as saved_model_dir:
         archive = keras.export.ExportArchive()
         archive.track(model)
@@ -229,23 +249,10 @@ def export_tflite(
         if optimizations:
             converter.optimizations = optimizations
         try:
-            blob = converter.convert()
+            return converter.convert()
         except Exception as exc:  # converter errors are long MLIR dumps
             raise LinconError(
                 f"TFLite could not convert the model with builtin ops ({type(exc).__name__}: "
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). Export a SavedModel "
                 "(keras_lincon.export.serving.export_for_serving) or ONNX (model.export(path, format='onnx')) instead."
             ) from exc
-    if optimizations:
-        warnings.warn(
-            "export_tflite: optimizations requested with allow_infeasible=True; outputs of the "
-            "constraint layer are NOT guaranteed feasible (quantized generators).",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    elif verify_samples:
-        _verify(model, blob, spec, tf, verify_samples)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(blob)
-    return path

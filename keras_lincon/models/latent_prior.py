@@ -1,7 +1,7 @@
 """The latent prior ``p(u)`` of :class:`~keras_lincon.ConstrainedVAE`, on TensorFlow Probability.
 
-TensorFlow backend only: :func:`require_tensorflow_backend` fails early, with
-the fix, on the others. :class:`LatentPrior` holds the prior's parameters,
+TensorFlow backend only: :func:`keras_lincon._backend.require_tensorflow`
+fails early, with the fix, on the others. :class:`LatentPrior` holds the prior's parameters,
 draws samples outside XLA and computes the KL term.
 """
 
@@ -13,28 +13,22 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_lincon.errors import LinconError
+from keras_lincon._backend import SUPPORTED_BACKENDS, require_tensorflow
+from keras_lincon.errors import LinconError, MissingDependencyError
 
-#: Keras backends on which ConstrainedVAE runs (TFP's JAX substrate was tried, see the class docstring).
-SUPPORTED_BACKENDS = ("tensorflow",)
+__all__ = ["SUPPORTED_BACKENDS", "LatentPrior", "require_tensorflow_backend", "tfp_distributions"]
 
 
-def require_tensorflow_backend(what: str) -> None:
-    """Fails early, with the fix, instead of deep inside TFP or a train step."""
-    backend = keras.backend.backend()
-    if backend not in SUPPORTED_BACKENDS:
-        raise LinconError(
-            f"{what} works only on the Keras backends {list(SUPPORTED_BACKENDS)}; this Keras runs on "
-            f"{backend!r}. Set KERAS_BACKEND=tensorflow before importing keras (the "
-            "LinearInequalityConstraint layer itself also works on JAX and PyTorch)."
-        )
+#: The name this module exported before the one check moved to keras_lincon._backend.
+require_tensorflow_backend = require_tensorflow
 
 
 def tfp_distributions():
+    """``tensorflow_probability.distributions``; raises :class:`~keras_lincon.MissingDependencyError` without TFP."""
     try:
         import tensorflow_probability as tfp
     except ImportError as exc:  # pragma: no cover - install problem
-        raise ImportError(
+        raise MissingDependencyError(
             "ConstrainedVAE needs TensorFlow Probability with tf-keras: "
             "pip install 'keras-lincon[probability]' (tensorflow-probability, tf-keras)."
         ) from exc
@@ -63,11 +57,27 @@ class LatentPrior(keras.layers.Layer):
     Call:
         ``u, kl = prior_layer(mean, logvar)``: ``mean, logvar`` (batch, D) ->
         ``u`` (batch, D), ``kl`` (batch,).
+
+    Raises:
+        LinconError: Keras does not run on TensorFlow, or ``prior`` is an
+            unknown string (at construction); a distribution whose event
+            shape is not ``[D]`` (when first used); :meth:`get_config` of a
+            custom TFP prior (it has no Keras config).
+        MissingDependencyError: TensorFlow Probability is not installed.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_lincon import LatentPrior
+        >>> prior = LatentPrior(2)  # standard normal p(u)
+        >>> mean = np.array([[0.0, 0.0], [1.0, -1.0]], "float32")
+        >>> u, kl = prior(mean, np.zeros((2, 2), "float32"))  # q(u|x) = N(mean, I)
+        >>> tuple(u.shape), np.round(np.asarray(kl), 6).tolist()  # KL = |mean|^2 / 2
+        ((2, 2), [0.0, 1.0])
     """
 
     def __init__(self, latent_dim: int, prior: None | str | Callable | object = None, components: int = 10, **kwargs):
         super().__init__(**kwargs)
-        require_tensorflow_backend("ConstrainedVAE's TFP prior")
+        require_tensorflow("ConstrainedVAE's TFP prior")
         if isinstance(prior, str) and prior not in ("normal", "mixture"):
             raise LinconError(f"prior must be 'normal', 'mixture', a tfd.Distribution or a callable; got {prior!r}.")
         self.latent_dim, self.spec, self.components = int(latent_dim), prior, int(components)
