@@ -2,9 +2,12 @@
 
 TensorFlow backend only (TFP distributions, ``tf.function`` sampling); the
 constraint is the backend-neutral :class:`~keras_lincon.LinearInequalityConstraint`.
-:class:`~keras_lincon.models.latent_prior.LatentPrior` (in ``priors.py``) holds everything
-about ``p(u)``; :class:`ConstrainedVAE` trains with Keras's own train/test
-steps through its ``compute_loss``.
+:class:`~keras_lincon.models.latent_prior.LatentPrior` holds everything about
+``p(u)``; :class:`ConstrainedVAE` trains with Keras's own train/test steps
+through its ``compute_loss``. Two mixins hold the rest:
+:class:`~keras_lincon.models.vae_conditioning.RhsConditioning` (the output
+layer and per-example right-hand sides) and
+:class:`~keras_lincon.models.vae_saving.VAESaving` (config and file layout).
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_lincon._backend import SUPPORTED_BACKENDS, require_tensorflow
 from keras_lincon.errors import ConstraintShapeError, LinconError
 
 # the module, not the class: the package's registration hook may import this module while
 # keras_lincon.layers.constraint_violation, importing Keras, is still initializing
 from keras_lincon.layers import LinearInequalityConstraint, constraint_violation
-from keras_lincon.models.latent_prior import (
-    SUPPORTED_BACKENDS,
-    LatentPrior,
-    require_tensorflow_backend,
-    tfp_distributions,
-)
+from keras_lincon.models.latent_prior import LatentPrior, tfp_distributions
+from keras_lincon.models.vae_conditioning import RhsConditioning
+from keras_lincon.models.vae_saving import VAESaving
 
 __all__ = ["SUPPORTED_BACKENDS", "ConstrainedVAE", "LatentPrior"]  # LatentPrior: its 0.1.0 home
 
@@ -45,22 +46,6 @@ def _one_input_shape(encoder, input_shape) -> tuple:
     return tuple(int(s) for s in input_shape)
 
 
-def _output_layer(config: dict | None, A, output_shape: tuple, **constraint_kwargs) -> keras.layers.Layer:
-    """The VAE's output layer: from a saved config (no double description), Dense for ``A=None``."""
-    n_out = int(np.prod(output_shape))
-    if config is not None:
-        layer = keras.saving.deserialize_keras_object(config)
-    elif A is None:
-        layer = keras.layers.Dense(n_out, name="unconstrained_output")
-    else:
-        layer = LinearInequalityConstraint(A, name="constrained_output", **constraint_kwargs)
-    if getattr(layer, "units", n_out) != n_out:
-        raise ConstraintShapeError(
-            f"A has {layer.units} columns but output_shape {output_shape} has {n_out} values; they must match."
-        )
-    return layer
-
-
 def _latent_layer(config: dict | None, latent_A, latent_b) -> keras.layers.Layer | None:
     if config is not None:
         return keras.saving.deserialize_keras_object(config)
@@ -69,8 +54,22 @@ def _latent_layer(config: dict | None, latent_A, latent_b) -> keras.layers.Layer
     return None
 
 
+def _check_arguments(latent_dim, likelihood_scale) -> None:
+    if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
+        raise LinconError(f"latent_dim must be a positive int; got {latent_dim!r}.")
+    if not (likelihood_scale == "learned" or (isinstance(likelihood_scale, (int, float)) and likelihood_scale > 0)):
+        raise LinconError(f"likelihood_scale must be a positive float or 'learned'; got {likelihood_scale!r}.")
+
+
+def _violation_metric(output_layer: keras.layers.Layer):
+    """``max_violation``: of the constraint layer's rows; ``-inf`` for the twin's Dense output."""
+    if isinstance(output_layer, LinearInequalityConstraint):
+        return constraint_violation.ConstraintViolation(output_layer)
+    return constraint_violation.ConstraintViolation(units=output_layer.units)
+
+
 @keras.saving.register_keras_serializable(package="keras_lincon")
-class ConstrainedVAE(keras.Model):
+class ConstrainedVAE(RhsConditioning, VAESaving, keras.Model):
     """Variational autoencoder whose reconstructions and samples satisfy ``A x <= b``.
 
     ``encoder`` maps inputs to features and ``decoder`` maps latent codes to
@@ -134,6 +133,18 @@ class ConstrainedVAE(keras.Model):
         kl_weight: weight of the KL term (1.0 = ELBO).
         input_shape: shape of one input; default: ``encoder.input_shape``.
 
+    Call:
+        ``vae(x)``: inputs (batch, *input_shape), or the pair ``(x, b_s)``
+        with ``rhs_input`` -> reconstructions (batch, *output_shape).
+
+    Raises:
+        LinconError: Keras is not on the TensorFlow backend; a bad
+            ``latent_dim``, ``likelihood_scale`` or ``prior``; no input shape;
+            ``rhs_input`` without ``A``; at use, inputs or ``rhs=`` that do not
+            match ``rhs_input``; ``sample_weight`` or a compiled ``loss``.
+        ConstraintShapeError: ``A``'s columns are not the number of output
+            values, or the decoder does not give flat (batch, k) features.
+
     Example:
         >>> import keras, numpy as np, keras_lincon as klc
         >>> images = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8)).astype("float32")
@@ -176,38 +187,24 @@ class ConstrainedVAE(keras.Model):
         latent_layer: dict | None = None,  # from a saved config
         **kwargs,
     ):
-        require_tensorflow_backend("ConstrainedVAE")
+        require_tensorflow("ConstrainedVAE")
         super().__init__(**kwargs)
-        if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
-            raise LinconError(f"latent_dim must be a positive int; got {latent_dim!r}.")
-        input_shape = _one_input_shape(encoder, input_shape)
-        if not (likelihood_scale == "learned" or (isinstance(likelihood_scale, (int, float)) and likelihood_scale > 0)):
-            raise LinconError(f"likelihood_scale must be a positive float or 'learned'; got {likelihood_scale!r}.")
+        _check_arguments(latent_dim, likelihood_scale)
         self.latent_dim = int(latent_dim)
         # Tracked first, so the optimizer sees the variables in 0.1.0's order.
         self.latent_prior = LatentPrior(self.latent_dim, prior, prior_components, name="latent_prior")
         self.encoder, self.decoder = encoder, decoder
-        self.sample_input_shape = input_shape
+        self.sample_input_shape = _one_input_shape(encoder, input_shape)
         self.sample_output_shape = tuple(int(s) for s in (output_shape or self.sample_input_shape))
         self.kl_weight = float(kl_weight)
         self.likelihood_scale = likelihood_scale
         self.posterior_head = keras.layers.Dense(2 * self.latent_dim, name="posterior")
         rows = dict(b=b, C=C, d=d, box=box, nonneg=nonneg, scaling=scaling, scaled_rows=scaled_rows)
-        if rhs_input:
-            if A is None and output_layer is None:
-                raise LinconError("rhs_input=True needs constraint rows A whose b_s is the input; A is None.")
-            rows["rhs_input"] = rhs_input
-        self.output_constraint = _output_layer(output_layer, A, self.sample_output_shape, **rows)
-        self.rhs_input = bool(getattr(self.output_constraint, "rhs_input", False))
-        self.rhs_dim = sum(self.output_constraint._rhs_sizes) if self.rhs_input else 0
+        self._add_output_constraint(output_layer, A, rows, rhs_input)  # also sets rhs_input, rhs_dim
         self.latent_constraint = _latent_layer(latent_layer, latent_A, latent_b)
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
-        self.violation_tracker = (
-            constraint_violation.ConstraintViolation(self.output_constraint)
-            if isinstance(self.output_constraint, LinearInequalityConstraint)
-            else constraint_violation.ConstraintViolation(units=self.output_constraint.units)  # no rows: -inf
-        )
+        self.violation_tracker = _violation_metric(self.output_constraint)
         self._compiled_sampler = None
         # Built now: a model whose forward pass fit never traces symbolically
         # would otherwise be saved without its weights.
@@ -243,50 +240,6 @@ class ConstrainedVAE(keras.Model):
     def prior_sample(self, num, seed_pair):
         """``num`` draws of ``u ~ p(u)``, (num, latent_dim); see :meth:`LatentPrior.sample`."""
         return self.latent_prior.sample(num, seed_pair)
-
-    def _split(self, inputs):
-        """``inputs`` -> ``(x, b_s)``; ``b_s`` is None unless ``rhs_input``."""
-        if not self.rhs_input:
-            return inputs, None
-        if not (isinstance(inputs, (list, tuple)) and len(inputs) == 2):
-            raise LinconError(
-                "this ConstrainedVAE takes its constraints' right-hand sides as an input (rhs_input=True): "
-                "call and fit it on pairs (x, b_s), e.g. vae.fit((images, b_s)), with b_s of shape "
-                f"(batch, {self.rhs_dim})."
-            )
-        return inputs[0], ops.cast(inputs[1], "float32")
-
-    def _rhs(self, rhs, num=None):
-        """Checks ``rhs`` against ``rhs_input``; (m_in,) is repeated to ``num`` rows."""
-        if not self.rhs_input:
-            if rhs is not None:
-                raise LinconError("rhs= is only for a ConstrainedVAE built with rhs_input=True.")
-            return None
-        if rhs is None:
-            raise LinconError(
-                f"this ConstrainedVAE needs rhs= (b_s of shape (batch, {self.rhs_dim}) or ({self.rhs_dim},))."
-            )
-        rhs = ops.cast(rhs, "float32")
-        if len(rhs.shape) not in (1, 2) or rhs.shape[-1] not in (None, self.rhs_dim):
-            raise LinconError(
-                f"rhs must have shape (batch, {self.rhs_dim}) or ({self.rhs_dim},); got {tuple(rhs.shape)}."
-            )
-        if len(rhs.shape) == 1 and num is not None:
-            rhs = ops.broadcast_to(rhs[None], (num, self.rhs_dim))
-        return rhs
-
-    def _constrain(self, features, rhs):
-        """The output layer on ``features``; ``rhs`` (batch, rhs_dim) is split into the layer's inputs
-        (``[b, d]`` when both are inputs: ``b`` first)."""
-        if not self.rhs_input:
-            return self.output_constraint(features)
-        sizes = self.output_constraint._rhs_sizes
-        parts = [rhs] if len(sizes) == 1 else [rhs[:, : sizes[0]], rhs[:, sizes[0] :]]
-        return self.output_constraint([features, *parts])
-
-    def _with_rhs(self, z, rhs):
-        """``[z, b_s]`` along the last axis (the conditioning of the posterior head and the decoder)."""
-        return z if rhs is None else ops.concatenate([z, ops.cast(rhs, z.dtype)], axis=-1)
 
     def _posterior_params(self, x, rhs=None, training=False):
         features = self.encoder(x, training=training)
@@ -383,51 +336,3 @@ class ConstrainedVAE(keras.Model):
         if self.likelihood_scale == "learned":
             return tf.exp(tf.convert_to_tensor(self.log_likelihood_scale))
         return tf.constant(float(self.likelihood_scale))
-
-    # ---------------------------------------------------------- serialization
-
-    def _stored_variables(self) -> list:
-        # 0.1.0 files hold the prior's parameters among the model's own
-        # variables, after log_likelihood_scale; new files keep that layout.
-        return self._trainable_variables + self._non_trainable_variables + self.latent_prior.parameters
-
-    def save_own_variables(self, store):
-        for i, variable in enumerate(self._stored_variables()):
-            store[f"{i}"] = variable
-
-    def load_own_variables(self, store):
-        variables = self._stored_variables()
-        if len(store.keys()) != len(variables):
-            raise LinconError(
-                f"the file holds {len(store.keys())} variables of the ConstrainedVAE itself, this model "
-                f"has {len(variables)} ({[v.name for v in variables]}); build it with the file's "
-                "prior, prior_components and likelihood_scale."
-            )
-        for i, variable in enumerate(variables):
-            variable.assign(store[f"{i}"])
-
-    def get_config(self):
-        prior = self.latent_prior.get_config()  # raises for a custom TFP prior
-        ser = keras.saving.serialize_keras_object
-        return {
-            **super().get_config(),
-            "encoder": ser(self.encoder),
-            "decoder": ser(self.decoder),
-            "latent_dim": self.latent_dim,
-            "prior": prior["prior"],
-            "prior_components": prior["components"],
-            "output_shape": list(self.sample_output_shape),
-            "input_shape": list(self.sample_input_shape),
-            "likelihood_scale": self.likelihood_scale,
-            "kl_weight": self.kl_weight,
-            "output_layer": ser(self.output_constraint),
-            "latent_layer": ser(self.latent_constraint) if self.latent_constraint is not None else None,
-            **({"rhs_input": self.output_constraint.rhs_input} if self.rhs_input else {}),  # absent from older configs
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
-        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
-        return cls(encoder, decoder, **config)

@@ -43,6 +43,7 @@ import sys
 import time
 
 from keras_lincon._backend import require_tensorflow
+from keras_lincon.errors import LinconError
 
 
 def _checkpoint_writer_dir(strategy, checkpoint_dir: str) -> tuple[str, bool]:
@@ -67,13 +68,11 @@ def fit_distributed(
     """Trains ``model`` with its own ``train_step`` under ``strategy.run``.
 
     Args:
-        model: a compiled Keras model (a Sequential/functional model with a
-            loss, or a :class:`~keras_lincon.ConstrainedVAE`), created and
-            compiled inside ``strategy.scope()``.
-        dataset: a ``tf.data.Dataset`` of batches of the **global** batch
-            size (each worker reads the whole dataset; the strategy shards it).
-        epochs: the total number of passes over ``dataset``, counting those a
-            resumed run already finished.
+        model: a compiled Keras model (with a loss, or a
+            :class:`~keras_lincon.ConstrainedVAE`), created and compiled inside ``strategy.scope()``.
+        dataset: a ``tf.data.Dataset`` of batches of the **global** batch size,
+            e.g. ``(x, y)`` of shapes (batch, ...) (each worker reads all of it; the strategy shards it).
+        epochs: the total number of passes over ``dataset``, counting those a resumed run already finished.
         strategy: default: the model's ``distribute_strategy``.
         verbose: 1 prints one line per epoch (to stderr).
         checkpoint_dir: save model, optimizer and epoch count here after
@@ -88,49 +87,76 @@ def fit_distributed(
         LinconError: Keras is not on the TensorFlow backend, bad arguments, or
             a checkpoint in ``checkpoint_dir`` that belongs to another model.
         ValueError: the model is not compiled.
+
+    Example:
+        >>> import keras, numpy as np, tensorflow as tf, keras_lincon as klc
+        >>> strategy = tf.distribute.MirroredStrategy()  # MultiWorkerMirroredStrategy on a cluster
+        >>> with strategy.scope():
+        ...     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4),
+        ...                               klc.LinearInequalityConstraint(klc.monotone_chain(4))])
+        ...     model.compile(optimizer="adam", loss="mse")
+        >>> data = tf.data.Dataset.from_tensor_slices((np.ones((8, 3)), np.ones((8, 4)))).batch(4)
+        >>> history = klc.fit_distributed(model, data, epochs=2, verbose=0)
+        >>> sorted(history), len(history["loss"])
+        (['loss'], 2)
     """
     tf = require_tensorflow("fit_distributed")
-    from keras_lincon.errors import LinconError
-
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise LinconError(f"epochs must be a non-negative integer; got {epochs!r}.")
     strategy = strategy or model.distribute_strategy
+    _build_for_training(model, strategy, dataset)
+    # The epoch counter is a plain (not mirrored) variable: only Python reads it.
+    done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    save = None
+    if checkpoint_dir is not None:
+        save = _resume_and_checkpoint(model, done, strategy, os.fspath(checkpoint_dir), max_to_keep, verbose)
+    return _train_epochs(model, strategy, dataset, done, epochs, save, verbose)
+
+
+def _build_for_training(model, strategy, dataset) -> None:
+    """Builds the optimizer, and the compiled losses and metrics outside the replica context, as ``fit`` does."""
     if getattr(model, "optimizer", None) is None:
         raise ValueError("compile the model (inside strategy.scope()) before fit_distributed.")
     first = next(iter(dataset))
     with strategy.scope():
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        # Builds compiled losses and metrics outside the replica context, as fit does.
         model._symbolic_build(data_batch=first)
 
-    # The epoch counter is a plain (not mirrored) variable: only Python reads it.
-    done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-    save = None
-    if checkpoint_dir is not None:
-        checkpoint_dir = os.fspath(checkpoint_dir)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epochs_done=done)
-        latest = tf.train.latest_checkpoint(checkpoint_dir)
-        if latest:
-            # Every variable of this model and optimizer must find its saved value: a
-            # checkpoint of another architecture fails here instead of half-loading.
-            try:
-                checkpoint.restore(latest).assert_existing_objects_matched()
-            except (AssertionError, ValueError, tf.errors.OpError) as exc:
-                raise LinconError(
-                    f"the checkpoint {latest} does not match this model and optimizer "
-                    f"({' '.join(str(exc).split())[:300]}); use another checkpoint_dir or delete it."
-                ) from None
-            if verbose:
-                print(f"resuming from {latest} after epoch {int(done.numpy())}", file=sys.stderr)
-        write_dir, is_chief = _checkpoint_writer_dir(strategy, checkpoint_dir)
-        manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_to_keep if is_chief else 1)
 
-        def save(epoch_number: int) -> None:
-            # Every worker saves (variables may need all of them); only the chief's copy is kept.
-            manager.save(checkpoint_number=epoch_number)
-            if not is_chief:
-                shutil.rmtree(write_dir, ignore_errors=True)
+def _resume_and_checkpoint(model, done, strategy, checkpoint_dir: str, max_to_keep: int, verbose: int):
+    """Restores the latest checkpoint in ``checkpoint_dir`` (if any); returns ``save(epoch_number)``."""
+    import tensorflow as tf
+
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epochs_done=done)
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    if latest:
+        # Every variable of this model and optimizer must find its saved value: a
+        # checkpoint of another architecture fails here instead of half-loading.
+        try:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as exc:
+            raise LinconError(
+                f"the checkpoint {latest} does not match this model and optimizer "
+                f"({' '.join(str(exc).split())[:300]}); use another checkpoint_dir or delete it."
+            ) from None
+        if verbose:
+            print(f"resuming from {latest} after epoch {int(done.numpy())}", file=sys.stderr)
+    write_dir, is_chief = _checkpoint_writer_dir(strategy, checkpoint_dir)
+    manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_to_keep if is_chief else 1)
+
+    def save(epoch_number: int) -> None:
+        # Every worker saves (variables may need all of them); only the chief's copy is kept.
+        manager.save(checkpoint_number=epoch_number)
+        if not is_chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+    return save
+
+
+def _train_epochs(model, strategy, dataset, done, epochs: int, save, verbose: int) -> dict:
+    """Runs the epochs after ``done`` up to ``epochs``; returns their history."""
+    import tensorflow as tf
 
     distributed = strategy.experimental_distribute_dataset(dataset)
 
