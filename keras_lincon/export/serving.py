@@ -164,7 +164,8 @@ def export_for_serving(
             ``InvalidArgument``); a sample costs about 4 bytes per output value.
 
     Returns:
-        The version folder.
+        The version folder; its signatures, with their input names and shapes,
+        are listed in this module's docstring.
 
     Raises:
         GeneratorMismatchError: a constraint layer's generator weights do
@@ -172,27 +173,18 @@ def export_for_serving(
         LinconError: Keras is not on the TensorFlow backend, bad version or
             ``max_samples``, an existing folder (without ``overwrite``, or one
             that is not a SavedModel), or a model without input.
+
+    Example:
+        >>> import keras, tempfile, tensorflow as tf, keras_lincon as klc
+        >>> model = keras.Sequential([keras.Input((3,), name="features"), keras.layers.Dense(4),
+        ...                           klc.LinearInequalityConstraint(klc.monotone_chain(4))])
+        >>> path = klc.export_for_serving(model, tempfile.mkdtemp())
+        >>> path.name, list(tf.saved_model.load(str(path)).signatures)
+        ('1', ['serving_default'])
     """
     require_tensorflow("export_for_serving")
-    for name, value in (("version", version), ("max_samples", max_samples)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise LinconError(f"{name} must be a positive integer; got {value!r}.")
-    if max_samples > 2**31 - 1:
-        raise LinconError(f"max_samples must fit in int32 (num_samples is an int32 input); got {max_samples}.")
-    target = Path(base_dir) / str(version)
-    if target.exists() or target.is_symlink():
-        if not overwrite:
-            raise LinconError(f"{target} exists; pass overwrite=True or choose another version.")
-        if (
-            target.is_symlink()
-            or not target.is_dir()
-            or not ((target / "saved_model.pb").is_file() or (target / "saved_model.pbtxt").is_file())
-        ):
-            raise LinconError(
-                f"{target} exists and is not a SavedModel folder (no saved_model.pb); "
-                "overwrite=True only replaces SavedModels: move it away or choose another version."
-            )
-        shutil.rmtree(target)
+    _check_counts(version, max_samples)
+    target = _cleared_version_folder(Path(base_dir) / str(version), overwrite)
     if not model.built:
         raise LinconError("build the model (call it once or fit it) before exporting.")
     # A server must never get generators that do not match the constraints.
@@ -204,6 +196,34 @@ def export_for_serving(
             archive.add_endpoint(name=name, fn=fn, input_signature=signature)
     target.parent.mkdir(parents=True, exist_ok=True)
     archive.write_out(str(target), verbose=False)
+    return target
+
+
+def _check_counts(version: int, max_samples: int) -> None:
+    """Both positive ints; ``max_samples`` also fits the signature's int32 ``num_samples``."""
+    for name, value in (("version", version), ("max_samples", max_samples)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise LinconError(f"{name} must be a positive integer; got {value!r}.")
+    if max_samples > 2**31 - 1:
+        raise LinconError(f"max_samples must fit in int32 (num_samples is an int32 input); got {max_samples}.")
+
+
+def _cleared_version_folder(target: Path, overwrite: bool) -> Path:
+    """``target``, free to write: an existing SavedModel there is removed with ``overwrite``, anything else refused."""
+    if not (target.exists() or target.is_symlink()):
+        return target
+    if not overwrite:
+        raise LinconError(f"{target} exists; pass overwrite=True or choose another version.")
+    if (
+        target.is_symlink()
+        or not target.is_dir()
+        or not ((target / "saved_model.pb").is_file() or (target / "saved_model.pbtxt").is_file())
+    ):
+        raise LinconError(
+            f"{target} exists and is not a SavedModel folder (no saved_model.pb); "
+            "overwrite=True only replaces SavedModels: move it away or choose another version."
+        )
+    shutil.rmtree(target)
     return target
 
 
