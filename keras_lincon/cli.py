@@ -153,15 +153,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; building it imports neither Keras nor TensorFlow."""
-    from keras_lincon.experiments.checkerboard_projection import (
-        DATA_CHOICES,
-        SCALING_CHOICES,
-        add_arguments,
-        positive_int,
-    )
-
     parser = argparse.ArgumentParser(prog="keras-lincon", description="Hard linear constraints for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_vae(sub)
+    _add_toy(sub)
+    _add_bench(sub)
+    _add_proxy(sub)
+    _add_export(sub)
+    _add_generators(sub)
+    return parser
+
+
+def _add_vae(sub) -> None:
+    from keras_lincon.experiments.checkerboard_projection import DATA_CHOICES, SCALING_CHOICES, positive_int
+
     vae = sub.add_parser("vae", help="train a constrained VAE and its unconstrained twin; write a report")
     vae.add_argument("--quick", action="store_true", help="seconds-long run on digits (for tests)")
     vae.add_argument("--data", choices=DATA_CHOICES)
@@ -173,15 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SCALING_CHOICES,
         help="box treatment of the constraint layer (default per_block; global = the paper)",
     )
-    vae.add_argument("--out", help="output folder (default runs/vae, runs/vae-quick with --quick)")
-    vae.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    _add_output_arguments(vae, "vae")
     vae.set_defaults(func=_cmd_vae)
+
+
+def _add_toy(sub) -> None:
+    from keras_lincon.experiments.checkerboard_projection import add_arguments
+
     toy = sub.add_parser("toy", help="the paper's toy experiment: learn the checkerboard projection")
     add_arguments(toy)
     toy.set_defaults(func=_cmd_toy)
+
+
+def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="inference: layer vs Dense + OSQP / batched projection")
     bench.add_argument("--quick", action="store_true")
     bench.set_defaults(func=_cmd_bench)
+
+
+def _add_proxy(sub) -> None:
+    from keras_lincon.experiments.checkerboard_projection import SCALING_CHOICES, positive_int
+
     proxy = sub.add_parser(
         "proxy", help="optimization proxy for DC3's QP: MLP + constraint layer trained on the objective alone"
     )
@@ -215,9 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="test rows with a reference optimum (default all; 256 for --problem large)",
     )
     proxy.add_argument("--quick", action="store_true", help="seconds-long run on a few rows (for tests)")
-    proxy.add_argument("--out", help="output folder (default runs/proxy, runs/proxy-quick with --quick)")
-    proxy.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    _add_output_arguments(proxy, "proxy")
     proxy.set_defaults(func=_cmd_proxy)
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """``--out`` and ``--overwrite`` of a command that writes its results to ``runs/<command>``."""
+    parser.add_argument("--out", help=f"output folder (default runs/{command}, runs/{command}-quick with --quick)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+
+
+def _add_export(sub) -> None:
+    from keras_lincon.experiments.checkerboard_projection import positive_int
+
     export = sub.add_parser("export", help="export a .keras model as a SavedModel for TF Serving")
     export.add_argument("model", help="path of a .keras file")
     export.add_argument("base_dir", help="TF Serving model base path; the version folder goes inside")
@@ -225,12 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--xla", action="store_true", help="also add XLA-compiled endpoints")
     export.add_argument("--overwrite", action="store_true", help="replace an existing SavedModel version folder")
     export.set_defaults(func=_cmd_export)
+
+
+def _add_generators(sub) -> None:
+    from keras_lincon.experiments.checkerboard_projection import positive_int
+
     gen = sub.add_parser("generators", help="generators of the checkerboard constraint, with timings")
     gen.add_argument("--size", type=positive_int, default=28, help="image side in pixels")
     gen.add_argument("--grid", type=positive_int, default=4, help="blocks per side")
     gen.add_argument("--compare", action="store_true", help="also run exact double description")
     gen.set_defaults(func=_cmd_generators)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
