@@ -47,7 +47,7 @@ from keras_lincon.geometry.representation import (
     orthonormal_rows,
 )
 from keras_lincon.geometry.row_graph import coupled_blocks
-from keras_lincon.geometry.system import ConstraintSystem, as_constraint_system, normalized_rows
+from keras_lincon.geometry.system import ConstraintSystem, as_constraint_system, normalized_rows, row_norms
 from keras_lincon.geometry.tolerances import CHECK_TOLERANCE, RAY_DROP_RTOL
 
 logger = logging.getLogger("keras_lincon")
@@ -169,6 +169,8 @@ def _split(system: ConstraintSystem, work: ConstraintSystem, method: str) -> tup
         # dense label propagation: same blocks as row_graph.blocks, ~10x cheaper on small systems
         coord, (a_block, c_block) = coupled_blocks(system.dim, work.A, work.C)
         _check_empty_rows(system, a_block < 0, c_block < 0)
+        if coord.size and not coord.any() and not a_block.any() and not c_block.any():
+            return [(np.arange(system.dim), np.arange(m), np.arange(p))], 0  # one block holds everything
         components = [
             (np.flatnonzero(coord == j), np.flatnonzero(a_block == j), np.flatnonzero(c_block == j))
             for j in range(int(coord.max()) + 1 if coord.size else 0)
@@ -186,6 +188,8 @@ def _split(system: ConstraintSystem, work: ConstraintSystem, method: str) -> tup
 
 def _check_empty_rows(system: ConstraintSystem, zero_a: np.ndarray, zero_c: np.ndarray) -> None:
     """Rows with all-zero coefficients (the masks ``zero_a``, ``zero_c``) must read 0 <= b_i or 0 = d_j."""
+    if not (zero_a.any() or zero_c.any()):
+        return
     bad = np.flatnonzero(zero_a & (system.b < 0))
     bad_eq = np.flatnonzero(zero_c & (system.d != 0))
     if bad.size or bad_eq.size:
@@ -212,6 +216,8 @@ def _solve_component(system, work, component, whole: bool, method: str, dd_optio
         # (double description returns merged, sorted generators: with no
         # lineality to reduce them by, they are canonical already)
         v, r = _canonical(v, r, q)
+    if whole:  # already in all n coordinates, in order
+        return how, v, r, q
     n = system.dim
     return how, _embed(v, var_idx, n), _embed(r, var_idx, n), _embed(q, var_idx, n)
 
@@ -255,9 +261,9 @@ def _canonical(vertices, rays, row_space):
     """
     if row_space.shape[0] < row_space.shape[1]:  # a lineality space to reduce by (else: exact as given)
         vertices = (vertices @ row_space.T) @ row_space
-        norms = np.linalg.norm(rays, axis=1)
+        norms = row_norms(rays)
         rays = (rays @ row_space.T) @ row_space
-        rays = rays[np.linalg.norm(rays, axis=1) > RAY_DROP_RTOL * norms]
+        rays = rays[row_norms(rays) > RAY_DROP_RTOL * norms]
     return merge_close_rows(vertices), merge_close_rows(rays, unit=True)
 
 

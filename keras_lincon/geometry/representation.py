@@ -16,7 +16,7 @@ import scipy.linalg
 
 from keras_lincon.errors import ConstraintShapeError, NonFiniteError, RepresentationCheckError
 from keras_lincon.geometry.residual import worst_residuals
-from keras_lincon.geometry.system import ConstraintSystem
+from keras_lincon.geometry.system import ConstraintSystem, row_norms
 from keras_lincon.geometry.tolerances import CHECK_TOLERANCE, MERGE_RTOL, RANK_RTOL
 
 # MERGE_RTOL (:mod:`.tolerances`): below the 1e-8 of a thin triangle's short
@@ -54,8 +54,10 @@ def merge_close_rows(rows, *, unit: bool = False, rtol: float = MERGE_RTOL) -> n
         significant).
     """
     rows = np.asarray(rows, dtype=np.float64)
-    if unit and len(rows):
-        norms = np.linalg.norm(rows, axis=1)
+    if len(rows) == 0:
+        return rows + 0.0
+    if unit:
+        norms = row_norms(rows)
         rows = rows[norms > 0] / norms[norms > 0, None]
     rows = rows + 0.0  # folds -0.0 into 0.0 (sorting and printing)
     if len(rows) == 0:
@@ -70,9 +72,8 @@ def merge_close_rows(rows, *, unit: bool = False, rtol: float = MERGE_RTOL) -> n
         tol = rtol * max(float(np.max(np.ptp(rows, axis=0))), float(np.max(np.abs(rows))))
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
 
-    pairs = cKDTree(rows).query_pairs(tol, output_type="ndarray")
+    pairs = _close_pairs(rows, tol)
     if len(pairs) == 0:
         return rows
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(rows), len(rows)))
@@ -80,6 +81,27 @@ def merge_close_rows(rows, *, unit: bool = False, rtol: float = MERGE_RTOL) -> n
     # rows are sorted, so a cluster's first occurrence is its smallest member
     _, first = np.unique(labels, return_index=True)
     return rows[np.sort(first)]
+
+
+#: :func:`merge_close_rows` compares all pairs of up to this many rows directly (no KD-tree to build).
+_ALL_PAIRS_ROWS = 32
+
+
+def _close_pairs(rows: np.ndarray, tol: float) -> np.ndarray:
+    """(q, 2) index pairs ``i < j`` of (k, n) rows with ``||r_i - r_j|| <= tol``.
+
+    A KD-tree's ``query_pairs`` (squared distances against ``tol**2``), or
+    the same comparison on all pairs at once for a few rows.
+    """
+    if len(rows) <= _ALL_PAIRS_ROWS:
+        diff = rows[:, None, :] - rows[None, :, :]
+        close = np.add.reduce(diff * diff, axis=2) <= tol * tol
+        if np.count_nonzero(close) == len(rows):  # only the diagonal: no pair (the common case)
+            return np.zeros((0, 2), dtype=np.intp)
+        return np.argwhere(np.triu(close, 1))
+    from scipy.spatial import cKDTree
+
+    return cKDTree(rows).query_pairs(tol, output_type="ndarray")
 
 
 def orthonormal_rows(vectors: np.ndarray, n: int) -> np.ndarray:
@@ -179,7 +201,7 @@ class VRepresentation:
                 f"vertex_blocks has {blocks.shape[0]} entries for "
                 f"{vertices.shape[0]} vertices; give one block index per vertex."
             )
-        if blocks.size and (blocks.min() != 0 or set(np.unique(blocks)) != set(range(blocks.max() + 1))):
+        if blocks.size and (blocks.min() != 0 or not np.all(np.bincount(blocks))):
             raise ConstraintShapeError("vertex_blocks must use every index 0..n_blocks-1.")
         if lineality is None and row_space is None:
             raise ConstraintShapeError("give the lineality basis or its complement row_space (or both).")
@@ -189,7 +211,7 @@ class VRepresentation:
         if row_space is not None:
             arrays["row_space"] = np.asarray(row_space, dtype=np.float64).reshape(-1, n)
         for name, arr in arrays.items():
-            if not np.all(np.isfinite(arr)):
+            if not np.isfinite(arr).all():
                 raise NonFiniteError(f"{name} contains NaN or infinity.")
             arr.setflags(write=False)
         self.vertices, self.rays, self.vertex_blocks = vertices, rays, blocks
@@ -309,6 +331,8 @@ def check_representation(rep: VRepresentation, system: ConstraintSystem, tol: fl
 
 def _minkowski_points(rep: VRepresentation) -> np.ndarray:
     """(p, n): each vertex plus the first vertex of every other block (points of the Minkowski sum)."""
+    if rep.n_blocks == 1:
+        return rep.vertices
     blocks = rep.block_vertices()
     base = sum(v[0] for v in blocks)
     return np.vstack([base - blk[0] + blk for blk in blocks])
@@ -332,5 +356,5 @@ def _lineality_residual(rep: VRepresentation, system: ConstraintSystem) -> float
         return -np.inf
     basis = rep.row_space
     outside = rows - (rows @ basis.T) @ basis
-    norms = np.maximum(np.linalg.norm(rows, axis=1), 1e-300)
-    return float(np.max(np.linalg.norm(outside, axis=1) / norms))
+    norms = np.maximum(row_norms(rows), 1e-300)
+    return float(np.max(row_norms(outside) / norms))

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from keras_lincon.errors import ConstraintShapeError
-from keras_lincon.geometry.system import ConstraintSystem, as_constraint_system
+from keras_lincon.geometry.system import ConstraintSystem, as_constraint_system, row_norms
 from keras_lincon.geometry.tolerances import RESIDUAL_FLOOR
 
 
@@ -30,9 +30,8 @@ def residual_scale(points: np.ndarray, rows: np.ndarray, rhs) -> np.ndarray:
     Returns:
         (k, m) float64, or (m,) for one point.
     """
-    if points.ndim == 1:
-        return np.abs(rhs) + np.linalg.norm(rows, axis=1) * np.linalg.norm(points)
-    return np.abs(rhs) + np.linalg.norm(rows, axis=1) * np.linalg.norm(points, axis=1, keepdims=True)
+    point_norms = np.linalg.norm(points) if points.ndim == 1 else row_norms(points)[:, None]
+    return np.abs(rhs) + row_norms(rows) * point_norms
 
 
 def worst_residuals(points, system: ConstraintSystem, rhs=None, eq_rhs=None, *, relative: bool = False) -> np.ndarray:
@@ -41,18 +40,24 @@ def worst_residuals(points, system: ConstraintSystem, rhs=None, eq_rhs=None, *, 
     ``rhs`` (m,) or (k, m) and ``eq_rhs`` (p,) or (k, p) replace ``b`` and
     ``d`` when given (zeros measure rays). Returns (k,) float64.
     """
-    rhs = system.b if rhs is None else rhs
-    eq_rhs = system.d if eq_rhs is None else eq_rhs
-    finite = np.all(np.isfinite(points), axis=1)
-    safe = np.where(finite[:, None], points, 0.0)
-    ineq = safe @ system.A.T - rhs
-    eq = np.abs(safe @ system.C.T - eq_rhs)
-    if relative:
-        ineq = ineq / np.maximum(residual_scale(safe, system.A, rhs), RESIDUAL_FLOOR)
-        eq = eq / np.maximum(residual_scale(safe, system.C, eq_rhs), RESIDUAL_FLOOR)
-    both = np.hstack([ineq, eq])
-    worst = both.max(axis=1) if both.shape[1] else np.full(points.shape[0], -math.inf)
-    return np.where(finite, worst, math.inf)
+    finite = np.isfinite(points).all(axis=1)
+    all_finite = bool(finite.all())
+    safe = points if all_finite else np.where(finite[:, None], points, 0.0)
+    point_norms = row_norms(safe)[:, None] if relative else None
+    worst = np.full(points.shape[0], -math.inf)
+    for rows, right, absolute in (
+        (system.A, system.b if rhs is None else rhs, False),
+        (system.C, system.d if eq_rhs is None else eq_rhs, True),
+    ):
+        if rows.shape[0] == 0:
+            continue
+        residual = safe @ rows.T - right
+        if absolute:
+            residual = np.abs(residual)
+        if relative:
+            residual = residual / np.maximum(np.abs(right) + row_norms(rows) * point_norms, RESIDUAL_FLOOR)
+        worst = np.maximum(worst, residual.max(axis=1))
+    return worst if all_finite else np.where(finite, worst, math.inf)
 
 
 def violations(x, A, b=None, C=None, d=None, *, relative: bool = False) -> np.ndarray:

@@ -9,8 +9,13 @@ from keras_lincon.geometry.double_description.tables import exact_rows
 from keras_lincon.geometry.generator_check import ADVICE
 from keras_lincon.geometry.tolerances import RAY_RTOL
 
+_MODULES: tuple = ()  # (cdd, cdd.gmp) once imported
+
 
 def _cdd_modules():
+    global _MODULES
+    if _MODULES:
+        return _MODULES
     try:
         import cdd
         import cdd.gmp
@@ -21,7 +26,8 @@ def _cdd_modules():
             "apt-get install libcdd-dev libgmp-dev, or brew install cddlib gmp). Sets whose "
             "blocks have full row rank (the checkerboard, monotone chains, boxes) never need it."
         ) from None
-    return cdd, cdd.gmp
+    _MODULES = (cdd, cdd.gmp)
+    return _MODULES
 
 
 def run_cdd(table: np.ndarray, num_ineq: int, exact: bool):
@@ -57,24 +63,26 @@ def _read_exact(raw: list, lines: np.ndarray, n: int) -> tuple:
 
     ``rows`` holds the rays and lines as floats (vertex rows are left zero).
     """
-    is_point = np.array([row[0] != 0 for row in raw], dtype=bool) & ~lines
     # x / t as one integer division (xn td) / (xd tn): Python's int true
     # division rounds correctly, so vertices are correctly rounded, without
     # the gcd of a Fraction division (several times faster on many vertices).
     # cddlib scales vertices to t = 1: then x = xn / xd, read from the
     # Fraction's slots (its properties cost twice as much).
+    is_point = np.zeros(len(raw), dtype=bool)
     points = []
-    for row, point in zip(raw, is_point, strict=True):
-        if point:
-            t = row[0]
-            if t == 1:
-                try:
-                    points.append([x._numerator / x._denominator for x in row[1:]])
-                    continue
-                except AttributeError:  # not a fractions.Fraction: the public properties
-                    pass
-            tn, td = t.numerator, t.denominator
-            points.append([(x.numerator * td) / (x.denominator * tn) for x in row[1:]])
+    for i, row in enumerate(raw):
+        t = row[0]
+        if lines[i] or t == 0:
+            continue
+        is_point[i] = True
+        if t == 1:
+            try:
+                points.append([x._numerator / x._denominator for x in row[1:]])
+                continue
+            except AttributeError:  # not a fractions.Fraction: the public properties
+                pass
+        tn, td = t.numerator, t.denominator
+        points.append([(x.numerator * td) / (x.denominator * tn) for x in row[1:]])
     vertices = np.array(points, dtype=np.float64).reshape(-1, n)
     array = np.zeros((len(raw), n + 1))
     for i in np.flatnonzero(~is_point):

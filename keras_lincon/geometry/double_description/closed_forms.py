@@ -63,13 +63,13 @@ def _matching_graph(A, b, C, d):
         left and right node of each variable's edge.
     """
     n = A.shape[1]
-    if len(C) == 0 or len(A) < n or np.any(b != 0) or not _is_orthant(A) or not _is_unit_sums(C, d):
+    if len(C) == 0 or len(A) < n or b.any() or not _is_orthant(A) or not _is_unit_sums(C, d):
         return None
     # repeated equalities are one node; the rows in np.unique's (lexicographic)
     # order, from their bytes (several times cheaper on a few rows)
     keys = sorted({row.tobytes() for row in C != 0})
     support = np.frombuffer(b"".join(keys), dtype=bool).reshape(len(keys), n)
-    if np.any(support.sum(axis=0) != 2):
+    if (support.sum(axis=0) != 2).any():
         return None
     ends = np.nonzero(support.T)[1].reshape(n, 2)  # (n, 2) equality nodes of each variable, ascending
     side = _two_colouring(len(support), ends)
@@ -87,18 +87,18 @@ def _matching_graph(A, b, C, d):
 def _is_orthant(A: np.ndarray) -> bool:
     """Whether the rows are exactly ``-t x_j <= 0`` (``t > 0``), every variable in at least one."""
     nonzero = A != 0
-    if not single_variable_rows(A).all() or np.any(A[nonzero] >= 0):
+    if not single_variable_rows(A).all() or (A[nonzero] >= 0).any():
         return False
-    return np.array_equal(np.unique(np.nonzero(nonzero)[1]), np.arange(A.shape[1]))
+    return bool(nonzero.any(axis=0).all())
 
 
 def _is_unit_sums(C: np.ndarray, d: np.ndarray) -> bool:
     """Whether each equality is ``t sum_{e in S} x_e = t`` (``t > 0``)."""
     support = C != 0
-    peak = np.max(np.abs(C), axis=1)
-    if np.any(peak == 0) or np.any(C[support] <= 0):
+    peak = np.abs(C).max(axis=1)
+    if (peak == 0).any() or (C[support] <= 0).any():
         return False
-    return not (np.any(np.abs(C - support * peak[:, None]) > 0) or np.any(d != peak))
+    return not ((C != support * peak[:, None]).any() or (d != peak).any())
 
 
 def _two_colouring(num_nodes: int, ends: np.ndarray) -> np.ndarray | None:

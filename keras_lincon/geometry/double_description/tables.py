@@ -13,7 +13,10 @@ MAX_DENOMINATOR = 10**6
 
 def h_table(A: np.ndarray, b: np.ndarray, C: np.ndarray, d: np.ndarray) -> np.ndarray:
     """The rows as given, in cdd's layout ``[b, -A; d, -C]``: (m + p, n + 1)."""
-    return np.vstack([np.column_stack([b, -A]), np.column_stack([d, -C])])
+    m, n = A.shape
+    table = np.empty((m + len(C), n + 1))
+    table[:m, 0], table[:m, 1:], table[m:, 0], table[m:, 1:] = b, -A, d, -C
+    return table
 
 
 def normalised_table(A: np.ndarray, b: np.ndarray, C: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -43,7 +46,7 @@ def rational(value: float) -> Fraction:
 
 def exact_rows(table: np.ndarray) -> list:
     """Rows of ``table`` as exact rationals for ``cdd.gmp``: integer rows as coprime ints (fastest in GMP)."""
-    integral = np.all(table == np.round(table), axis=1) & np.all(np.abs(table) < 2.0**53, axis=1)
+    integral = ((table == np.round(table)) & (np.abs(table) < 2.0**53)).all(axis=1)
     if integral.all():  # the common case (integer rows), at once: int64 is exact below 2^53
         ints = table.astype(np.int64)
         g = np.gcd.reduce(ints, axis=1) if ints.shape[1] else np.zeros(len(ints), dtype=np.int64)
