@@ -24,7 +24,7 @@ from keras_lincon.errors import (
     TooManyGeneratorsError,
 )
 from keras_lincon.geometry import double_description as dd
-from keras_lincon.geometry import enumeration, row_graph
+from keras_lincon.geometry import enumeration
 from keras_lincon.geometry.double_description import generators, tables, upper_bounds, worker
 from keras_lincon.geometry.representation import merge_close_rows
 from tests.conftest import run_python
@@ -116,19 +116,6 @@ def test_float_path_is_right_or_raises(data):
         return
     assert (len(v), len(r), len(l)) == (len(ref_v), len(ref_r), ref_l)
     assert same_rows(v, ref_v, rtol=1e-6) and same_rows(r, ref_r, unit=True, rtol=1e-6)
-
-
-def test_check_catches_dropped_vertex_and_misread_ray():
-    A, b = seed_10122()
-    table = dd.normalised_table(A, b, np.zeros((0, 3)), np.zeros(0))
-    v, r, l = dd.enumerate_generators(A, b, max_generators=1000, arithmetic="exact")
-    dd.check_generators(table, len(A), v, r, l)  # the right answer passes
-    for i in range(len(v)):  # every single missing vertex is found by the edge walk
-        with pytest.raises(RepresentationCheckError, match="missed a vertex|incomplete"):
-            dd.check_generators(table, len(A), np.delete(v, i, axis=0), r, l)
-    misread = np.vstack([v, 1e16 * r[:1]])  # what `first column != 0` produced
-    with pytest.raises(RepresentationCheckError):
-        dd.check_generators(table, len(A), misread, r[1:], l)
 
 
 def test_cone_equalities_lineality_and_empty():
@@ -644,19 +631,6 @@ def test_rays_of_very_different_lengths_are_both_kept():
     assert r.shape == (2, 2)
 
 
-def test_merge_close_rows_is_relative_and_order_free():
-    rng = np.random.default_rng(0)
-    base = rng.standard_normal((20, 3))
-    noisy = np.vstack([base, base + 1e-12 * rng.standard_normal(base.shape)])
-    for scale in (1e-12, 1.0, 1e9):
-        assert len(merge_close_rows(noisy * scale)) == 20
-        assert len(merge_close_rows(rng.permutation(noisy) * scale + 5 * scale)) == 20
-    thin = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1e-8]])
-    assert len(merge_close_rows(thin)) == 3 and len(merge_close_rows(thin, rtol=1e-7)) == 2
-    rays = np.array([[1.0, 0.0], [2.0, 1e-13], [0.0, 3.0]])
-    assert len(merge_close_rows(rays, unit=True)) == 2
-
-
 def kkd_like(seed=0, spread=1e-12):
     """A kkd18_4-like system (our own): 18 rows in 4 dims whose degenerate vertices split into near-duplicates.
 
@@ -766,21 +740,6 @@ def test_cross_polytope_closed_form_only_when_exact():
 
 
 # ------------------------------------------------ the small-set path (cheap overhead)
-
-
-def test_coupled_blocks_small_and_dense_paths_agree_with_system_blocks(monkeypatch):
-    rng = np.random.default_rng(7)
-    for limit in (row_graph._SMALL_BLOCKS_NONZEROS, -1):  # the union-find, then numpy's label propagation
-        monkeypatch.setattr(row_graph, "_SMALL_BLOCKS_NONZEROS", limit)
-        for _ in range(300):
-            n, m, p = int(rng.integers(1, 12)), int(rng.integers(0, 10)), int(rng.integers(0, 4))
-            density = rng.uniform(0, 0.6)
-            A = (rng.random((m, n)) < density) * rng.standard_normal((m, n))
-            C = (rng.random((p, n)) < density) * rng.standard_normal((p, n))
-            coord, (rows, eqs) = dd.coupled_blocks(n, A, C)
-            ref_coord, (ref_rows, ref_eqs) = row_graph.blocks(n, A, C)
-            assert np.array_equal(coord, ref_coord) and np.array_equal(rows, ref_rows)
-            assert np.array_equal(eqs, ref_eqs)
 
 
 def test_exact_rows_integer_tables_are_coprime_integers():

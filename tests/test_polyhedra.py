@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import keras_lincon as klc
-from keras_lincon import geometry
 from keras_lincon.geometry import double_description, enumeration
 from tests.conftest import h_from_v
 
@@ -211,18 +210,6 @@ def test_free_variables_are_lineality_and_all_free_is_whole_space():
     assert rep.lineality.shape == (2, 3) and rep.rays.shape == (1, 3)
 
 
-def test_checkerboard_matches_reference_layout():
-    A = klc.checkerboard()
-    assert A.shape == (16, 784)
-    img = A.reshape(16, 28, 28)
-    assert img[0, 0, 0] == 1 and img[1, 0, 7] == -1 and img[4, 7, 0] == -1 and img[5, 7, 7] == 1
-    np.testing.assert_array_equal(np.abs(A).sum(axis=1), np.full(16, 49))
-    np.testing.assert_array_equal(np.abs(A).sum(axis=0), np.ones(784))
-    rep = klc.h_to_v(A)
-    assert rep.method == "blocks(closed_form)"
-    assert rep.rays.shape == (16, 784) and rep.lineality.shape == (768, 784)
-
-
 def test_small_checkerboard_agrees_with_exact_double_description():
     A = klc.checkerboard((8, 8), (2, 2))
     fast, exact = klc.h_to_v(A), klc.h_to_v(A, method="cdd")
@@ -237,14 +224,6 @@ def test_full_checkerboard_agrees_with_exact_double_description():
     np.testing.assert_allclose(fast.rays, exact.rays, atol=1e-12)
 
 
-def test_monotone_chain():
-    A = klc.monotone_chain(6)
-    rep = klc.h_to_v(A)
-    assert rep.rays.shape == (5, 6) and rep.lineality.shape == (1, 6)
-    x = rep.sample(100, seed=0)
-    assert np.all(np.diff(x, axis=1) >= -1e-12)
-
-
 def test_representation_is_deterministic_and_read_only():
     A = np.random.default_rng(0).integers(-3, 4, size=(4, 5)).astype(float)
     r1, r2 = klc.h_to_v(A), klc.h_to_v(A)
@@ -256,27 +235,6 @@ def test_representation_is_deterministic_and_read_only():
 
 
 # ------------------------------------------------------------ max_violation
-
-
-def test_max_violation_absolute_and_relative():
-    A, b = np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([1.0, 0.0])
-    x = np.array([[0.5, -1.0], [3.0, 0.5]])
-    assert klc.max_violation(x, A, b) == pytest.approx(2.0)
-    rel = klc.max_violation(x, A, b, relative=True)
-    assert rel == pytest.approx(max(2.0 / (1 + np.hypot(3, 0.5)), 1.0 / (2 * np.hypot(3, 0.5))))
-    assert klc.max_violation(x[:1], A, b) < 0
-    assert klc.max_violation(np.zeros((0, 2)), A, b) == -np.inf
-    assert klc.max_violation([[1.0, 1.0]], A, b, C=[[1.0, -1.0]], d=[0.5]) == pytest.approx(2.0)
-    with pytest.raises(klc.ConstraintShapeError, match="last dimension 2"):
-        klc.max_violation(np.zeros((3, 4)), A, b)
-
-
-def test_interior_point_in_box():
-    A = klc.checkerboard((4, 4), (2, 2))
-    c = geometry.interior_point_in_box(A, lower=-1.0, upper=1.0)
-    assert np.all(np.abs(c) < 1) and klc.max_violation(c[None], A) <= 1e-12
-    with pytest.raises(klc.InfeasibleError, match="box"):
-        geometry.interior_point_in_box([[1.0]], [-2.0], lower=-1.0, upper=1.0)
 
 
 # ----------------------------------------------------------------- errors
@@ -347,15 +305,6 @@ def test_float_double_description_matches_hull_of_its_vertices():
     # each vertex makes two constraints tight
     tight = np.abs(rep.vertices @ A.T - b) < 1e-9
     assert np.all(tight.sum(axis=1) == 2)
-
-
-def test_with_box_and_per_point_violations():
-    G, h = geometry.with_box([[1.0, 1.0]], [1.0], lower=[-1.0, -np.inf], upper=2.0)
-    np.testing.assert_array_equal(G, [[1, 1], [1, 0], [0, 1], [-1, 0]])
-    np.testing.assert_array_equal(h, [1, 2, 2, 1])
-    x = np.array([[0.0, 0.0], [3.0, 0.0], [-1.5, 0.0]])
-    np.testing.assert_allclose(geometry.violations(x, G, h), [-1.0, 2.0, 0.5])
-    assert geometry.violations(x, np.zeros((0, 2))).tolist() == [-np.inf] * 3
 
 
 def test_possibly_long_double_description_is_announced(caplog):

@@ -1,10 +1,14 @@
 """The constraint system and its generators: numpy and scipy only, no Keras.
 
 Data flows top-down through these modules: :mod:`.system` validates
-``A, b, C, d`` and boxes, :mod:`.residual`-style checks live with it;
+``A, b, C, d`` (once) and boxes; :mod:`.residual` measures points against
+them (the one residual formula); :mod:`.centre` finds centres (one LP);
+:mod:`.row_graph` splits the variables into independent blocks;
 :mod:`.representation` holds the V-representation; :mod:`.enumeration`
-turns H into V (independent blocks, closed forms, or
-:mod:`.double_description` with :mod:`.generator_check`).
+turns H into V (blocks, :mod:`.closed_form`, or :mod:`.double_description`
+with :mod:`.generator_check`); :mod:`.builders` makes example rows.
+:mod:`.tolerances` lists every tolerance with what it guarantees. Code
+outside the geometry imports the names below from ``keras_lincon.geometry``.
 """
 
 from keras_lincon.geometry.builders import checkerboard, monotone_chain

@@ -59,15 +59,16 @@ def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndar
 def _middle_of_box(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """The midpoint of a box with no rows: (n,); a bound -+ max(1, |bound|) on a half-open side, 0 on an open one."""
     fin_lo, fin_hi = np.isfinite(lower), np.isfinite(upper)
-    return np.where(
-        fin_lo & fin_hi,
-        lower / 2 + upper / 2,
-        np.where(
-            fin_lo,
-            lower + np.maximum(1.0, np.abs(lower)),
-            np.where(fin_hi, upper - np.maximum(1.0, np.abs(upper)), 0.0),
-        ),
-    )
+    with np.errstate(invalid="ignore"):  # inf - inf on the sides np.where does not pick
+        return np.where(
+            fin_lo & fin_hi,
+            lower / 2 + upper / 2,
+            np.where(
+                fin_lo,
+                lower + np.maximum(1.0, np.abs(lower)),
+                np.where(fin_hi, upper - np.maximum(1.0, np.abs(upper)), 0.0),
+            ),
+        )
 
 
 def deepest_point(
