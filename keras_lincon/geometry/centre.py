@@ -13,7 +13,7 @@ import scipy.optimize
 from keras_lincon.errors import InfeasibleError
 from keras_lincon.geometry.residual import max_violation
 from keras_lincon.geometry.system import ConstraintSystem, as_constraint_system, equality_coordinates
-from keras_lincon.geometry.tolerances import CHECK_TOLERANCE, INTERIOR_DEPTH
+from keras_lincon.geometry.tolerances import CHECK_TOLERANCE, INTERIOR_DEPTH, NORM_FLOOR
 
 
 def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndarray:
@@ -140,7 +140,7 @@ def _box_coordinates(lower: np.ndarray, upper: np.ndarray) -> tuple:
 
 def _depth_cap(b: np.ndarray, a_norm: np.ndarray, s: np.ndarray, r_norm: np.ndarray) -> float:
     """The cap on the depth without a box: the rows' scale ``max(|s_j| / ||r_j||, |b_i| / ||a_i||, 1)``."""
-    scales = np.concatenate([np.abs(s) / np.maximum(r_norm, 1e-300), np.abs(b) / np.maximum(a_norm, 1e-300)])
+    scales = np.concatenate([np.abs(s) / np.maximum(r_norm, NORM_FLOOR), np.abs(b) / np.maximum(a_norm, NORM_FLOOR)])
     return float(max(scales.max(initial=0.0), 1.0))
 
 

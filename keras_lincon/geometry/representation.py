@@ -17,7 +17,7 @@ import scipy.linalg
 from keras_lincon.errors import ConstraintShapeError, NonFiniteError, RepresentationCheckError
 from keras_lincon.geometry.residual import worst_residuals
 from keras_lincon.geometry.system import ConstraintSystem, row_norms
-from keras_lincon.geometry.tolerances import CHECK_TOLERANCE, MERGE_RTOL, RANK_RTOL
+from keras_lincon.geometry.tolerances import CHECK_TOLERANCE, MERGE_RTOL, NORM_FLOOR, RANK_RTOL
 
 # MERGE_RTOL (:mod:`.tolerances`): below the 1e-8 of a thin triangle's short
 # side, above the round-off of floating-point double description (~1e-13..1e-10).
@@ -70,12 +70,12 @@ def merge_close_rows(rows, *, unit: bool = False, rtol: float = MERGE_RTOL) -> n
         tol = rtol
     else:
         tol = rtol * max(float(np.max(np.ptp(rows, axis=0))), float(np.max(np.abs(rows))))
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     pairs = _close_pairs(rows, tol)
     if len(pairs) == 0:
         return rows
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(rows), len(rows)))
     _, labels = connected_components(graph, directed=False)
     # rows are sorted, so a cluster's first occurrence is its smallest member
@@ -356,5 +356,5 @@ def _lineality_residual(rep: VRepresentation, system: ConstraintSystem) -> float
         return -np.inf
     basis = rep.row_space
     outside = rows - (rows @ basis.T) @ basis
-    norms = np.maximum(row_norms(rows), 1e-300)
+    norms = np.maximum(row_norms(rows), NORM_FLOOR)
     return float(np.max(row_norms(outside) / norms))

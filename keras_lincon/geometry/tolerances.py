@@ -24,6 +24,8 @@ INTERIOR_DEPTH           1e-9      a box centre's depth (fraction of the LP's ca
                                    this: the centre is strictly inside the box
 RESIDUAL_FLOOR           1e-30     smallest denominator of a relative residual (a zero point
                                    on a zero right-hand side has residual 0, not NaN)
+NORM_FLOOR               1e-300    smallest denominator of a ratio to a norm (a zero row gives
+                                   0 or a huge ratio, never NaN); a guard, not a tolerance
 RAY_RTOL                 1e-12     a float cddlib generator ``(t, x)`` is a ray when
                                    ``|t| <= RAY_RTOL max|x|``
 CHECK_RTOL               1e-7      soundness of floating-point double description: every
@@ -55,7 +57,7 @@ LOWER_BOUND_MARGIN       1e-9      a lower bound computed in floating point (van
 # h_to_v: its self-check, ranks, merging, reduction by the lineality space, the closed form on equalities
 CHECK_TOLERANCE, RANK_RTOL, MERGE_RTOL, RAY_DROP_RTOL, CONSTANT_ROW_RTOL = 1e-9, 1e-10, 1e-9, 1e-12, 1e-9
 # centres and residuals
-INTERIOR_DEPTH, RESIDUAL_FLOOR = 1e-9, 1e-30
+INTERIOR_DEPTH, RESIDUAL_FLOOR, NORM_FLOOR = 1e-9, 1e-30, 1e-300
 # floating-point double description: rays, soundness, completeness
 RAY_RTOL, CHECK_RTOL, SUPPORT_RTOL = 1e-12, 1e-7, 1e-6
 # edge walks (the completeness check's and the vertex walk's)

@@ -22,7 +22,7 @@ from keras_lincon.geometry.generator_check import lp_support, maximise
 from keras_lincon.geometry.residual import residual_scale
 from keras_lincon.geometry.row_graph import coupled_blocks, find_root
 from keras_lincon.geometry.system import as_constraint_system
-from keras_lincon.geometry.tolerances import ORBIT_RTOL, SPAN_RTOL, TIGHT_RTOL
+from keras_lincon.geometry.tolerances import NORM_FLOOR, ORBIT_RTOL, SPAN_RTOL, TIGHT_RTOL
 
 #: Seconds :func:`generator_lower_bound` may spend testing symmetries.
 LOWER_BOUND_SECONDS = 0.5
@@ -177,7 +177,7 @@ def lp_vertex(A, b, C, d, rng) -> np.ndarray | None:
         if res.status != 0:
             continue
         x = res.x
-        tight = A[np.abs(A @ x - b) <= TIGHT_RTOL * np.maximum(residual_scale(x, A, b), 1e-300)]
+        tight = A[np.abs(A @ x - b) <= TIGHT_RTOL * np.maximum(residual_scale(x, A, b), NORM_FLOOR)]
         if np.linalg.matrix_rank(np.vstack([tight, C]), tol=None) == n:
             return x
     return None
