@@ -307,7 +307,7 @@ def check_representation(rep: VRepresentation, system: ConstraintSystem, tol: fl
     Vertices must satisfy ``A v <= b`` and ``C v = d``; rays ``A r <= 0`` and
     ``C r = 0``; the lineality space must lie in ``A l = 0, C l = 0`` (checked
     on an explicit basis, or as: every row of ``A`` and ``C`` lies in
-    ``row_space``). All relative, as in :func:`keras_lincon.geometry.system.violations`,
+    ``row_space``). All relative, as in :func:`keras_lincon.geometry.residual.violations`,
     with tolerance ``tol``. For several vertex blocks, each vertex is checked
     after adding the other blocks' first vertices (a point of the Minkowski sum).
     """
