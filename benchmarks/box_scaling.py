@@ -11,7 +11,7 @@ Variants (all exactly feasible except the Dense baseline):
 * ``global``: today's ``LinearInequalityConstraint(A, box=(-1, 1))`` (one factor);
 * ``per_block``, ``clip_scale``, ``clip_blend``: the generator stage without
   box, then :mod:`keras_lincon.planning.scaling_plan`'s treatment written in
-  ``keras.ops`` (:func:`keras_lincon.layers.kernels.scaled_stage`);
+  ``keras.ops`` (:func:`keras_lincon.layers.scaled_kernel.scaled_stage`);
 * ``mix``: per block, a learned convex combination ``x_pb + a (x_cb - x_pb)``
   of the ``per_block`` and ``clip_blend`` results, ``a = sigmoid(h W + w0)``
   from the layer's input ``h``: two feasible points, so exact too, and the
@@ -67,7 +67,7 @@ import keras_lincon as klc  # noqa: E402
 from keras_lincon import geometry
 from keras_lincon.baselines.projection import OSQPProjector  # noqa: E402
 from keras_lincon.experiments import datasets  # noqa: E402
-from keras_lincon.layers.kernels import scaled_stage  # noqa: E402
+from keras_lincon.layers.scaled_kernel import scaled_stage  # noqa: E402
 from keras_lincon.planning import scaling_plan  # noqa: E402
 
 VARIANTS = (
@@ -162,7 +162,7 @@ def main(argv=None) -> list:
     parser.add_argument("--archs", nargs="+", default=["mlp", "skip"], choices=["mlp", "skip"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument(
-        "--nonneg", default="abs", choices=sorted(klc.layers.kernels.NONNEG_FUNCTIONS), help="ray coefficients"
+        "--nonneg", default="abs", choices=sorted(klc.planning.options.NONNEG_CHOICES), help="ray coefficients"
     )
     parser.add_argument("--seed", type=int, default=0, help="weights and shuffling (every model starts from it)")
     parser.add_argument("--aux-weight", type=float, default=1.0, help="weight of the +aux and +pull losses")

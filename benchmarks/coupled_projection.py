@@ -33,7 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from keras_lincon.planning import coupled_projection as cp  # noqa: E402
+from keras_lincon.layers import coupled_kernel as cp  # noqa: E402
+from keras_lincon.planning.coupled_plan import plan_projection  # noqa: E402
 
 
 def dc3_data(n: int = 100, m: int = 50, p: int = 50, count: int = 10_000):
@@ -102,14 +103,14 @@ def accuracy(batch: int = 64, blocks: int = 12):
     Q, pv, A, X, G, h = dc3_data()
     rng = np.random.default_rng(0)
     centre = X[:batch] @ np.linalg.pinv(A).T
-    plan = cp.plan_projection(G, h, C=A)
+    plan = plan_projection(G, h, C=A)
     for spread in (1.0, 3.0):
         y = centre + rng.normal(0, spread, centre.shape)
         cases.append((f"DC3 s={spread:g}", plan, y, X[:batch], osqp_projection(y, G, h, A, X[:batch], None)))
     for i in range(blocks):
         A_r, b_r, C_r, d_r, box, x0 = random_block(rng)
         y = x0 + rng.normal(0, 1.0, (batch, x0.size))
-        cases.append((f"random {i}", cp.plan_projection(A_r, b_r, C_r, d_r, box), y, None, None))
+        cases.append((f"random {i}", plan_projection(A_r, b_r, C_r, d_r, box), y, None, None))
         cases[-1] = (*cases[-1][:4], osqp_projection(y, A_r, b_r, C_r, d_r, box))
     print("\n## Steps to 1e-6 (float64; share of samples within 1e-6 relative of OSQP, worst error)\n")
     print("| solver | ADMM steps | active-set steps | DC3 s=1 | DC3 s=3 | random blocks (all samples) |")
@@ -141,7 +142,7 @@ def timing(settings=SETTINGS):
     import keras
 
     Q, pv, A, X, G, h = dc3_data()
-    plan = cp.plan_projection(G, h, C=A)
+    plan = plan_projection(G, h, C=A)
     backend = keras.backend.backend()
     print(f"\n## Cost on DC3's block ({backend}, CPU, float32; per step, one interleaved run)\n")
     print(f"{os.cpu_count()} CPUs visible; Keras {keras.__version__}, backend {backend}\n")
@@ -278,7 +279,7 @@ def training(
         f_star.append(0.5 * y @ Q @ y + pv @ y)
     f_star = np.array(f_star)
     print(f"\n## Training on DC3's objective (mean f* on the test rows {f_star.mean():.4f})\n")
-    plan = cp.plan_projection(G, h, C=A, iterations=iterations, polish=polish, gradient_iterations=gradient_iterations)
+    plan = plan_projection(G, h, C=A, iterations=iterations, polish=polish, gradient_iterations=gradient_iterations)
     print(
         f"projection: {iterations} ADMM + {polish} active-set steps, gradient_iterations={gradient_iterations}; "
         f"batch {batch}, Adam lr {lr}\n"

@@ -196,7 +196,7 @@ INPUT_RHS = textwrap.dedent(
     }
     for name, kwargs in cases.items():
         layer = klc.LinearInequalityConstraint(**kwargs)
-        m_in = len(layer._input_rows)
+        m_in = len(layer._plan.input_rows)
         features, rhs_in = keras.Input((5,)), keras.Input((m_in,))
         model = keras.Model([features, rhs_in], layer([features, rhs_in]))
         model.compile(optimizer="adam", loss="mse", jit_compile=jit)  # XLA / torch.compile
@@ -237,7 +237,7 @@ EXACT_RHS = textwrap.dedent(
     import keras
     from hypothesis import HealthCheck, given, settings, strategies as st
     import keras_lincon as klc
-    from tests.test_rhs_input import TOLERANCE, _model, floatx, random_case, random_rhs
+    from tests.test_layer_rhs_inputs import TOLERANCE, _model, floatx, random_case, random_rhs
 
     assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
     jit, worst = sys.argv[2] == "jit", {"float32": -np.inf, "float64": -np.inf}
@@ -284,7 +284,7 @@ PROJECT_FLOAT64 = textwrap.dedent(
     import numpy as np
     import keras
     import keras_lincon as klc
-    from tests.test_rhs_input import dc3_qp
+    from tests.test_layer_rhs_inputs import dc3_qp
 
     assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
     A, X, G, h = dc3_qp(num=16)
@@ -298,7 +298,7 @@ PROJECT_FLOAT64 = textwrap.dedent(
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_coupled_projection_keeps_float64_on_backend(backend):
+def test_coupled_kernel_keeps_float64_on_backend(backend):
     """Keras computes ops.matmul/maximum/minimum of float64 tensors in float32 off TensorFlow (5e-8 on torch
     before keras_lincon.layers.backend_ops): the coupled projection stays at machine precision."""
     _require(backend)

@@ -144,7 +144,7 @@ def test_sdist_contents(dists):
         "setup.cfg",
         "setup.py",
         "tests/conftest.py",
-        "tests/test_layers.py",
+        "tests/test_linear_inequality_constraint.py",
         "tutorials/checkerboard_projection.py",
         "keras_lincon/layers/linear_inequality_constraint.py",
     ):

@@ -267,7 +267,7 @@ def test_export_refuses_tampered_generators(tmp_path):
 def test_optimization_proxy_with_equality_rhs_serves_without_keras_lincon(tmp_path):
     """DC3's QP as the user states it (A y = x, G y <= h, x the input): the SavedModel's signature takes x,
     and a fresh process without keras_lincon gets outputs feasible for each x."""
-    from tests.test_rhs_input import dc3_qp
+    from tests.test_layer_rhs_inputs import dc3_qp
 
     A, X, G, h = dc3_qp(num=16)
     x_in = keras.Input((A.shape[0],), name="x")

@@ -31,7 +31,7 @@ MOVED_MODULES: dict[str, tuple[str, str]] = {
     "metrics": ("keras_lincon.layers.constraint_violation", "0.3.0"),
     "priors": ("keras_lincon.models.latent_prior", "0.3.0"),
     "deploy": ("keras_lincon.export.tflite", "0.3.0"),
-    "coupled_projection": ("keras_lincon.planning.coupled_projection", "0.3.0"),
+    "coupled_projection": ("keras_lincon.compat.coupled_projection", "0.3.0"),
 }
 
 # deprecated name -> (what replaces it, the release that removes it)

@@ -13,7 +13,7 @@ import keras
 
 from keras_lincon.errors import ScaledRowsWarning  # noqa: F401  (former home)
 from keras_lincon.layers import SCALINGS, LinearInequalityConstraint  # noqa: F401
-from keras_lincon.layers.kernels import scaled_stage  # noqa: F401  (former home)
+from keras_lincon.layers.scaled_kernel import scaled_stage  # noqa: F401  (former home)
 
 
 @keras.saving.register_keras_serializable(package="keras_lincon")
@@ -24,7 +24,7 @@ class ScaledRowsConstraint(LinearInequalityConstraint):
     """
 
     def __init__(self, A=None, b=None, *, center=None, **kwargs):
-        if "layout" not in kwargs:  # not when Keras rebuilds it from a config
+        if "_saved" not in kwargs:  # not when Keras rebuilds it from a config
             warnings.warn(
                 "ScaledRowsConstraint is deprecated and is removed in 0.3.0: LinearInequalityConstraint takes "
                 "scaled_rows=, rhs_input=, fallback= and every scaling itself (center= is its box_center=).",

@@ -4,7 +4,7 @@ Keras's type promotion turns float64 into float32 on every backend but
 TensorFlow (it follows JAX without x64), so ``ops.matmul``, ``ops.maximum``
 and ``ops.minimum`` of two float64 tensors compute and return float32 on
 torch (measured on Keras 3.15). The layer's kernels
-(:mod:`keras_lincon.layers.kernels`, :mod:`keras_lincon.planning.coupled_projection`) call
+(the kernels of :mod:`keras_lincon.layers`) call
 these instead, so a float64 layer stays exact there too; other ops
 (``einsum``, ``where``, ``clip``, ``solve``, reductions) keep the dtype.
 """

@@ -90,30 +90,9 @@ class ConstraintViolation(keras.metrics.Metric):
         if layer is not None:
             if any(v is not None for v in (A, b, C, d, box, units)):
                 raise LinconError("ConstraintViolation takes a layer or the arrays A, b, C, d, box; not both.")
-            if not (hasattr(layer, "constraint_rows") and hasattr(layer, "units")):
-                raise LinconError(
-                    f"ConstraintViolation(layer) needs a LinearInequalityConstraint; got {type(layer).__name__}. "
-                    "Pass the arrays instead: ConstraintViolation(A=..., b=..., C=..., d=..., box=...)."
-                )
-            G, h, C, d = layer.constraint_rows()
-            # the rows of A come first in G, so the input rows' positions are theirs in A
-            rhs_rows = list(layer._input_rows) if getattr(layer, "rhs_input", False) else None
-            rhs_d = bool(getattr(layer, "_rhs", None) is not None and layer._rhs.d)
+            G, h, C, d, rhs_rows, rhs_d = _rows_of_layer(layer)
         else:
-            if A is None and units is None:
-                raise ConstraintShapeError("ConstraintViolation needs a layer, A, or units (for a box only).")
-            A = np.zeros((0, int(units))) if A is None else A
-            system = as_constraint_system(A, b, C, d)
-            if units is not None and system.dim != int(units):
-                raise ConstraintShapeError(f"A has {system.dim} columns but units={units}; they must match.")
-            G, h = with_box(system.A, system.b, *(as_box(box, system.dim) or (None, None)))
-            C, d = system.C, system.d
-            if rhs_rows is not None:
-                rhs_rows = [int(i) for i in np.asarray(rhs_rows).reshape(-1)]
-                if len(set(rhs_rows)) != len(rhs_rows) or not all(0 <= i < system.A.shape[0] for i in rhs_rows):
-                    raise ConstraintShapeError(
-                        f"rhs_rows must be distinct indices of the {system.A.shape[0]} rows of A; got {rhs_rows}."
-                    )
+            G, h, C, d, rhs_rows = _rows_of_arrays(A, b, C, d, box, units, rhs_rows)
         self.units = G.shape[1]
         self.rows = (G, h, C, d)  # float64, for the config
         if rhs_d and not C.shape[0]:
@@ -125,13 +104,8 @@ class ConstraintViolation(keras.metrics.Metric):
         p, r = C.shape[0], G.shape[0]
         G, h = np.vstack([G, C, -C]), np.concatenate([h, d, -d])
         self._constants = (G.T, h, np.abs(h), np.linalg.norm(G, axis=1))  # (n, r), (r,) x 3
-        if rhs_rows is not None:  # per sample = h with the input rows replaced: h * keep + [b_s, d_s] @ placement
-            placement = np.zeros((len(rhs_rows) + (p if self.rhs_d else 0), h.size))
-            placement[np.arange(len(rhs_rows)), rhs_rows] = 1.0
-            if self.rhs_d:  # C x = d is the rows C x <= d and -C x <= -d
-                placement[len(rhs_rows) + np.arange(p), r + np.arange(p)] = 1.0
-                placement[len(rhs_rows) + np.arange(p), r + p + np.arange(p)] = -1.0
-            self._rhs_constants = (1.0 - np.abs(placement).sum(axis=0), placement)
+        if rhs_rows is not None:
+            self._rhs_constants = _rhs_placement(rhs_rows, self.rhs_d, p, r, h.size)
         self.value = self.add_variable(shape=(), initializer=keras.initializers.Constant(-np.inf), name="value")
 
     def _rhs(self, rhs, vectors: int):
@@ -202,3 +176,45 @@ class ConstraintViolation(keras.metrics.Metric):
             **({"rhs_rows": self.rhs_rows} if self.rhs_rows is not None else {}),
             **({"rhs_d": True} if self.rhs_d else {}),
         }
+
+
+def _rows_of_layer(layer) -> tuple:
+    """``(G, h, C, d, rhs_rows, rhs_d)`` of a constraint layer (the rows of ``A`` come first in ``G``)."""
+    if not (hasattr(layer, "constraint_rows") and hasattr(layer, "units")):
+        raise LinconError(
+            f"ConstraintViolation(layer) needs a LinearInequalityConstraint; got {type(layer).__name__}. "
+            "Pass the arrays instead: ConstraintViolation(A=..., b=..., C=..., d=..., box=...)."
+        )
+    G, h, C, d = layer.constraint_rows()
+    plan = getattr(layer, "_plan", None)
+    rhs_rows = list(plan.input_rows) if plan is not None and plan.rhs_sizes else None
+    return G, h, C, d, rhs_rows, bool(plan is not None and plan.rhs.d)
+
+
+def _rows_of_arrays(A, b, C, d, box, units, rhs_rows) -> tuple:
+    """``(G, h, C, d, rhs_rows)`` from the arrays (checked), the box as rows of ``G``."""
+    if A is None and units is None:
+        raise ConstraintShapeError("ConstraintViolation needs a layer, A, or units (for a box only).")
+    A = np.zeros((0, int(units))) if A is None else A
+    system = as_constraint_system(A, b, C, d)
+    if units is not None and system.dim != int(units):
+        raise ConstraintShapeError(f"A has {system.dim} columns but units={units}; they must match.")
+    G, h = with_box(system.A, system.b, *(as_box(box, system.dim) or (None, None)))
+    if rhs_rows is not None:
+        rhs_rows = [int(i) for i in np.asarray(rhs_rows).reshape(-1)]
+        if len(set(rhs_rows)) != len(rhs_rows) or not all(0 <= i < system.A.shape[0] for i in rhs_rows):
+            raise ConstraintShapeError(
+                f"rhs_rows must be distinct indices of the {system.A.shape[0]} rows of A; got {rhs_rows}."
+            )
+    return G, h, system.C, system.d, rhs_rows
+
+
+def _rhs_placement(rhs_rows: list, rhs_d: bool, p: int, r: int, size: int) -> tuple:
+    """``(keep, placement)``: per sample, ``h * keep + [b_s, d_s] @ placement`` is ``h`` with the input rows
+    replaced (``C x = d`` enters as ``C x <= d`` and ``-C x <= -d``; ``r`` inequality rows, ``p`` equalities)."""
+    placement = np.zeros((len(rhs_rows) + (p if rhs_d else 0), size))
+    placement[np.arange(len(rhs_rows)), rhs_rows] = 1.0
+    if rhs_d:
+        placement[len(rhs_rows) + np.arange(p), r + np.arange(p)] = 1.0
+        placement[len(rhs_rows) + np.arange(p), r + p + np.arange(p)] = -1.0
+    return 1.0 - np.abs(placement).sum(axis=0), placement

@@ -1,7 +1,10 @@
-"""The layer's plan, computed once from the constraint system (numpy only, no Keras).
+"""The layer's plan, computed once from the validated constraint system (numpy only, no Keras).
 
-Which rows get generators and which are scaled (:mod:`.stage_plan`), the
-scaled stage and its centres (:mod:`.scaling_plan`), the coupled blocks'
-projection plan (:mod:`.coupled_projection`), and the weight arrays
+:func:`~keras_lincon.planning.layer_plan.plan_layer` is the entry point, and
+its steps read top-down, one module each: the options (:mod:`.options`), the
+right-hand-side inputs and their translation (:mod:`.rhs_inputs`), the row
+split (:mod:`.row_split`), the two stages (:mod:`.stages`: generators, the
+scaled stage of :mod:`.scaling_plan`, the coupled blocks' projection of
+:mod:`.coupled_plan`), the weights' shapes (:mod:`.layout`) and values
 (:mod:`.weight_arrays`).
 """

@@ -46,7 +46,7 @@ import dataclasses
 import numpy as np
 
 from keras_lincon import geometry
-from keras_lincon.errors import ConstraintShapeError, InfeasibleError, LinconError, NoStrictInteriorError
+from keras_lincon.errors import ConstraintShapeError, InfeasibleError, NoStrictInteriorError
 from keras_lincon.geometry import blocks, deepest_point
 
 #: Treatments of the scaled stage (see the module docstring).
@@ -206,7 +206,7 @@ def plan(
     strict_generator_rows: bool = False,
     find_center: bool = True,
 ) -> ScaledStage:
-    """Plans the scaled stage for a generator system and scaled rows.
+    """Plans the scaled stage from raw arrays (validates them, then :func:`plan_stage`).
 
     Args:
         A_g, b_g, C, d: the generator stage (as :func:`keras_lincon.h_to_v`).
@@ -214,13 +214,7 @@ def plan(
         scaled_rhs: (m,) ``b_s``; with ``input_dependent`` it is the declared
             floor ``b_floor``: the map is exact for any ``b_s >= b_floor``.
         box: ``(lower, upper)`` as for the layer, or None.
-        center: optional (n,) user centre (validated), else the deepest point
-            (:func:`keras_lincon.geometry.deepest_point`).
-        input_dependent: the right-hand side of the scaled rows is an input.
-        strict_generator_rows: the centre must also be strictly inside the
-            generator rows (the ``clip_scale`` treatment needs it).
-        find_center: with ``center=None``, False leaves the centre NaN (a
-            layer that holds it as a weight and has no scaled rows).
+        center, input_dependent, strict_generator_rows, find_center: as for :func:`plan_stage`.
 
     Returns:
         A :class:`ScaledStage`.
@@ -230,40 +224,62 @@ def plan(
     if scaled_rows is None:
         if scaled_rhs is not None and np.size(scaled_rhs):
             raise ConstraintShapeError("scaled_rhs was given without scaled_rows: pass both.")
-        rows, rhs = np.zeros((0, n)), np.zeros(0)
+        scaled = geometry.ConstraintSystem(np.zeros((0, n)), np.zeros(0), np.zeros((0, n)), np.zeros(0))
     else:
         scaled = geometry.as_constraint_system(scaled_rows, scaled_rhs)
         if scaled.dim != n:
             raise ConstraintShapeError(
                 f"scaled_rows has {scaled.dim} columns but the generator rows have {n}: one column per output."
             )
-        rows, rhs = scaled.A, scaled.b
-        zero = np.flatnonzero(~np.any(rows != 0, axis=1))
-        if zero.size:
-            raise ConstraintShapeError(
-                f"scaled row(s) {zero[:8].tolist()} are all zero: drop them (0 <= b needs no enforcing)."
-            )
+    options = dict(input_dependent=input_dependent, strict_generator_rows=strict_generator_rows)
+    return plan_stage(system, scaled.A, scaled.b, geometry.as_box(box, n), center, find_center=find_center, **options)
+
+
+def plan_stage(
+    system: geometry.ConstraintSystem,
+    rows: np.ndarray,
+    rhs: np.ndarray,
+    box: tuple | None,
+    center=None,
+    *,
+    input_dependent: bool = False,
+    strict_generator_rows: bool = False,
+    find_center: bool = True,
+    graph: tuple | None = None,
+) -> ScaledStage:
+    """Plans the scaled stage for a validated generator system and scaled rows.
+
+    Args:
+        system: the generator stage ``(A_g, b_g, C, d)``, validated.
+        rows: (m, n) scaled rows ``A_s``; rhs: (m,) their ``b_s`` (the floor with ``input_dependent``).
+        box: validated ``(lower, upper)``, (n,) each, or None.
+        center: optional (n,) user centre (checked), else :func:`keras_lincon.geometry.deepest_point`.
+        input_dependent: the right-hand side of the scaled rows is an input.
+        strict_generator_rows: the centre must also be strictly inside the generator rows (``clip_scale``).
+        find_center: with ``center=None``, False leaves the centre NaN (held as a weight, no scaled rows).
+        graph: ``geometry.blocks(n, A_g, C, rows)``, if the caller already decomposed the rows.
+
+    Raises:
+        ConstraintShapeError: an all-zero scaled row, or ``input_dependent`` without scaled rows.
+        NoStrictInteriorError: no centre strictly inside the scaled rows and the box.
+    """
+    n = system.dim
+    zero = np.flatnonzero(~np.any(rows != 0, axis=1))
+    if zero.size:
+        raise ConstraintShapeError(
+            f"scaled row(s) {zero[:8].tolist()} are all zero: drop them (0 <= b needs no enforcing)."
+        )
     if input_dependent and rows.shape[0] == 0:
         raise ConstraintShapeError("input_dependent needs scaled_rows (the rows whose right-hand side is an input).")
-    bounds = geometry.as_box(box, n)
-    lower, upper = bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf))
+    lower, upper = box if box is not None else (np.full(n, -np.inf), np.full(n, np.inf))
     if center is None and not find_center:
         if rows.shape[0]:
             raise ConstraintShapeError("internal: scaled rows need a centre.")
         center = np.full(n, np.nan)
     else:
-        if center is None:
-            center, depth = deepest_point(system, lower, upper, rows, rhs, strict_rows=strict_generator_rows)
-            if center is None or depth <= 1e-9:
-                raise NoStrictInteriorError(
-                    "no point of the generator rows' set lies strictly inside the scaled rows and the box "
-                    "(the scaled rows or the box pin some coordinate, or the sets do not meet). Widen the box or "
-                    "the right-hand side (floor) of the scaled rows, or make those rows generator rows."
-                )
-        center = check_center(center, system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
-    coord_block, (gen_block, eq_block, row_block) = blocks(n, system.A, system.C, rows)
-    k = int(coord_block.max()) + 1 if coord_block.size else 0
-    has_eq = np.zeros(k, dtype=bool)
+        center = _centre(system, rows, rhs, lower, upper, center, strict_generator_rows)
+    coord_block, (gen_block, eq_block, row_block) = graph if graph is not None else blocks(n, system.A, system.C, rows)
+    has_eq = np.zeros(int(coord_block.max()) + 1 if coord_block.size else 0, dtype=bool)
     has_eq[eq_block[eq_block >= 0]] = True
     return ScaledStage(
         center=center,
@@ -281,27 +297,17 @@ def plan(
     )
 
 
-# ----------------------------------------------------------------- reference maps
-
-
-def _block_max(values: np.ndarray, index: np.ndarray, k: int) -> np.ndarray:
-    """(B, k) max over columns with the same block index (-1 ignored); -inf if none."""
-    out = np.full((values.shape[0], k), -np.inf)
-    for j in range(k):
-        cols = index == j
-        if cols.any():
-            out[:, j] = values[:, cols].max(axis=1)
-    return out
-
-
-def _ratios(stage: ScaledStage, y: np.ndarray, rhs: np.ndarray):
-    """Per coordinate box ratios (B, n) and per scaled row ratios (B, m)."""
-    c = stage.center
-    centered = y - c
-    box_ratio = np.maximum(centered * stage.inv_upper, centered * stage.inv_lower)
-    slack = rhs - stage.row_center  # (B, m) or (m,)
-    row_ratio = (centered @ stage.rows.T) / slack
-    return centered, box_ratio, row_ratio
+def _centre(system, rows, rhs, lower, upper, center, strict_generator_rows: bool) -> np.ndarray:
+    """The user's centre (checked), else the deepest point of the generator rows' set inside the rest."""
+    if center is None:
+        center, depth = deepest_point(system, lower, upper, rows, rhs, strict_rows=strict_generator_rows)
+        if center is None or depth <= 1e-9:
+            raise NoStrictInteriorError(
+                "no point of the generator rows' set lies strictly inside the scaled rows and the box "
+                "(the scaled rows or the box pin some coordinate, or the sets do not meet). Widen the box or "
+                "the right-hand side (floor) of the scaled rows, or make those rows generator rows."
+            )
+    return check_center(center, system, rows, rhs, lower, upper, strict_generator_rows=strict_generator_rows)
 
 
 def single_row_blocks(stage: ScaledStage) -> tuple:
@@ -339,164 +345,4 @@ def single_row_blocks(stage: ScaledStage) -> tuple:
     return eligible, a, row_of_block, lower, upper
 
 
-def _project_single_rows(stage: ScaledStage, y: np.ndarray, rhs: np.ndarray, steps: int = 200) -> np.ndarray:
-    """(B, n) ``clip(y - mu a)`` on the eligible blocks (y elsewhere); ``mu`` by float64 bisection."""
-    eligible, a, row_of_block, lower, upper = single_row_blocks(stage)
-    rhs_all = np.concatenate([np.broadcast_to(stage.gen_rhs, (y.shape[0], stage.gen_rhs.size)), rhs], axis=1)
-    out = y.copy()
-    for j in np.flatnonzero(eligible):
-        cols = stage.coord_block == j  # bound rows couple nothing, so the row covers the block
-        aj, lo, hi, b = a[cols], lower[cols], upper[cols], rhs_all[:, row_of_block[j]][:, None]
-
-        def excess(mu, yj=y[:, cols], aj=aj, lo=lo, hi=hi, b=b):
-            return np.sum(np.clip(yj - mu * aj, lo, hi) * aj, axis=1, keepdims=True) - b
-
-        mu_lo = np.zeros((y.shape[0], 1))
-        mu_hi = np.max((y[:, cols] - np.where(aj > 0, lo, hi)) / aj, axis=1, keepdims=True).clip(0)  # all clipped
-        for _ in range(steps):
-            mid = 0.5 * (mu_lo + mu_hi)
-            ok = excess(mid) <= 0
-            mu_hi, mu_lo = np.where(ok, mid, mu_hi), np.where(ok, mu_lo, mid)
-        mu = np.where(excess(np.zeros_like(mu_hi)) <= 0, 0.0, mu_hi)
-        out[:, cols] = np.clip(y[:, cols] - mu * aj, lo, hi)
-    return out
-
-
-def scale_map(stage: ScaledStage, y, b_s=None, mode: str = "per_block") -> np.ndarray:
-    """Numpy reference of the scaled stage.
-
-    Args:
-        stage: from :func:`plan`.
-        y: (B, n) outputs of the generator stage (points of ``P_gen``).
-        b_s: (B, m) or (m,) right-hand side of the scaled rows when the stage
-            is input dependent (exact where ``b_s >= floor``); else ignored.
-        mode: one of :data:`MODES`.
-
-    Returns:
-        (B, n) float64 points of ``P_gen`` satisfying the box and scaled rows.
-    """
-    if mode not in MODES:
-        raise LinconError(f"mode must be one of {MODES}; got {mode!r}.")
-    y = np.asarray(y, dtype=np.float64).reshape(-1, stage.dim)
-    rhs = stage.rhs if (b_s is None or not stage.input_dependent) else np.asarray(b_s, dtype=np.float64)
-    c = stage.center
-    centered, box_ratio, row_ratio = _ratios(stage, y, rhs)
-    if mode == "global":
-        both = np.hstack([box_ratio, row_ratio, np.ones((y.shape[0], 1))])
-        return c + centered / both.max(axis=1, keepdims=True)
-    k = stage.n_blocks
-    free = stage.coord_block < 0
-    per_block = np.maximum(
-        np.maximum(_block_max(box_ratio, stage.coord_block, k), _block_max(row_ratio, stage.row_block, k)), 1.0
-    )
-    scaled = y.copy()
-    coupled = ~free
-    scaled[:, coupled] = c[coupled] + centered[:, coupled] / per_block[:, stage.coord_block[coupled]]
-    clipped = np.clip(y, stage.lower, stage.upper)
-    scaled[:, free] = clipped[:, free]
-    if mode == "per_block":
-        return scaled
-    if mode == "project":
-        eligible = single_row_blocks(stage)[0]
-        projected = _project_single_rows(stage, y, np.broadcast_to(rhs, (y.shape[0], stage.rows.shape[0])))
-        on = coupled & eligible[np.maximum(stage.coord_block, 0)]
-        scaled[:, on] = projected[:, on]
-        return scaled
-    # Clip variants: the box is met by clipping; the block's inequality rows
-    # (generator and scaled) by moving back towards an anchor that meets them.
-    rows = np.vstack([stage.gen_rows, stage.rows])
-    row_block = np.concatenate([stage.gen_block, stage.row_block])
-    rhs_all = np.concatenate(
-        [
-            np.broadcast_to(stage.gen_rhs, (y.shape[0], stage.gen_rhs.size)),
-            np.broadcast_to(rhs, (y.shape[0], stage.rows.shape[0])),
-        ],
-        axis=1,
-    )
-    anchor = np.broadcast_to(c, y.shape) if mode == "clip_scale" else scaled
-    step = (clipped - anchor) @ rows.T  # (B, rows)
-    room = np.maximum(rhs_all - anchor @ rows.T, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        limit = np.where(step > 0, room / np.where(step > 0, step, 1.0), np.inf)
-    lam = np.clip(-_block_max(-limit, row_block, k), 0.0, 1.0)  # min over each block's rows
-    lam[:, stage.block_has_equality] = 0.0  # clipping would break the equalities
-    out = clipped.copy()
-    out[:, coupled] = anchor[:, coupled] + lam[:, stage.coord_block[coupled]] * (clipped - anchor)[:, coupled]
-    if mode == "clip_scale":
-        # blocks with equalities fall back to their per-block factor
-        eq_coords = coupled & stage.block_has_equality[np.maximum(stage.coord_block, 0)]
-        out[:, eq_coords] = scaled[:, eq_coords]
-    return out
-
-
 # ----------------------------------------------------------------- row split
-
-
-@dataclasses.dataclass(frozen=True)
-class RowSplit:
-    """Which inequality rows of ``A`` go to which stage.
-
-    ``generator`` / ``scaled``: sorted row indices of ``A``; ``moved``: rows the
-    automatic fallback moved to the scaled stage (a subset of ``scaled``), with
-    ``bounds`` a true lower bound on the generators of each moved block.
-    """
-
-    generator: tuple
-    scaled: tuple
-    moved: tuple
-    bounds: tuple
-
-
-def split_rows(
-    system: geometry.ConstraintSystem,
-    scaled=(),
-    limit: float = geometry.DEFAULT_MAX_GENERATORS,
-    fallback: bool = True,
-) -> RowSplit:
-    """Splits the rows of ``system.A`` into generator rows and scaled rows.
-
-    Rows in ``scaled`` always go to the scaled stage. With ``fallback``, every
-    independent block of the remaining rows that certainly has more than
-    ``limit`` generators (a true lower bound on its vertices,
-    :func:`keras_lincon.geometry.generator_lower_bound`, the rule
-    by which :func:`keras_lincon.h_to_v` refuses up front) moves to the
-    scaled stage as a whole: its output is then exact but no longer covers
-    the whole set freely (ray scaling towards a centre instead of
-    generators). An upper bound alone (McMullen's) moves nothing: such
-    blocks are enumerated, and the layer moves them only if that is refused
-    (cap or time budget). Blocks with at most as many rows as variables never
-    move (closed form or few generators).
-
-    Args:
-        system: all rows ``(A, b, C, d)``; ``scaled``: row indices of ``A``.
-        limit: the generator cap (the layer's ``max_generators``).
-        fallback: move blocks at all.
-
-    Returns:
-        A :class:`RowSplit`; ``bounds`` holds each moved block's lower bound.
-    """
-    m, n = system.A.shape
-    scaled_set = set(int(i) for i in scaled)
-    if any(i < 0 or i >= m for i in scaled_set):
-        raise ConstraintShapeError(f"scaled_rows must be indices of rows of A (0..{m - 1}); got {sorted(scaled_set)}.")
-    keep = np.array([i for i in range(m) if i not in scaled_set], dtype=int)
-    moved, bounds = [], []
-    if fallback and keep.size:
-        coord, (row_blk, eq_blk) = blocks(n, system.A[keep], system.C)
-        for j in range(int(coord.max()) + 1 if coord.size else 0):
-            rows = keep[row_blk == j]
-            var = coord == j
-            eqs = eq_blk == j
-            n_vars = int(np.sum(var))
-            dim = n_vars - (np.linalg.matrix_rank(system.C[eqs]) if np.any(eqs) else 0)
-            if rows.size <= dim or geometry.generator_upper_bound(rows.size, dim) <= limit:
-                continue  # cannot exceed the cap: no lower bound needed
-            bound, _ = geometry.generator_lower_bound(
-                system.A[np.ix_(rows, var)], system.b[rows], system.C[np.ix_(eqs, var)], system.d[eqs]
-            )
-            if bound > limit:
-                moved.extend(rows.tolist())
-                bounds.append(bound)
-    scaled_all = sorted(scaled_set | set(moved))
-    generator = [i for i in range(m) if i not in set(scaled_all)]
-    return RowSplit(tuple(generator), tuple(scaled_all), tuple(sorted(moved)), tuple(bounds))

@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_lincon.errors import GeneratorMismatchError, RepresentationCheckError
 from keras_lincon.geometry import ConstraintSystem, VRepresentation, check_representation, max_violation
-from keras_lincon.planning.stage_plan import (
+from keras_lincon.planning.layout import (
     LOAD_TOLERANCE,
     MASK_LOGIT,
     GeneratorLayout,

@@ -87,7 +87,7 @@ def test_per_block_equals_global_on_one_block():
     h = rng.standard_normal((16, 4)).astype("float32") * 5
     pb = LinearInequalityConstraint(A, b, scaling="per_block", **kw)
     gl = LinearInequalityConstraint(A, b, scaling="global", **kw)
-    assert pb._stage.n_blocks == 1
+    assert pb._plan.stage.n_blocks == 1
     np.testing.assert_allclose(pb(h), gl(h), rtol=1e-6, atol=1e-6)
 
 
@@ -95,7 +95,7 @@ def test_checkerboard_blocks_and_free_coordinates():
     A = np.zeros((1, 5))
     A[0, :2] = [1.0, -1.0]
     layer = LinearInequalityConstraint(A, [0.5], box=(-1.0, 1.0), kernel_initializer="ones")
-    assert layer._stage.coord_block.tolist() == [0, 0, -1, -1, -1]
+    assert layer._plan.stage.coord_block.tolist() == [0, 0, -1, -1, -1]
     y = keras.ops.convert_to_numpy(layer(np.full((2, 3), 4.0, dtype="float32")))
     np.testing.assert_allclose(y[:, 2:], 1.0)  # free coordinates are clipped
     assert layer.max_violation(y, relative=True) <= TOL
@@ -128,8 +128,8 @@ def test_explicit_scaled_rows_mask_and_indices_agree():
     mask[[1, 4]] = True
     a = LinearInequalityConstraint(A, b, scaled_rows=mask, box=(-3.0, 3.0))
     c = LinearInequalityConstraint(A, b, scaled_rows=[4, 1], box=(-3.0, 3.0))
-    assert a._plan.split.scaled == c._plan.split.scaled == (1, 4)
-    np.testing.assert_allclose(a._stage.center, c._stage.center)
+    assert a._plan.stages.split.scaled == c._plan.stages.split.scaled == (1, 4)
+    np.testing.assert_allclose(a._plan.stage.center, c._plan.stage.center)
 
 
 def test_all_rows_scaled_with_project_is_the_exact_projection_of_an_affine_map(tmp_path):
@@ -139,7 +139,7 @@ def test_all_rows_scaled_with_project_is_the_exact_projection_of_an_affine_map(t
 
     A = klc.checkerboard((8, 8), (2, 2))
     layer = LinearInequalityConstraint(A, box=(-1.0, 1.0), scaled_rows="all", scaling="project")
-    assert layer.scaled_rows == (0, 1, 2, 3) and layer._plan.split.moved == ()
+    assert layer.scaled_rows == (0, 1, 2, 3) and layer._plan.stages.split.moved == ()
     model = keras.Sequential([keras.Input((5,)), layer])
     h = np.random.default_rng(2).normal(size=(32, 5)).astype("float32")
     x = model.predict(h, verbose=0)
@@ -157,7 +157,7 @@ def test_no_warning_when_nothing_explodes():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ScaledRowsWarning)
         layer = LinearInequalityConstraint(CHECKER, box=(-1.0, 1.0))
-    assert layer._plan.split.scaled == ()
+    assert layer._plan.stages.split.scaled == ()
 
 
 def test_errors():
@@ -198,13 +198,16 @@ def test_fallback_rows_keep_fixed_rhs_while_input_rows_take_b_s():
     b = np.append(b, 1.0)  # budget row, floor 1.0, right-hand side from the input
     with pytest.warns(ScaledRowsWarning):
         layer = LinearInequalityConstraint(A, b, box=(-2.0, 2.0), scaled_rows=[80], rhs_input=True)
-    assert layer.scaled_rows == (80,) and len(layer._plan.split.moved) == 80
+    assert layer.scaled_rows == (80,) and len(layer._plan.stages.split.moved) == 80
     h = rng.standard_normal((32, 6)).astype("float32") * 100
     rhs = (1.0 + rng.exponential(2.0, (32, 1))).astype("float32")
     y = layer([h, rhs])
     assert layer.assert_constraints(y, rhs=rhs) <= TOL
     clone = LinearInequalityConstraint.from_config(layer.get_config())
-    assert clone._plan.split.scaled == layer._plan.split.scaled and clone._plan.split.moved == layer._plan.split.moved
+    assert (
+        clone._plan.stages.split.scaled == layer._plan.stages.split.scaled
+        and clone._plan.stages.split.moved == layer._plan.stages.split.moved
+    )
 
 
 def test_jit_compiled_fit_and_mixed_precision_stay_feasible():
@@ -330,7 +333,7 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, keras_lincon as klc
-from tests.test_scaled_layer import budget_layer
+from tests.test_layer_scaled_rows import budget_layer
 rng = np.random.default_rng(0)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():

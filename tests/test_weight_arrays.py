@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import keras_lincon as klc
-from keras_lincon.geometry import VRepresentation
-from keras_lincon.layers import kernels
-from keras_lincon.planning import stage_plan, weight_arrays
+from keras_lincon.layers.generator_kernel import generator_outputs
+from keras_lincon.planning import layout as layout_lib
+from keras_lincon.planning import weight_arrays
 
 TOL = klc.layers.FLOAT32_TOLERANCE
 
@@ -16,48 +16,6 @@ def budget(n: int, free: int = 0):
     """x >= 0 by generators (unit rays; the last ``free`` coordinates unbounded: lineality)
     and sum(x) <= 1 as a scaled row (row n - free)."""
     return np.vstack([-np.eye(n)[: n - free], np.ones((1, n))]), np.r_[np.zeros(n - free), 1.0]
-
-
-@pytest.mark.parametrize(
-    "rays,expected",
-    [
-        (np.diag([1.0, 2.0, 0.5]), ([0, 1, 2], [1.0, 2.0, 0.5])),
-        (-np.eye(3)[[2, 0]], ([2, 0], [-1.0, -1.0])),
-        (np.eye(3) + 1e-15 * np.ones((3, 3)), ([0, 1, 2], [1.0, 1.0, 1.0])),  # h_to_v's rounding
-        (np.eye(3)[[0, 0]] * [[1.0], [2.0]], None),  # two rays on one coordinate
-        (np.array([[1.0, 1.0, 0.0]]), None),  # not a unit vector
-    ],
-)
-def test_coordinate_generators_are_detected(rays, expected):
-    rep = VRepresentation(np.zeros((1, 3)), rays, np.zeros((0, 3)))
-    found = stage_plan.coordinate_generators(rep)
-    if expected is None:
-        assert found is None
-    else:
-        np.testing.assert_array_equal(found[0], expected[0])
-        np.testing.assert_allclose(found[1], expected[1])
-
-
-def test_coordinate_generators_read_a_row_space_without_forming_the_lineality():
-    """A representation holding only its row space gives what the explicit lineality basis gives."""
-    from keras_lincon.geometry.representation import orthogonal_complement
-
-    on_4_5 = -np.eye(6)[[4, 5]]
-    for row_space, rays, expected in [
-        (np.zeros((0, 6)), np.zeros((0, 6)), "coordinates"),  # lineality = every unit vector
-        (np.eye(6)[[4, 5]], on_4_5, "coordinates"),  # rays on 4, 5; unit vectors on 0..3
-        (np.array([[0.6, 0.8, 0, 0, 0, 0], [0, 0, 0, 0, 1.0, 0], [0, 0, 0, 0, 0, 1.0]]), on_4_5, None),  # mixed
-    ]:
-        lazy = VRepresentation(np.zeros((1, 6)), rays, None, row_space=row_space)
-        found = stage_plan.coordinate_generators(lazy)
-        assert lazy._lineality is None
-        explicit = VRepresentation(np.zeros((1, 6)), rays, orthogonal_complement(row_space, 6))
-        reference = stage_plan.coordinate_generators(explicit)
-        if expected is None:
-            assert found is None and reference is None
-        else:
-            np.testing.assert_array_equal(found[0], reference[0])
-            np.testing.assert_allclose(found[1], reference[1])
 
 
 def test_gather_path_equals_the_product_with_the_generators():
@@ -69,7 +27,7 @@ def test_gather_path_equals_the_product_with_the_generators():
     assert layer.layout["generator_path"] == "gather" and layer._call_mode == "direct"
     assert {w.name for w in layer.weights} >= {"generator_scale", "generator_gather"}
     rep = layer._representation
-    y = kernels.generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "abs")
+    y = generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "abs")
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
     coeffs = x @ kernel + bias  # lineality first, then rays: nonneg="abs" on those; offset 0
     expected = coeffs[:, :2] @ rep.lineality + np.abs(coeffs[:, 2:]) @ rep.rays
@@ -106,19 +64,9 @@ def test_gather_path_saves_and_loads_and_older_layouts_stay_dense(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     # a layout saved before generator_path existed means the product
     config = {k: v for k, v in model.layers[-1].layout.items() if k != "generator_path"}
-    assert stage_plan.GeneratorLayout.from_config(config).generator_path == "dense"
+    assert layout_lib.GeneratorLayout.from_config(config).generator_path == "dense"
     with pytest.raises(klc.GeneratorMismatchError, match="generator_path 'sparse'"):
-        stage_plan.GeneratorLayout.from_config({**config, "generator_path": "sparse"})
-
-
-def test_diagonal_path_needs_every_coordinate_and_the_lineality_first():
-    def path(A):
-        return klc.LinearInequalityConstraint(A, units=4).layout["generator_path"]
-
-    assert path(-np.eye(4)) == "diagonal"  # x >= 0: 4 rays, in any order h_to_v gives them
-    assert path(-np.eye(4)[2:]) == "diagonal"  # x0, x1 free (lineality), then rays
-    assert path(-np.eye(4)[:2]) == "gather"  # the lineality's coordinates (2, 3) come last
-    assert path(np.array([[1.0, -1.0, 0.0, 0.0]])) == "dense"
+        layout_lib.GeneratorLayout.from_config({**config, "generator_path": "sparse"})
 
 
 def test_diagonal_path_equals_the_product_saves_and_refuses_tampering(tmp_path):
@@ -129,7 +77,7 @@ def test_diagonal_path_equals_the_product_saves_and_refuses_tampering(tmp_path):
     assert layer.layout["generator_path"] == "diagonal" and layer._call_mode == "direct"
     assert "generator_gather" not in {w.name for w in layer.weights}
     x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
-    y = kernels.generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "softplus")
+    y = generator_outputs(keras.ops.convert_to_tensor(x), layer, layer._layout, "direct", "softplus")
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
     # coefficient j drives coordinate j: the representation's rays in coordinate order
     rays = layer._representation.rays
@@ -148,11 +96,11 @@ def test_diagonal_path_equals_the_product_saves_and_refuses_tampering(tmp_path):
 
 
 def test_weight_specs_follow_the_path():
-    layout = stage_plan.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="gather")
+    layout = layout_lib.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="gather")
     names = [name for name, _, _ in weight_arrays.weight_specs(layout, "direct", 6, 3, box=False)]
     assert names == ["kernel", "bias", "generator_scale", "generator_gather", "offset"]
     names = [name for name, _, _ in weight_arrays.weight_specs(layout, "projected", 6, 3, box=False)]
     assert "generator_gather" not in names and "complement_basis" in names
-    layout = stage_plan.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="diagonal")
+    layout = layout_lib.GeneratorLayout(n_rays=5, n_lineality=1, n_basis=5, generator_path="diagonal")
     names = [name for name, _, _ in weight_arrays.weight_specs(layout, "direct", 6, 3, box=False)]
     assert names == ["kernel", "bias", "generator_scale", "offset"]

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_lincon.planning import coupled_projection as cp
+from keras_lincon.layers import coupled_kernel as cp
+from keras_lincon.planning.coupled_plan import plan_projection
 from tests.conftest import run_python
 
 keras = pytest.importorskip("keras")
@@ -108,7 +109,7 @@ SOLVER = dict(iterations=200, polish=10)  # generous for random blocks with more
 @given(seed=st.integers(0, 2**31 - 1))
 def test_feasible_and_matches_osqp_float64(seed):
     A, b, C, d, box, x0 = random_block(seed)
-    plan = cp.plan_projection(A, b, C, d, box)
+    plan = plan_projection(A, b, C, d, box)
     y = _points(x0, 16, 1.0, seed)
     x, converged = cp.project(ops.convert_to_tensor(y), plan, return_converged=True, **SOLVER)
     x, converged = np.asarray(x), np.asarray(converged)
@@ -125,7 +126,7 @@ def test_feasible_and_matches_osqp_float64(seed):
 @given(seed=st.integers(0, 2**31 - 1))
 def test_feasible_float32_even_when_stopped_early(seed):
     A, b, C, d, box, x0 = random_block(seed)
-    plan = cp.plan_projection(A, b, C, d, box)
+    plan = plan_projection(A, b, C, d, box)
     y = _points(x0, 16, 3.0, seed).astype(np.float32)
     for iterations, polish in ((0, 0), (3, 1), (200, 10)):
         x = np.asarray(cp.project(ops.convert_to_tensor(y), plan, iterations=iterations, polish=polish))
@@ -143,7 +144,7 @@ def test_per_sample_right_hand_sides(seed):
         C = rng.normal(size=(1, x0.size))
     shifts = rng.normal(0.0, 0.5, (16, x0.size))  # translate the set: stays non-empty
     b_s, d_s = b + shifts @ A.T, (C @ x0) + shifts @ C.T
-    plan = cp.plan_projection(A, None, C, None, box)
+    plan = plan_projection(A, None, C, None, box)
     y = _points(x0, 16, 1.0, seed)
     x, converged = cp.project(ops.convert_to_tensor(y), plan, b_s, d_s, return_converged=True, **SOLVER)
     x = np.asarray(x)
@@ -166,7 +167,7 @@ def _grad_check(seed, wrt: str):
         if C is None:
             C = rng.normal(size=(1, x0.size))
             d = C @ x0
-    plan = cp.plan_projection(A, None if wrt == "b" else b, C, None if wrt == "d" else d, box)
+    plan = plan_projection(A, None if wrt == "b" else b, C, None if wrt == "d" else d, box)
     B = 8
     y = _points(x0, B, 1.0, seed)
     bb, dd = np.tile(b, (B, 1)), np.tile(d, (B, 1)) if d is not None else None
@@ -225,7 +226,7 @@ def test_gradient_in_right_hand_sides(wrt):
 def test_xla_matches_eager():
     tf = pytest.importorskip("tensorflow")
     A, b, C, d, box, x0 = random_block(5)
-    plan = cp.plan_projection(A, b, C, d, box)
+    plan = plan_projection(A, b, C, d, box)
     y = _points(x0, 32, 1.0, 5).astype(np.float32)
     eager = np.asarray(cp.project(y, plan))
     compiled = tf.function(lambda v: cp.project(v, plan), jit_compile=True)
@@ -237,7 +238,7 @@ def test_xla_matches_eager():
 def test_dc3_block_float64():
     """DC3's block (100 vars, A y = x per sample, G y <= h): 1e-12 feasibility, OSQP's answer."""
     A_eq, X, G, h = _dc3_block()
-    plan = cp.plan_projection(G, h, C=A_eq)
+    plan = plan_projection(G, h, C=A_eq)
     y = np.random.default_rng(0).normal(0, 3, (32, 100))
     x, converged = cp.project(y, plan, d=X, return_converged=True, iterations=0, polish=8)
     x = np.asarray(x)
@@ -247,25 +248,14 @@ def test_dc3_block_float64():
     assert np.abs(x - ref).max() <= 1e-8
 
 
-def test_plan_errors():
-    A = np.array([[1.0, 0.0], [-1.0, 0.0]])
-    with pytest.raises(ValueError, match="strictly feasible"):
-        cp.plan_projection(A, np.array([0.0, 0.0]))  # x_0 = 0 holds with equality: no interior
-    with pytest.raises(ValueError, match="do not allow moving"):
-        cp.plan_projection(np.ones((3, 2)), None)  # three moving rows in two dimensions
-    plan = cp.plan_projection(np.eye(2), np.ones(2))
-    with pytest.raises(ValueError, match="entries"):
-        cp.plan_projection(np.eye(2), np.ones(3))
-    assert plan.dim == 2
-
-
 BACKEND_SCRIPT = """
 import numpy as np, keras
-from keras_lincon.planning import coupled_projection as cp
+from keras_lincon.layers import coupled_kernel as cp
+from keras_lincon.planning.coupled_plan import plan_projection
 rng = np.random.default_rng(0)
 A = rng.normal(size=(12, 8)) * 10.0 ** rng.uniform(-2, 2, (12, 1)); x0 = rng.normal(size=8)
 b = A @ x0 + np.linalg.norm(A, axis=1) * 0.3; C = rng.normal(size=(2, 8)); d = C @ x0
-plan = cp.plan_projection(A, b, C, d, (x0 - 1, x0 + 1))
+plan = plan_projection(A, b, C, d, (x0 - 1, x0 + 1))
 y = (x0 + rng.normal(size=(16, 8))).astype("float32")
 backend = keras.backend.backend()
 fast = dict(iterations=100, polish=0, gradient_iterations=40)  # the matrix-product path
@@ -317,7 +307,7 @@ def test_matrix_product_gradient_matches_solve_and_compiles():
     """``polish=0, gradient_iterations=k``: ADMM on the tangent problem, no batched solve."""
     tf = pytest.importorskip("tensorflow")
     A_eq, X, G, h = _dc3_block()
-    plan = cp.plan_projection(G, h, C=A_eq)
+    plan = plan_projection(G, h, C=A_eq)
     rng = np.random.default_rng(1)
     y = tf.constant(X @ np.linalg.pinv(A_eq).T + rng.normal(0, 1, (32, 100)))
     v = tf.constant(rng.normal(size=(32, 100)))
@@ -355,7 +345,7 @@ def test_dependent_active_rows(polish, gradient_iterations):
     a = np.array([1.0, 2.0, -1.0, 0.5])
     A = np.vstack([a, a, 3 * a, [0.0, 0.0, 1.0, 0.0]])
     b = np.array([1.0, 1.0, 3.0, 5.0])
-    plan = cp.plan_projection(A, b)
+    plan = plan_projection(A, b)
     y = tf.constant(np.array([[3.0, 2.0, 0.0, 1.0], [2.0, 1.0, -1.0, 0.0]]))
     x = cp.project(y, plan, iterations=100, polish=polish, gradient_iterations=gradient_iterations)
     y_np = y.numpy()
@@ -376,7 +366,7 @@ def test_dependent_active_rows(polish, gradient_iterations):
 def test_value_only_matches():
     """``differentiable=False`` gives the same values (no tangent loop, no gradient solve)."""
     A_eq, X, G, h = _dc3_block(16)
-    plan = cp.plan_projection(G, h, C=A_eq)
+    plan = plan_projection(G, h, C=A_eq)
     y = X @ np.linalg.pinv(A_eq).T + np.random.default_rng(2).normal(0, 1, (16, 100))
     for polish, gradient_iterations in ((8, None), (0, 20)):
         kwargs = dict(d=X, iterations=60, polish=polish, gradient_iterations=gradient_iterations)

