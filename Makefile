@@ -14,7 +14,7 @@ FIND_LINKS  ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global
 TORCH_WHEEL ?= $(firstword $(foreach d,$(FIND_LINKS),$(wildcard $(d)/torch-*+cpu-*.whl)))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test test-all lint bench wheel clean
+.PHONY: setup demo test test-all lint bench wheel clean docs
 
 $(STAMP): setup.cfg setup.py Makefile scripts/system_deps.sh scripts/check_one_tf.py
 	bash scripts/system_deps.sh
@@ -53,6 +53,14 @@ bench: setup
 	$(BIN)/python benchmarks/generators.py
 	$(BIN)/python benchmarks/layer.py
 	$(BIN)/python benchmarks/inference.py
+
+# The documentation site in build/site/ (docs/, mkdocs.yml): the benchmark figures from
+# benchmarks/results/, then mkdocs with warnings as errors. Installs the `docs` extra when missing.
+docs: setup
+	$(BIN)/python -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || $(PIP) install -q -e ".[docs]"
+	$(BIN)/python scripts/docs_benchmark_plots.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+	@echo "site: build/site/index.html"
 
 # sdist and wheel in dist/ (no compiler needed: the package is pure Python).
 wheel: setup

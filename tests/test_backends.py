@@ -308,12 +308,13 @@ def test_coupled_kernel_keeps_float64_on_backend(backend):
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_readme_optimization_proxy_recipe_on_backend(backend):
-    """The README's proxy recipe as written (its loss once multiplied numpy arrays by tensors: a TypeError on
-    torch)."""
-    from tests.test_readme import readme_blocks
+    """The proxy recipe of docs/guides/proxies.md as written (its loss once multiplied numpy arrays by tensors: a
+    TypeError on torch)."""
+    from tests.test_readme import ROOT, markdown_blocks
 
     _require(backend)
-    recipe = [code for _, code in readme_blocks() if 'rhs_input="d"' in code and "proxy.fit(" in code]
+    blocks = markdown_blocks(ROOT / "docs" / "guides" / "proxies.md")
+    recipe = [code for _, code in blocks if 'rhs_input="d"' in code and "proxy.fit(" in code]
     assert len(recipe) == 1
     script = recipe[0] + "\nimport json\nprint(json.dumps({'ok': bool(constraints.max_violation(y, relative=True, "
     script += "rhs=qp.X[-1024:]) <= 1e-5)}))\n"

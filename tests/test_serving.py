@@ -103,10 +103,10 @@ def test_rest_example_parses_against_signature(exported):
     body = serving.rest_predict_example(path, batch=2)
     assert body["signature_name"] == "serving_default"
     assert np.asarray(body["inputs"]["features"]).shape == (2, 10)
-    # the README's example has the same structure
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
-    start = readme.index("<!-- rest-example -->")
-    example = json.loads(readme[start:].split("```json")[1].split("```")[0])
+    # the deploy guide's example has the same structure
+    guide = open(os.path.join(os.path.dirname(__file__), "..", "docs", "deploy.md")).read()
+    start = guide.index("<!-- rest-example -->")
+    example = json.loads(guide[start:].split("```json")[1].split("```")[0])
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(path)).signatures[example["signature_name"]]
