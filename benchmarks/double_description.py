@@ -1,6 +1,6 @@
 """h_to_v on families with known vertex counts, side by side with exact pycddlib (issue 21).
 
-For each family (the builders of ``tests/test_double_description.py``, our
+For each family (the builders of ``tests/polytope_families.py``, our
 own, not the GPL cddlib/lrslib files) it times, in this one process and
 interleaved round by round so that both sides see the same machine load:
 
@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import keras_lincon as klc  # noqa: E402
 from keras_lincon.geometry import double_description as dd  # noqa: E402
 from keras_lincon.geometry.double_description import worker  # noqa: E402
-from tests.test_double_description import FAMILIES, SLOW, birkhoff, permutahedron  # noqa: E402
+from tests.polytope_families import FAMILIES, SLOW, birkhoff, permutahedron  # noqa: E402
 
 
 def pycddlib_exact(A, b, C, d) -> int:

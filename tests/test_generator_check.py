@@ -6,7 +6,7 @@ import pytest
 from keras_lincon.errors import RepresentationCheckError
 from keras_lincon.geometry import double_description as dd
 from keras_lincon.geometry import generator_check
-from tests.test_double_description import seed_10122
+from tests.polytope_families import seed_10122
 
 
 def test_check_catches_dropped_vertex_and_misread_ray():
