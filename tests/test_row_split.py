@@ -6,7 +6,7 @@ import pytest
 import keras_lincon as klc
 from keras_lincon import geometry
 from keras_lincon.planning.row_split import split_rows
-from tests.test_double_description import permutahedron
+from tests.polytope_families import permutahedron
 
 
 def test_user_rows_are_scaled_and_the_rest_get_generators():

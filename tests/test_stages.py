@@ -10,7 +10,7 @@ from keras_lincon import geometry
 from keras_lincon.planning.options import Construction, OutputMap
 from keras_lincon.planning.rhs_inputs import RhsInputs
 from keras_lincon.planning.stages import plan_stages
-from tests.test_double_description import permutahedron
+from tests.polytope_families import permutahedron
 
 
 def stages(A, b=None, C=None, d=None, box=None, output_map=OutputMap(), construction=Construction(), **kwargs):

@@ -185,12 +185,14 @@ def _per_sample_rhs(plan: ProjectionPlan, b, d, center, dtype) -> tuple:
 
 def _moved_centre(plan: ProjectionPlan, b, d, const):
     """The plan's centre moved with per-sample ``b`` and ``d`` by ``plan.shift`` ((n,) or (B, n))."""
-    m = plan.A.shape[0]
+    m, shift = plan.A.shape[0], plan.shift
     c = const(plan.center0)
+    if shift is None:  # fixed b and d (per-sample ones without a shift were refused)
+        return c
     if b is not None:
-        c = c + matmul(ops.stop_gradient(b) - const(plan.b0), const(plan.shift[:, :m].T))
+        c = c + matmul(ops.stop_gradient(b) - const(plan.b0), const(shift[:, :m].T))
     if d is not None:
-        c = c + matmul(ops.stop_gradient(d) - const(plan.d0), const(plan.shift[:, m:].T))
+        c = c + matmul(ops.stop_gradient(d) - const(plan.d0), const(shift[:, m:].T))
     return c
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -81,8 +82,8 @@ class _GeneratorGuard:
 
     def __init__(self, variables: dict):
         self.variables = variables  # name -> variable, in creation order
-        self.expected: tuple | None = None  # fingerprints of the checked values
-        self.verified: dict | None = None  # name -> numpy copy of the checked values
+        self.expected: Any = None  # fingerprints of the checked values (a tuple once checked)
+        self.verified: Any = None  # name -> numpy copy of the checked values (a dict once checked)
         self.writes = 0  # writes seen by the hook (eager calls skip the check while it is unchanged)
         self.graph_writes = False  # a write was traced: TF eager calls must always look
         self.stamp = None  # write stamp at the last eager check
@@ -123,8 +124,23 @@ def _outside_traces():
         yield
 
 
-class GeneratorGuard:
+if TYPE_CHECKING:  # the mixins run on a keras.layers.Layer (Any to the type checker: Keras ships no types)
+    from keras.layers import Layer as _LayerBase
+
+    from keras_lincon.planning.layer_plan import LayerPlan
+    from keras_lincon.planning.layout import GeneratorLayout
+else:
+    _LayerBase = object
+
+
+class GeneratorGuard(_LayerBase):
     """Weight verification and the generator guard (see the module docstring)."""
+
+    # set by the layer: its plan, layout, call mode and guard
+    _plan: LayerPlan
+    _layout: GeneratorLayout
+    _call_mode: str
+    _generators_ready: bool
 
     # ------------------------------------------------- generator weight checks
 

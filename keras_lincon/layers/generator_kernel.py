@@ -55,7 +55,7 @@ def generator_outputs(x, w, layout: GeneratorLayout, mode: str, nonneg: str):
                 out = matmul(gen_coeffs, ops.cast(w.generators, x.dtype))
     else:  # z + (nonneg(s) (R Q^T) - z Q^T) Q for a full map z
         out = coeffs
-        small = affine(x, w.small_kernel, w.small_bias) if n_rays + n_logits else None
+        small = affine(x, w.small_kernel, w.small_bias) if n_rays + n_logits else out[..., :0]
         if layout.n_basis:
             basis = ops.cast(w.complement_basis, x.dtype)
             coords = -matmul(out, ops.transpose(basis))

@@ -194,7 +194,6 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     method = property(lambda self: self._plan.construction.method)
     max_generators = property(lambda self: self._plan.construction.max_generators)
     rhs_input = property(lambda self: self._plan.rhs.to_config(self._plan.system.A.shape[0]))
-    _rhs_sizes = property(lambda self: self._plan.rhs_sizes)  # read by models.constrained_vae
 
     @property
     def layout(self) -> dict:
@@ -303,7 +302,7 @@ def _units_without_rows(units, box) -> int:
         if int(units) < 1:
             raise ConstraintShapeError(f"units must be a positive int; got {units!r}.")
         return int(units)
-    for side in box or (None, None):
+    for side in box if box is not None else ():
         if np.ndim(side) == 1:
             return len(side)
     raise ConstraintShapeError(

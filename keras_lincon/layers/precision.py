@@ -34,7 +34,10 @@ def reduced_precision_reason() -> str | None:
         elif backend == "jax":
             import jax
 
-            if jax.default_backend() == "gpu" and jax.config.jax_default_matmul_precision not in ("highest", "float32"):
+            if jax.default_backend() == "gpu" and getattr(jax.config, "jax_default_matmul_precision", None) not in (
+                "highest",
+                "float32",
+            ):
                 return (
                     "JAX runs float32 matmuls on this GPU in TF32 by default; call "
                     "keras_lincon.layers.precision.use_exact_float32_matmuls() or "

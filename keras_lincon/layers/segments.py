@@ -110,7 +110,9 @@ def segment_max(values, segment_ids: np.ndarray, num_segments: int):
             return top
         return ops.pad(top, [[0, 0], [0, num_segments - rows * cols]], constant_values=lowest)
     padded = ops.concatenate([values, ops.full_like(values[:, :1], lowest)], axis=1)
-    gathered = ops.reshape(ops.take(padded, plan.table.reshape(-1), axis=1), (batch, *plan.table.shape))
+    table = plan.table
+    assert table is not None  # the "table" plan
+    gathered = ops.reshape(ops.take(padded, table.reshape(-1), axis=1), (batch, *table.shape))
     return ops.max(gathered, axis=-1, initial=lowest)
 
 

@@ -13,6 +13,7 @@ layer and per-example right-hand sides) and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -205,7 +206,7 @@ class ConstrainedVAE(RhsConditioning, VAESaving, keras.Model):
         self.code_dim = self.latent_constraint.units if self.latent_constraint is not None else self.latent_dim
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.violation_tracker = _violation_metric(self.output_constraint)
-        self._compiled_sampler = None
+        self._compiled_sampler: Any = None  # a tf.function, built on first use
         # Built now: a model whose forward pass fit never traces symbolically
         # would otherwise be saved without its weights.
         x_shape = (None,) + self.sample_input_shape

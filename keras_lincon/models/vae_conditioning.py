@@ -11,6 +11,8 @@ Without ``rhs_input`` every method here is the identity on ``b_s = None``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
 from keras import ops
@@ -39,7 +41,13 @@ def output_layer(config: dict | None, A, output_shape: tuple, **constraint_kwarg
     return layer
 
 
-class RhsConditioning:
+if TYPE_CHECKING:  # a mixin of ConstrainedVAE, a keras.Model (Any to the type checker: Keras ships no types)
+    from keras import Model as _ModelBase
+else:
+    _ModelBase = object
+
+
+class RhsConditioning(_ModelBase):
     """Mixin of :class:`~keras_lincon.ConstrainedVAE`: its output layer and the right-hand sides ``b_s``.
 
     Sets ``output_constraint``, ``rhs_input`` (bool) and ``rhs_dim`` (the
@@ -58,7 +66,7 @@ class RhsConditioning:
             rows = {**rows, "rhs_input": rhs_input}
         self.output_constraint = output_layer(config, A, self.sample_output_shape, **rows)
         self.rhs_input = bool(getattr(self.output_constraint, "rhs_input", False))
-        self.rhs_dim = sum(self.output_constraint._rhs_sizes) if self.rhs_input else 0
+        self.rhs_dim = sum(self.output_constraint._plan.rhs_sizes) if self.rhs_input else 0
 
     def _split(self, inputs):
         """``inputs`` -> ``(x, b_s)``; ``b_s`` is None unless ``rhs_input``."""
@@ -96,7 +104,7 @@ class RhsConditioning:
         (``[b, d]`` when both are inputs: ``b`` first)."""
         if not self.rhs_input:
             return self.output_constraint(features)
-        sizes = self.output_constraint._rhs_sizes
+        sizes = self.output_constraint._plan.rhs_sizes
         parts = [rhs] if len(sizes) == 1 else [rhs[:, : sizes[0]], rhs[:, sizes[0] :]]
         return self.output_constraint([features, *parts])
 

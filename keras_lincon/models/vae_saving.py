@@ -7,12 +7,19 @@ layout, so 0.1.0's files load and new files load in 0.1.0.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 
 from keras_lincon.errors import LinconError
 
+if TYPE_CHECKING:  # a mixin of ConstrainedVAE, a keras.Model (Any to the type checker: Keras ships no types)
+    from keras import Model as _ModelBase
+else:
+    _ModelBase = object
 
-class VAESaving:
+
+class VAESaving(_ModelBase):
     """Mixin of :class:`~keras_lincon.ConstrainedVAE`: ``get_config``/``from_config`` and the 0.1.0 variable layout."""
 
     def _stored_variables(self) -> list:

@@ -12,6 +12,7 @@ gradient are described in :mod:`keras_lincon.layers.coupled_kernel`.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -247,7 +248,7 @@ def plan_projection(
     c0, b, d = _centre(A, b, C, d, lower, upper, center)
     gradient_iterations = None if gradient_iterations is None else int(gradient_iterations)
     steps = dict(iterations=int(iterations), polish=int(polish), gradient_iterations=gradient_iterations)
-    settings = dict(rho=float(rho), alpha=float(alpha), regularization=float(regularization), **steps)
+    settings: dict[str, Any] = dict(rho=float(rho), alpha=float(alpha), regularization=float(regularization), **steps)
     return ProjectionPlan(
         A=A,
         b0=b,

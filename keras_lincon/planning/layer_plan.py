@@ -159,7 +159,11 @@ def plan_layer(
     if stage_plan.apex is not None:
         input_rows = tuple(range(m))
     takes_rhs = rhs.floor or rhs.translated
-    layout = GeneratorLayout.from_config(saved.layout) if saved else plan_layout(stage_plan.representation)
+    if saved is not None:
+        layout = GeneratorLayout.from_config(saved.layout)
+    else:
+        assert stage_plan.representation is not None  # a new layer computed its generators
+        layout = plan_layout(stage_plan.representation)
     return LayerPlan(
         system=system,
         box=box,

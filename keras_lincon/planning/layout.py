@@ -5,6 +5,7 @@ and the cost model that picks how the layer computes (:func:`call_mode`). Numpy 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def plan_layout(rep: VRepresentation) -> GeneratorLayout:
             "the representation is a single point: every output would be the "
             "same constant, so there is nothing to learn."
         )
-    layout = dict(
+    layout: dict[str, Any] = dict(
         n_rays=int(rep.rays.shape[0]),
         n_lineality=int(rep.lineality_dim),
         n_basis=int(rep.dim - rep.lineality_dim),
@@ -134,12 +135,10 @@ def coordinate_generators(rep: VRepresentation) -> tuple | None:
             return None
         columns.append(column)
         scales.append(peak)
-    columns = np.concatenate(columns)
-    if not columns.size:
+    every = np.concatenate(columns)
+    if not every.size or len(np.unique(every)) != len(every):
         return None
-    if len(np.unique(columns)) != len(columns):
-        return None
-    return columns, np.concatenate(scales)
+    return every, np.concatenate(scales)
 
 
 def generator_path(rep: VRepresentation) -> str:

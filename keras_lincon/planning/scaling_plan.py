@@ -231,8 +231,18 @@ def plan(
             raise ConstraintShapeError(
                 f"scaled_rows has {scaled.dim} columns but the generator rows have {n}: one column per output."
             )
-    options = dict(input_dependent=input_dependent, strict_generator_rows=strict_generator_rows)
-    return plan_stage(system, scaled.A, scaled.b, geometry.as_box(box, n), center, find_center=find_center, **options)
+    bounds = geometry.as_box(box, n)
+    strict = strict_generator_rows
+    return plan_stage(
+        system,
+        scaled.A,
+        scaled.b,
+        bounds,
+        center,
+        input_dependent=input_dependent,
+        strict_generator_rows=strict,
+        find_center=find_center,
+    )
 
 
 def plan_stage(
@@ -327,21 +337,21 @@ def single_row_blocks(stage: ScaledStage) -> tuple:
     bound_rows = (np.count_nonzero(all_rows, axis=1) == 1) & (np.arange(len(all_rows)) < g)  # fixed b: bounds
     lower, upper = stage.lower.copy(), stage.upper.copy()
     for i in np.flatnonzero(bound_rows):
-        j = int(np.flatnonzero(all_rows[i])[0])
-        limit = stage.gen_rhs[i] / all_rows[i, j]
-        if all_rows[i, j] > 0:
-            upper[j] = min(upper[j], limit)
+        col = int(np.flatnonzero(all_rows[i])[0])
+        limit = stage.gen_rhs[i] / all_rows[i, col]
+        if all_rows[i, col] > 0:
+            upper[col] = min(upper[col], limit)
         else:
-            lower[j] = max(lower[j], limit)
+            lower[col] = max(lower[col], limit)
     others = ~bound_rows & (row_block >= 0)
     counts = np.bincount(row_block[others], minlength=k)
     eligible, a, row_of_block = np.zeros(k, bool), np.zeros(n), np.full(k, -1)
     for j in np.flatnonzero((counts == 1) & ~stage.block_has_equality):
-        i = int(np.flatnonzero(others & (row_block == j))[0])
-        support = all_rows[i] != 0
+        row = int(np.flatnonzero(others & (row_block == j))[0])
+        support = all_rows[row] != 0
         if np.all(np.isfinite(lower[support])) and np.all(np.isfinite(upper[support])):
-            eligible[j], row_of_block[j] = True, i
-            a[support] = all_rows[i, support]
+            eligible[j], row_of_block[j] = True, row
+            a[support] = all_rows[row, support]
     return eligible, a, row_of_block, lower, upper
 
 

@@ -271,5 +271,3 @@ def _check_given(representation, system: ConstraintSystem) -> None:
 def _rows(system: ConstraintSystem, rows) -> ConstraintSystem:
     idx = np.array(rows, dtype=int)
     return ConstraintSystem(system.A[idx].reshape(-1, system.dim), system.b[idx], system.C, system.d)
-
-

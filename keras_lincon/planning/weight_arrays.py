@@ -73,12 +73,16 @@ def generator_arrays(rep: VRepresentation, layout: GeneratorLayout, mode: str) -
     arrays = {"offset": offset_point(rep)}
     if mode == "direct":
         if layout.n_lineality + layout.n_rays and layout.generator_path == "gather":
-            columns, scales = coordinate_generators(rep)
+            found = coordinate_generators(rep)
+            assert found is not None  # the layout's path says so
+            columns, scales = found
             gather = np.full(n, len(columns))  # the zero slot
             gather[columns] = np.arange(len(columns))
             arrays.update(generator_scale=scales, generator_gather=gather.astype(np.int32))
         elif layout.n_lineality + layout.n_rays and layout.generator_path == "diagonal":
-            arrays["generator_scale"] = diagonal_generators(rep)
+            diagonal = diagonal_generators(rep)
+            assert diagonal is not None  # the layout's path says so
+            arrays["generator_scale"] = diagonal
         elif layout.n_lineality + layout.n_rays:
             arrays["generators"] = np.vstack([rep.lineality, rep.rays])
     else:
