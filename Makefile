@@ -37,14 +37,16 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/keras-lincon vae --out runs/vae-$$(date +%Y%m%d-%H%M%S)
 
-# Lint and format check (ruff.toml); `ruff format .` fixes formatting.
+# Lint, format and type check (ruff.toml, mypy.ini); `ruff format .` fixes formatting.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # pytest exits 5 when it collects no test: make treats that as a failure.
+# Line coverage of the library is printed at the end (files at 100% are left out).
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 --cov=keras_lincon --cov-report=term:skip-covered
 
 test-all: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=1800 -m ""
