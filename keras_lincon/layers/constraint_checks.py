@@ -15,9 +15,7 @@ import numpy as np
 from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, ConstraintViolationError
 from keras_lincon.layers.generator_guard import GeneratorGuard
-
-#: Relative float32 tolerance stated by the layer (see its docstring).
-FLOAT32_TOLERANCE = 1e-5
+from keras_lincon.tolerances import FLOAT32_TOLERANCE
 
 
 class ConstraintChecks(GeneratorGuard):

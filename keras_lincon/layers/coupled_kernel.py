@@ -57,6 +57,7 @@ from keras_lincon.errors import LinconError
 from keras_lincon.layers.backend_ops import matmul, maximum
 from keras_lincon.layers.coupled_solver import BIG, active_matrix, mul_t, solve_reduced, tangent_admm
 from keras_lincon.planning.coupled_plan import ProjectionPlan
+from keras_lincon.tolerances import KKT_RTOL_FLOAT32, KKT_RTOL_FLOAT64
 
 
 def _targets(plan: ProjectionPlan, b, d, const, batch_zeros):
@@ -206,7 +207,7 @@ def _reduced_projection(w, g, l, u, plan: ProjectionPlan, steps: tuple, moves: b
     iterations, polish, gradient_iterations, differentiable = steps
     dtype = w.dtype
     is64 = "float64" in str(dtype)
-    tol = 1e-9 if is64 else 1e-4  # KKT acceptance, relative to the sample's scale
+    tol = KKT_RTOL_FLOAT64 if is64 else KKT_RTOL_FLOAT32  # KKT acceptance, relative to the sample's scale
     eps = plan.regularization if is64 else max(plan.regularization, 1e-6)
     K, gram = const(plan.K), const(plan.gram)
     l_s, u_s = ops.stop_gradient(l), ops.stop_gradient(u)

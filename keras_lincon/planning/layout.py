@@ -21,10 +21,6 @@ LAYOUT_VERSION = 2
 MASK_LOGIT = -1e9
 
 
-#: Relative tolerance when checking stored (float32) generator weights.
-LOAD_TOLERANCE = 1e-6
-
-
 VERTEX_PATHS = ("none", "gather", "dense")
 
 

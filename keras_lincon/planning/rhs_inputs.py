@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_lincon.errors import ConstraintShapeError
 from keras_lincon.geometry import ConstraintSystem
+from keras_lincon.tolerances import TRANSLATION_RTOL
 
 #: The string values of ``rhs_input`` (besides ``False``/``True`` and a dict; see :func:`rhs_inputs`).
 RHS_PARTS = ("b", "d")
@@ -144,8 +145,8 @@ def plan_translation(system: ConstraintSystem, box, rhs: RhsInputs) -> tuple:
     # one step of iterative refinement: K T = R to rounding, not to rounding times cond(K) (float64 outputs)
     T = T + np.linalg.lstsq(K / norms[:, None], (R - K @ T) / norms[:, None], rcond=None)[0]
     residual = np.abs(K @ T - R) / norms[:, None]
-    if not np.all(residual <= 1e-9 * np.maximum(1.0, np.abs(T).max(initial=0.0))):
-        bad = np.flatnonzero(residual.max(axis=1) > 1e-9)
+    if not np.all(residual <= TRANSLATION_RTOL * np.maximum(1.0, np.abs(T).max(initial=0.0))):
+        bad = np.flatnonzero(residual.max(axis=1) > TRANSLATION_RTOL)
         names = [f"A[{i}]" if i < m else f"C[{i - m}]" if i < m + p else "the box" for i in bad[:8]]
         raise ConstraintShapeError(
             f"rhs_input: these right-hand sides cannot move the set without changing its shape (rows "

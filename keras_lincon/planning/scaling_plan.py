@@ -48,12 +48,10 @@ import numpy as np
 from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, InfeasibleError, NoStrictInteriorError
 from keras_lincon.geometry import blocks, deepest_point
+from keras_lincon.tolerances import MIN_RELATIVE_SLACK
 
 #: Treatments of the scaled stage (see the module docstring).
 MODES = ("global", "per_block", "clip_scale", "clip_blend", "project")
-#: Smallest relative slack ``(b_i - a_i.c) / (|b_i| + ||a_i|| ||c||)`` accepted
-#: for a centre: a smaller one makes ``1 / slack`` amplify float32 round-off.
-MIN_RELATIVE_SLACK = 1e-6
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

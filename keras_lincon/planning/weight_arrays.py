@@ -15,7 +15,6 @@ import numpy as np
 from keras_lincon.errors import GeneratorMismatchError, RepresentationCheckError
 from keras_lincon.geometry import ConstraintSystem, VRepresentation, check_representation, max_violation
 from keras_lincon.planning.layout import (
-    LOAD_TOLERANCE,
     MASK_LOGIT,
     GeneratorLayout,
     coordinate_generators,
@@ -23,6 +22,7 @@ from keras_lincon.planning.layout import (
     offset_point,
     vertex_support,
 )
+from keras_lincon.tolerances import LOAD_TOLERANCE
 
 
 def weight_specs(layout: GeneratorLayout, mode: str, units: int, input_dim: int, *, box: bool, mix_blocks: int = 0):
