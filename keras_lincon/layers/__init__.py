@@ -34,8 +34,4 @@ __all__ = [
 def __getattr__(name: str):
     if name == "BOX_SCALINGS":  # deprecated alias (see keras_lincon.compat)
         return SCALINGS
-    if name == "ScaledRowsConstraint":
-        from keras_lincon.compat.scaled_rows_constraint import ScaledRowsConstraint
-
-        return ScaledRowsConstraint
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
