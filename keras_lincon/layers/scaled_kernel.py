@@ -13,6 +13,7 @@ import weakref
 import numpy as np
 from keras import ops
 
+from keras_lincon import geometry
 from keras_lincon.layers.backend_ops import constant, matmul, maximum
 from keras_lincon.layers.generator_kernel import affine
 from keras_lincon.layers.segments import free_slot, segment_broadcast, segment_max, segment_plan, segment_table
@@ -129,7 +130,7 @@ def _clip_and_blend(y, clipped, per_block, c, stage: scaling_plan.ScaledStage, m
 def _coordinate_rows_first(rows: np.ndarray):
     """``(order, (columns, scales, dense))``: rows of one nonzero (bounds such as ``x >= 0``) first,
     as ``scale * e_column``; ``dense`` the others, in ``order``."""
-    one = np.count_nonzero(rows, axis=1) == 1
+    one = geometry.single_variable_rows(rows)
     coordinate, dense = np.flatnonzero(one), np.flatnonzero(~one)
     columns = np.argmax(rows[coordinate] != 0, axis=1) if coordinate.size else np.zeros(0, int)
     return np.concatenate([coordinate, dense]), (columns, rows[coordinate, columns], rows[dense])

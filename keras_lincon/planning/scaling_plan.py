@@ -332,7 +332,7 @@ def single_row_blocks(stage: ScaledStage) -> tuple:
     k, n, g = stage.n_blocks, stage.dim, stage.gen_rows.shape[0]
     all_rows = np.vstack([stage.gen_rows, stage.rows])
     row_block = np.concatenate([stage.gen_block, stage.row_block])
-    bound_rows = (np.count_nonzero(all_rows, axis=1) == 1) & (np.arange(len(all_rows)) < g)  # fixed b: bounds
+    bound_rows = geometry.single_variable_rows(all_rows) & (np.arange(len(all_rows)) < g)  # fixed b: bounds
     lower, upper = stage.lower.copy(), stage.upper.copy()
     for i in np.flatnonzero(bound_rows):
         col = int(np.flatnonzero(all_rows[i])[0])
