@@ -34,6 +34,7 @@ def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndar
     n = system.dim
     lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n,))
     upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n,))
+    center: np.ndarray | None
     if system.A.shape[0] == 0 and system.C.shape[0] == 0:
         center = _middle_of_box(lower, upper)
     else:

@@ -204,6 +204,7 @@ def _check_support(system: ConstraintSystem, vertices, rays, lineality, what: st
             logger.debug("keras_lincon: completeness LP inconclusive in one direction")
             continue
         v_side = _generator_support(c, vertices, rays, lineality)
+        same: bool | np.bool_
         if np.isfinite(h_side) and np.isfinite(v_side):
             same = abs(h_side - v_side) <= SUPPORT_RTOL * np.linalg.norm(c) * reach
         else:

@@ -223,6 +223,7 @@ class VRepresentation:
     def lineality(self) -> np.ndarray:
         """(l, n) orthonormal basis of the lineality space (computed on first use)."""
         if self._lineality is None:
+            assert self._row_space is not None  # __init__ refuses both None
             lineality = orthogonal_complement(self._row_space, self.dim)
             lineality.setflags(write=False)
             self._lineality = lineality
@@ -234,6 +235,7 @@ class VRepresentation:
         order of :attr:`lineality`, without forming the unit vectors (a box
         alone on n = 20,000 outputs has 20,000 of them)."""
         if self._lineality is None:
+            assert self._row_space is not None  # __init__ refuses both None
             return complement_parts(self._row_space, self.dim)
         return np.zeros(0, dtype=np.int64), self._lineality
 
@@ -241,6 +243,7 @@ class VRepresentation:
     def row_space(self) -> np.ndarray:
         """(k, n) orthonormal basis of the complement of the lineality space."""
         if self._row_space is None:
+            assert self._lineality is not None  # __init__ refuses both None
             row_space = orthogonal_complement(orthonormal_rows(self._lineality, self.dim), self.dim)
             row_space.setflags(write=False)
             self._row_space = row_space

@@ -85,8 +85,8 @@ def _read_exact(raw: list, lines: np.ndarray, n: int) -> tuple:
         points.append([(x.numerator * td) / (x.denominator * tn) for x in row[1:]])
     vertices = np.array(points, dtype=np.float64).reshape(-1, n)
     array = np.zeros((len(raw), n + 1))
-    for i in np.flatnonzero(~is_point):
-        array[i] = [float(x) for x in raw[i]]
+    for k in np.flatnonzero(~is_point):
+        array[k] = [float(x) for x in raw[k]]
     return vertices, is_point, array
 
 

@@ -254,8 +254,9 @@ def _generate(run: _Run, *, exact: bool, in_worker: bool, time_budget):
     if run.table is None and (not exact or run.verify):
         run.table = power_of_two_rows(run.raw)
     source = run.raw if exact else run.table
+    assert source is not None  # float runs made the table just above
     if in_worker:
-        args = (source, run.num_ineq, exact, time_budget, run.describe) + ((run.guard,) if run.guard else ())
+        args: tuple = (source, run.num_ineq, exact, time_budget, run.describe) + ((run.guard,) if run.guard else ())
         vertices, rays, lineality = run_in_worker(*args)
     else:
         vertices, rays, lineality = run_cdd(source, run.num_ineq, exact)
@@ -275,6 +276,7 @@ def _generate(run: _Run, *, exact: bool, in_worker: bool, time_budget):
     if len(vertices) == 0:  # a cone: cddlib leaves out the apex
         vertices = np.zeros((1, n))
     if run.verify or (run.verify is None and not exact):
+        assert run.table is not None  # made above for float runs and verified ones
         check_generators(run.table, run.num_ineq, vertices, rays, lineality, seed=run.seed)
     return vertices, rays, lineality
 
@@ -282,15 +284,14 @@ def _generate(run: _Run, *, exact: bool, in_worker: bool, time_budget):
 def _raise_empty(run: _Run, exact: bool):
     """No generator: the set is empty (InfeasibleError), unless float cddlib missed what an LP finds."""
     m, table = run.num_ineq, run.table
-    if (
-        not exact
-        and lp_support(np.zeros(table.shape[1] - 1), -table[:m, 1:], table[:m, 0], -table[m:, 1:], table[m:, 0])
-        != -np.inf
-    ):
-        raise RepresentationCheckError(
-            f"floating-point double description found no generator for {run.describe}, but "
-            f"an LP finds a feasible point. {ADVICE}, or pass arithmetic='exact'."
-        )
+    if not exact:
+        assert table is not None  # _generate made it for the float run
+        support = lp_support(np.zeros(table.shape[1] - 1), -table[:m, 1:], table[:m, 0], -table[m:, 1:], table[m:, 0])
+        if support != -np.inf:
+            raise RepresentationCheckError(
+                f"floating-point double description found no generator for {run.describe}, but "
+                f"an LP finds a feasible point. {ADVICE}, or pass arithmetic='exact'."
+            )
     raise InfeasibleError(
         f"the constraints A x <= b, C x = d have no solution (double description "
         f"found an empty set for {run.describe}). Check the signs of A and b: the layer "

@@ -156,7 +156,7 @@ def _transposition_orbits(A, b, C, d, deadline: float) -> np.ndarray:
     columns = np.sort(rows[:, :n], axis=0).T  # (n, m'): a column's sorted entries
     _, klass = np.unique(columns, axis=0, return_inverse=True)
     for k in np.unique(klass):
-        members = np.flatnonzero(klass.reshape(-1) == k)
+        members = np.flatnonzero(klass.reshape(-1) == k).tolist()
         for a_idx, i in enumerate(members):
             for j in members[a_idx + 1 :]:
                 if time.monotonic() > deadline:

@@ -51,12 +51,12 @@ def exact_rows(table: np.ndarray) -> list:
         ints = table.astype(np.int64)
         g = np.gcd.reduce(ints, axis=1) if ints.shape[1] else np.zeros(len(ints), dtype=np.int64)
         return (ints // np.where(g > 1, g, 1)[:, None]).tolist()
-    rows = []
+    rows: list = []  # rows of ints or of Fractions
     for row, is_int in zip(table, integral, strict=True):
         if is_int:
-            ints = [int(v) for v in row]
-            g = math.gcd(*ints)
-            rows.append([v // g for v in ints] if g > 1 else ints)
+            row_ints = [int(v) for v in row]
+            g = math.gcd(*row_ints)
+            rows.append([v // g for v in row_ints] if g > 1 else row_ints)
         else:
             rows.append([rational(float(v)) for v in row])
     return rows

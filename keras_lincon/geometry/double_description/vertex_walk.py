@@ -59,7 +59,7 @@ class VertexWalk:
         self.cap, self.count, self.passed, self.done = int(cap), 0, False, False
         self._exhaustive = True  # no vertex or edge skipped so far
         self._points: list = []
-        self._affine = None  # (x0, N) when equalities were eliminated
+        self._affine: tuple | None = None  # (x0, N) when equalities were eliminated
         self._problem = (A, b, C, d)
         self._seed = seed
         self._queue: collections.deque = collections.deque()
@@ -107,6 +107,7 @@ class VertexWalk:
             self._start()
         A, b = getattr(self, "_A", None), getattr(self, "_b", None)
         while self._queue and not self.passed and time.monotonic() < stop:
+            assert A is not None and b is not None  # _start sets them before it queues a basis
             m, dim = A.shape
             # a batch of queued bases at once: numpy over (K, dim, m), not a Python loop per vertex
             size = max(1, min(len(self._queue), 256, 2_000_000 // max(1, dim * m)))

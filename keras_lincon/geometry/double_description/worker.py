@@ -35,6 +35,7 @@ def _worker_main(conn) -> None:
             task = conn.recv()
         except (EOFError, OSError):
             return
+        result: tuple
         try:
             result = ("ok", run_cdd(*task))
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
