@@ -7,7 +7,16 @@ constraint problem occurred. Each message says what is wrong and what to do.
 
 
 class LinconError(ValueError):
-    """Base class of all keras_lincon errors."""
+    """Base class of all keras_lincon errors (a ``ValueError``): one ``except`` catches them all.
+
+    Example:
+        >>> import numpy as np, keras_lincon as klc
+        >>> try:
+        ...     klc.h_to_v(np.vstack([np.eye(2), -np.eye(2)]), -np.ones(4))  # x <= -1 and x >= 1
+        ... except klc.LinconError as error:
+        ...     print(type(error).__name__)
+        InfeasibleError
+    """
 
 
 class ConstraintShapeError(LinconError):

@@ -361,6 +361,14 @@ def verify_generators(model: keras.layers.Layer) -> int:
 
     Raises:
         GeneratorMismatchError: a layer's weights do not match its constraints.
+
+    Example:
+        >>> import keras, numpy as np, keras_lincon as klc
+        >>> model = keras.Sequential([keras.Input((4,)), klc.LinearInequalityConstraint(klc.monotone_chain(3))])
+        >>> clone = keras.models.clone_model(model)  # a copy rebuilt from its config: no checked weights yet
+        >>> clone.set_weights(model.get_weights())
+        >>> klc.verify_generators(clone)
+        1
     """
     layers = [model] if isinstance(model, GeneratorGuard) else []
     layers += [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, GeneratorGuard)]
