@@ -23,7 +23,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, keras_lincon as klc
 from keras_lincon.experiments import datasets
-from tests.test_models import make_vae
+from tests.test_constrained_vae import make_vae
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 data = datasets.load("digits", max_train=256, max_test=32)
 with strategy.scope():
@@ -49,7 +49,7 @@ import json, os, sys, numpy as np, tensorflow as tf
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 import keras, keras_lincon as klc
 from keras_lincon.models.distribute import fit_distributed
-from tests.test_models import make_vae
+from tests.test_constrained_vae import make_vae
 from keras_lincon.experiments import datasets
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 keras.utils.set_random_seed(0)

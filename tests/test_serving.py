@@ -115,7 +115,7 @@ def test_rest_example_parses_against_signature(exported):
 
 
 def test_vae_export_has_named_signatures(tmp_path):
-    from tests.test_models import make_vae
+    from tests.test_constrained_vae import make_vae
 
     vae = make_vae(latent_dim=3)
     x = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8)).astype("float32")
@@ -143,7 +143,7 @@ def test_vae_export_has_named_signatures(tmp_path):
 
 
 def test_conditional_vae_signatures_take_rhs(tmp_path):
-    from tests.test_models import make_conditional_vae
+    from tests.test_constrained_vae import make_conditional_vae
 
     vae = make_conditional_vae(latent_dim=3)
     x = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8)).astype("float32")
@@ -220,7 +220,7 @@ def test_overwrite_only_replaces_a_saved_model(tmp_path):
 
 
 def test_vae_sample_signature_is_bounded(tmp_path):
-    from tests.test_models import make_vae
+    from tests.test_constrained_vae import make_vae
 
     vae = make_vae(latent_dim=3)
     vae.predict(np.zeros((1, 8, 8), "float32"), verbose=0)

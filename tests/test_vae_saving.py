@@ -17,8 +17,8 @@ def make_vae(A=A8, b=None, **kwargs):
 
 
 def same_config(config, expected) -> bool:
-    """Equal configs; of the output layer only its class and rows (a layer rebuilt from its config reports
-    its box centre as NaN until the file's weights are loaded: the round trip through a file is in test_models)."""
+    """Equal configs; of the output layer only its class and rows (the round trip through a file, weights
+    included, is in test_constrained_vae)."""
     layer, expected_layer = config.pop("output_layer"), dict(expected).pop("output_layer")
     rest = {k: v for k, v in expected.items() if k != "output_layer"}
     keys = ("A", "b", "box", "rhs_input", "scaled_rows")

@@ -12,7 +12,7 @@ What stays exact (see docs/deploy.md for how each was measured):
   quantization) store every constant of at least 1024 elements as int8 —
   including the layer's fixed generator matrices. The outputs are then
   combinations of slightly wrong generators and leave the feasible set:
-  measured (tests/test_deploy.py's setup: Dense(32, tanh) before the layer,
+  measured (tests/test_tflite.py's setup: Dense(32, tanh) before the layer,
   1000 inputs) on a monotone chain of 32 outputs, 91 of 1000 outputs
   violated the constraints beyond the tolerance (worst relative violation
   1.1e-3); on the 28x28 checkerboard with box, 45 of 1000 (2.0e-3). Small

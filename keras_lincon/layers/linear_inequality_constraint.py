@@ -216,9 +216,10 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         stage = self._plan.stage
         if stage is None:
             return None
+        center = stage.center
         if self._plan.stages.center_is_weight and self.built:
-            return np.asarray(keras.ops.convert_to_numpy(self.box_center_weight), dtype=np.float64)
-        return None if np.isnan(stage.center).any() else stage.center
+            center = np.asarray(keras.ops.convert_to_numpy(self.box_center_weight), dtype=np.float64)
+        return None if np.isnan(center).any() else center  # NaN: rebuilt from a config, weights not loaded
 
     # ------------------------------------------------------------ Keras API
 

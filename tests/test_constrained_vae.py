@@ -118,7 +118,7 @@ def test_learned_likelihood_scale(digits):
 SAVE = """
 import numpy as np, keras, keras_lincon as klc
 from keras_lincon.experiments import datasets
-from tests.test_models import make_vae
+from tests.test_constrained_vae import make_vae
 data = datasets.load("digits", max_train=256, max_test=32)
 vae = make_vae(latent_A=-np.eye(3), latent_dim=4, prior="mixture", prior_components=3)
 vae.compile(optimizer="adam")
