@@ -20,7 +20,7 @@ import importlib.util
 import sys
 import warnings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0rc1"
 
 from keras_lincon import compat  # noqa: E402  (pure Python, cheap)
 from keras_lincon.errors import (  # noqa: E402  (pure Python, cheap)
