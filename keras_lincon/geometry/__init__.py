@@ -12,7 +12,7 @@ outside the geometry imports the names below from ``keras_lincon.geometry``.
 """
 
 from keras_lincon.geometry.builders import checkerboard, monotone_chain
-from keras_lincon.geometry.centre import deepest_point, interior_point_in_box
+from keras_lincon.geometry.centre import centre_defects, deepest_point, interior_point_in_box
 from keras_lincon.geometry.double_description import (
     DEFAULT_TIME_BUDGET,
     enumerate_generators,
@@ -43,6 +43,7 @@ __all__ = [
     "as_box",
     "as_constraint_system",
     "blocks",
+    "centre_defects",
     "check_representation",
     "checkerboard",
     "deepest_point",

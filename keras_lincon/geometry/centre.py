@@ -45,16 +45,23 @@ def interior_point_in_box(A, b=None, C=None, d=None, *, lower, upper) -> np.ndar
                 "(every feasible point touches a box face or the intersection is "
                 "empty). Widen the box or relax the constraints."
             )
-    inside = (center > lower) & (center < upper)
-    worst = max_violation(center[None], system, relative=True)
-    if not np.all(inside) or not worst <= CHECK_TOLERANCE:
+    outside, worst = centre_defects(center, system, lower, upper)
+    if outside.size or not worst <= CHECK_TOLERANCE:
         raise InfeasibleError(
             "could not find a centre for the box rescaling: the computed point is "
-            f"{'outside the box' if not np.all(inside) else 'not in the feasible set'} "
+            f"{'outside the box' if outside.size else 'not in the feasible set'} "
             f"(worst relative violation {worst:.3g}). The box may be too narrow for the "
             "constraints' scale; pass box_center=... (a feasible point strictly inside the box)."
         )
     return center
+
+
+def centre_defects(center: np.ndarray, system: ConstraintSystem, lower, upper) -> tuple[np.ndarray, float]:
+    """The one check of a centre: ``(outside, worst)``, the coordinates of ``center`` (n,) not strictly
+    inside ``(lower, upper)`` (NaN counts as outside) and its worst relative violation of ``system``.
+    Callers word the error (a user's ``box_center``, a computed centre)."""
+    outside = np.flatnonzero(~((center > lower) & (center < upper)))
+    return outside, max_violation(center[None], system, relative=True)
 
 
 def _middle_of_box(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError, DegenerateSetError, InfeasibleError, LinconError
 
 
@@ -349,7 +350,8 @@ def _centre(A, b, C, d, lower, upper, center) -> tuple:
     b = A @ c0 + np.linalg.norm(A, axis=1) if b is None else b
     d = C @ c0 if d is None else d
     slack = b - A @ c0
-    inside_box = np.all((c0 > lower) & (c0 < upper))
+    # the box as everywhere; the rows need strict slack here, not centre_defects' relative tolerance
+    inside_box = not geometry.centre_defects(c0, geometry.ConstraintSystem(A, b, C, d), lower, upper)[0].size
     if (
         np.any(slack <= 0)
         or not inside_box

@@ -158,13 +158,12 @@ def check_center(
         ) from None
     if not np.all(np.isfinite(c)):
         raise ConstraintShapeError("the centre must be finite on every coordinate.")
-    outside = np.flatnonzero(~((c > lower) & (c < upper)))
+    outside, worst = geometry.centre_defects(c, system, lower, upper)
     if outside.size:
         raise NoStrictInteriorError(
             f"the centre (box_center) must lie strictly inside the box; coordinate(s) {outside[:8].tolist()} do not. "
             "Move it inside or widen the box."
         )
-    worst = geometry.max_violation(c[None], system.A, system.b, system.C, system.d, relative=True)
     if worst > geometry.CHECK_TOLERANCE:
         raise InfeasibleError(
             f"the centre (box_center) violates the generator rows (worst relative violation {worst:.3g}); it must be "
