@@ -69,6 +69,7 @@ def h_to_v(
     tol: float = CHECK_TOLERANCE,
     time_budget: float | None = double_description.DEFAULT_TIME_BUDGET,
     allow_large: bool = False,
+    row_graph: tuple | None = None,
 ) -> VRepresentation:
     """Computes generators of ``P = {x : A x <= b, C x = d}``.
 
@@ -90,6 +91,8 @@ def h_to_v(
             process, so Ctrl-C also stops it); None for no limit.
         allow_large: run double description even when a lower bound on the
             count is above ``max_generators`` (the count is still checked).
+        row_graph: ``blocks(n, A, C)`` of these rows, when the caller has decomposed them
+            already (the layer's plan does); computed here otherwise.
 
     Returns:
         A :class:`VRepresentation` with unit-norm rays, orthonormal lineality
@@ -113,7 +116,7 @@ def h_to_v(
     _check_options(method, max_generators)
     start, system = time.perf_counter(), as_constraint_system(A, b, C, d)
     dd_options = {"max_generators": max_generators, "time_budget": time_budget, "allow_large": allow_large}
-    rep = _generators(system, method, dd_options, start)
+    rep = _generators(system, method, dd_options, start, row_graph)
     check_representation(rep, system, tol)
     logger.debug("h_to_v: %r", rep)
     return rep
@@ -125,12 +128,12 @@ def _check_options(method: str, max_generators) -> None:
     check_max_generators(max_generators)
 
 
-def _generators(system: ConstraintSystem, method: str, dd_options: dict, start: float) -> VRepresentation:
+def _generators(system: ConstraintSystem, method: str, dd_options: dict, start: float, graph=None) -> VRepresentation:
     """:func:`h_to_v` before its self-check: blocks, each solved, assembled."""
     # Scaling a row does not change the set; unit rows keep ranks and closed
     # forms independent of how the user scaled them.
     work = normalized_rows(system)
-    components, n_free = _split(system, work, method)
+    components, n_free = _split(system, work, method, graph)
     # One block that holds every variable and row (method='cdd', or a coupled
     # set): the systems themselves, no copies.
     whole = len(components) == 1 and all(
@@ -156,7 +159,7 @@ def _generators(system: ConstraintSystem, method: str, dd_options: dict, start: 
     )
 
 
-def _split(system: ConstraintSystem, work: ConstraintSystem, method: str) -> tuple:
+def _split(system: ConstraintSystem, work: ConstraintSystem, method: str, graph=None) -> tuple:
     """The blocks to solve: ``(components, n_free)``, each component ``(var_idx, a_rows, c_rows)``.
 
     ``method='cdd'`` and ``'closed_form'`` solve the whole system as one;
@@ -167,7 +170,7 @@ def _split(system: ConstraintSystem, work: ConstraintSystem, method: str) -> tup
     m, p = len(work.A), len(work.C)
     if method not in ("cdd", "closed_form"):
         # dense label propagation: same blocks as row_graph.blocks, ~10x cheaper on small systems
-        coord, (a_block, c_block) = coupled_blocks(system.dim, work.A, work.C)
+        coord, (a_block, c_block) = graph if graph is not None else coupled_blocks(system.dim, work.A, work.C)
         _check_empty_rows(system, a_block < 0, c_block < 0)
         if coord.size and not coord.any() and not a_block.any() and not c_block.any():
             return [(np.arange(system.dim), np.arange(m), np.arange(p))], 0  # one block holds everything

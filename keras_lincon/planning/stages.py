@@ -170,7 +170,9 @@ def _two_stages(system, box, output_map, construction, scaled_rows, floor: bool,
     loading = saved_moved_rows is not None
     graph = blocks(system.dim, system.A, system.C)  # the row graph, decomposed once for the split and the stage
     split = _split(system, scaled_rows, saved_moved_rows or (), construction, graph, loading)
-    split, gen_system, representation = _generators(system, split, construction, loading)
+    # every row a generator row: h_to_v's row graph is this one
+    gen_graph = graph if len(split.generator) == system.A.shape[0] else None
+    split, gen_system, representation = _generators(system, split, construction, loading, gen_graph)
     if box is None and not split.scaled:
         return StagePlan(gen_system, representation, split, None, False)
     center, scaling = output_map.box_center, output_map.scaling
@@ -210,12 +212,12 @@ def _split(system, scaled_rows, moved_rows, construction: Construction, graph, l
     return split
 
 
-def _generators(system, split: RowSplit, construction: Construction, loading: bool) -> tuple:
+def _generators(system, split: RowSplit, construction: Construction, loading: bool, graph=None) -> tuple:
     """``(split, generator system, representation)``; a refused set moves every row to the scaled
     stage when ``fallback``."""
     gen_system = _rows(system, split.generator)
     try:
-        return split, gen_system, _representation(gen_system, construction, loading)
+        return split, gen_system, _representation(gen_system, construction, loading, graph)
     except (TooManyGeneratorsError, ConstructionTimeoutError) as exc:
         if not construction.fallback or not split.generator:
             raise
@@ -226,7 +228,7 @@ def _generators(system, split: RowSplit, construction: Construction, loading: bo
     return split, gen_system, _representation(gen_system, construction, loading)
 
 
-def _representation(system: ConstraintSystem, construction: Construction, loading: bool):
+def _representation(system: ConstraintSystem, construction: Construction, loading: bool, graph=None):
     """The generators of ``system``: None when loading (the saved weights hold them), the given
     representation (checked), or ``h_to_v``'s."""
     if loading:
@@ -234,7 +236,8 @@ def _representation(system: ConstraintSystem, construction: Construction, loadin
     if construction.representation is not None:
         _check_given(construction.representation, system)
         return construction.representation
-    return geometry.h_to_v(system, method=construction.method, max_generators=construction.max_generators)
+    cap = construction.max_generators
+    return geometry.h_to_v(system, method=construction.method, max_generators=cap, row_graph=graph)
 
 
 def _shifted_apex(system: ConstraintSystem, box, construction: Construction, loading: bool) -> StagePlan:
