@@ -87,12 +87,10 @@ def h_to_v(
             this (up front only when a true lower bound on the count exceeds
             it, else after counting; see :mod:`.double_description`).
         tol: relative tolerance of the self-check (:func:`check_representation`).
-        time_budget: seconds a long double description may run (in a worker
-            process, so Ctrl-C also stops it); None for no limit.
+        time_budget: seconds a long double description may run (in a worker process; Ctrl-C stops it too).
         allow_large: run double description even when a lower bound on the
             count is above ``max_generators`` (the count is still checked).
-        row_graph: ``blocks(n, A, C)`` of these rows, when the caller has decomposed them
-            already (the layer's plan does); computed here otherwise.
+        row_graph: ``blocks(n, A, C)`` of these rows if the caller has it (the layer's plan does).
 
     Returns:
         A :class:`VRepresentation` with unit-norm rays, orthonormal lineality
