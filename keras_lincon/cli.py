@@ -106,6 +106,7 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
         seed=args.seed,
         float64=args.float64,
         scaling=args.scaling,
+        projection_penalty=args.projection_penalty,
         quick=args.quick,
         reference_rows=args.reference_rows,
         out=args.out or ("runs/proxy-quick" if args.quick else "runs/proxy"),
@@ -225,6 +226,12 @@ def _add_proxy(sub) -> None:
         "--scaling",
         choices=SCALING_CHOICES,
         help="the constraint layer's scaling (default: the layer's; project = exact projection, slower per step)",
+    )
+    proxy.add_argument(
+        "--projection-penalty",
+        type=float,
+        default=0.0,
+        help="with --scaling project: the layer's projection_penalty (weight of ||y - x||^2; 0.01 on DC3's QP)",
     )
     proxy.add_argument(
         "--reference-rows",

@@ -188,9 +188,10 @@ def test_metric_measures_per_sample_b_and_d():
     assert float(metric.result()) > 1e-3
 
 
-def test_project_on_a_coupled_block_is_the_projection_of_the_moved_point():
+def test_project_on_a_coupled_block_is_the_projection_onto_the_moved_set():
     """scaling="project" on DC3's block (50 coupled rows): the output is the Euclidean projection of the
-    generator stage's point, moved by T x, onto {A y = x, G y <= h} (OSQP as the reference)."""
+    generator stage's point onto the sample's own set {A y = x, G y <= h} (OSQP as the reference; the
+    correction form of issue 20, not the stored set's projection moved by T x)."""
     from tests.test_coupled_kernel import osqp_projection
 
     A, X, G, h = dc3_qp(num=8)
@@ -207,7 +208,5 @@ def test_project_on_a_coupled_block_is_the_projection_of_the_moved_point():
             keras.ops.convert_to_tensor(features, "float64"), layer, layer._layout, layer._call_mode, "abs"
         )
     )
-    T, q = layer._plan.stages.shift
-    moved = y + X @ T.T + q
-    expected = osqp_projection(moved, G, h, A, X, None)
+    expected = osqp_projection(y, G, h, A, X, None)
     np.testing.assert_allclose(out, expected, atol=1e-6 * (1 + np.abs(expected).max()))

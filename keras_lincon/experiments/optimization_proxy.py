@@ -71,7 +71,10 @@ class ProxyConfig:
         float64: train and evaluate with ``keras.config.set_floatx("float64")``.
         scaling: the layer's ``scaling`` (None: its default, the statement
             above as written; ``"project"``: the exact Euclidean projection
-            onto the coupled block, slower per step).
+            onto each instance's own set, slower per step).
+        projection_penalty: the layer's ``projection_penalty`` (with
+            ``"project"``: weight of ``||y - x||^2``, the distance the
+            projection moves the network's point; 0: none).
         quick: a seconds-long run (512 train rows, 64 test rows, 2 epochs)
             for tests.
         reference_rows: test rows with a reference optimum (the first ones);
@@ -90,6 +93,7 @@ class ProxyConfig:
     seed: int = 0
     float64: bool = False
     scaling: str | None = None
+    projection_penalty: float = 0.0
     quick: bool = False
     reference_rows: int | None = None
     out: str = "runs/proxy"
@@ -139,13 +143,15 @@ def objective_loss(problem: qp_problems.SimpleQP) -> Callable:
     return objective
 
 
-def build_proxy(problem: qp_problems.SimpleQP, hidden: int = 200, scaling: str | None = None) -> keras.Model:
+def build_proxy(
+    problem: qp_problems.SimpleQP, hidden: int = 200, scaling: str | None = None, projection_penalty: float = 0.0
+) -> keras.Model:
     """The proxy ``x`` (batch, neq) -> ``y`` (batch, n): an MLP of two ReLU layers, then the constraints.
 
     ``G y <= h`` is fixed and ``A y = x`` takes ``x``, the model's input, as
     its right-hand side, so ``A y = x`` and ``G y <= h`` hold for every
     instance and every weight value. ``scaling``: the layer's option (None:
-    its default).
+    its default); ``projection_penalty``: the layer's (0: none).
     """
     import keras
 
@@ -155,6 +161,8 @@ def build_proxy(problem: qp_problems.SimpleQP, hidden: int = 200, scaling: str |
     features = keras.layers.Dense(hidden, activation="relu", name="hidden_1")(x)
     features = keras.layers.Dense(hidden, activation="relu", name="hidden_2")(features)
     options = {} if scaling is None else {"scaling": scaling}
+    if projection_penalty:
+        options["projection_penalty"] = projection_penalty
     constraints = klc.LinearInequalityConstraint(
         problem.G, problem.h, C=problem.A, rhs_input="d", scaled_rows="all", name="qp_constraints", **options
     )
@@ -224,7 +232,7 @@ def _run(cfg: ProxyConfig, say, out) -> dict:
     )
 
     X = problem.X.astype(dtype)
-    model = build_proxy(problem, cfg.hidden, cfg.scaling)
+    model = build_proxy(problem, cfg.hidden, cfg.scaling, cfg.projection_penalty)
     schedule = PROTOCOL_DEFAULTS[cfg.protocol][2]
     learning_rate = cfg.learning_rate
     if schedule == "cosine":
@@ -295,6 +303,7 @@ def _run(cfg: ProxyConfig, say, out) -> dict:
         "learning_rate_schedule": schedule,
         "hidden": cfg.hidden,
         "scaling": constraints_scaling(model),
+        "projection_penalty": cfg.projection_penalty,
         "seed": cfg.seed,
         "train_rows": [int(train_rows[0]), int(train_rows[-1])],
         "test_rows": [int(test_rows[0]), int(test_rows[-1])],
@@ -351,7 +360,9 @@ def markdown_table(results: dict) -> str:
     ]
     title = (
         f"DC3 {results['problem']} QP ({n}/{neq}/{nineq}), protocol {results['protocol']}, "
-        f"scaling {results['scaling']}, {results['floatx']}, {results['backend']}; "
+        f"scaling {results['scaling']}"
+        + (f" (projection_penalty {results['projection_penalty']:g})" if results.get("projection_penalty") else "")
+        + f", {results['floatx']}, {results['backend']}; "
         f"RS on {results['reference_rows']} test rows, "
         f"violation on rows {results['test_rows'][0]}-{results['test_rows'][1]}"
     )

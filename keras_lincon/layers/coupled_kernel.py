@@ -54,7 +54,7 @@ import numpy as np
 from keras import ops
 
 from keras_lincon.errors import LinconError
-from keras_lincon.layers.backend_ops import matmul, maximum
+from keras_lincon.layers.backend_ops import matmul, maximum, minimum
 from keras_lincon.layers.coupled_solver import BIG, active_matrix, mul_t, solve_reduced, tangent_admm
 from keras_lincon.planning.coupled_plan import ProjectionPlan
 from keras_lincon.tolerances import KKT_RTOL_FLOAT32, KKT_RTOL_FLOAT64
@@ -98,6 +98,7 @@ def project(
     d=None,
     *,
     center=None,
+    move=None,
     iterations: int | None = None,
     polish: int | None = None,
     gradient_iterations: int | None = None,
@@ -109,22 +110,20 @@ def project(
     Args:
         y: (B, n) points (float32 or float64; the computation runs in y's dtype).
         plan: from :func:`plan_projection`.
-        b: (B, m) per-sample right-hand sides, or None for the plan's.
-        d: (B, p) per-sample equality right-hand sides, or None for the plan's.
+        b, d: (B, m), (B, p) per-sample right-hand sides, or None for the plan's.
         center: (B, n) or (n,) strictly feasible points, or None: the plan's
-            centre, moved with ``b`` and ``d`` by ``plan.shift``.
-        iterations: ADMM steps (default ``plan.iterations``).
-        polish: active-set steps (default ``plan.polish``).
+            centre, moved with ``b`` and ``d`` (by ``move``, else ``plan.shift``).
+        move: (B, n), with ``center=None``: ``S(b, d) = S(plan.b0, plan.d0) + move`` (the caller's
+            guarantee, e.g. a layer's ``T (beta - beta_0)``); see :func:`_pull_to_centre`.
+        iterations, polish: ADMM and active-set steps (default ``plan.iterations``, ``plan.polish``).
         gradient_iterations: with ``polish=0`` only: compute the implicit
             gradient by this many ADMM steps on the tangent problem instead of
             one batched linear solve (matrix products only: XLA on the CPU
             lowers batched solves to slow loops). Approximate; the value is
             unaffected. Default ``plan.gradient_iterations`` (None: solve).
         differentiable: False skips the gradient terms (inference; the output carries no gradient).
-        return_converged: also return a (B,) bool tensor: True where an
-            active-set step met the KKT conditions (the output is then the
-            projection to rounding); False where the output is the ADMM
-            iterate made feasible.
+        return_converged: also return (B,) bools: True where an active-set step met the KKT
+            conditions (the output is the projection to rounding), else the ADMM iterate made feasible.
 
     Returns:
         (B, n) feasible points (and the flags when asked). Gradients flow to
@@ -136,7 +135,7 @@ def project(
     iterations = plan.iterations if iterations is None else int(iterations)
     polish = plan.polish if polish is None else int(polish)
     gradient_iterations = plan.gradient_iterations if gradient_iterations is None else gradient_iterations
-    b, d = _per_sample_rhs(plan, b, d, center, dtype)
+    b, d = _per_sample_rhs(plan, b, d, center is not None or move is not None, dtype)
     N = None if plan.null_basis is None else const(plan.null_basis)
     l, u, x_p = _targets(plan, b, d, const, ops.zeros_like(y[:, :1]))
     y_s = ops.stop_gradient(y)
@@ -149,21 +148,25 @@ def project(
         z_sol, z_lin = w, (g if differentiable else None)
         converged = ops.ones_like(y[:, 0]) > 0
 
-    out = _feasible_output(z_sol, z_lin, x_p, N, (b, d, center), plan, const)
+    out = _feasible_output(z_sol, z_lin, x_p, N, (b, d, center, move), plan, const)
     return (out, converged) if return_converged else out
 
 
 def _feasible_output(z_sol, z_lin, x_p, N, rhs: tuple, plan: ProjectionPlan, const):
     """Back to ``x``: equalities hold by construction, the rest by ray scaling towards the centre; the
     value is the ray-scaled point, the derivative ``N z'`` (plus the particular solution's motion with
-    ``d``). ``z_lin`` None: no gradient. ``rhs`` = (b, d, center), each None or per sample."""
-    b, d, center = rhs
+    ``d``). ``z_lin`` None: no gradient. ``rhs`` = (b, d, center, move), each None or per sample."""
+    b, d, center, move = rhs
     dtype = z_sol.dtype
     x_k = z_sol if N is None else mul_t(z_sol, N)
     if x_p is not None:
         x_k = x_k + ops.stop_gradient(x_p)
-    c = ops.cast(center, dtype) if center is not None else _moved_centre(plan, b, d, const)
-    x_ray = ops.stop_gradient(_ray_scale(x_k, c, plan, None if b is None else ops.stop_gradient(b), const, dtype))
+    b_s = None if b is None else ops.stop_gradient(b)
+    if center is not None:
+        x_ray = _ray_scale(x_k, ops.cast(center, dtype), plan, b_s, const, dtype)
+    else:
+        x_ray = _pull_to_centre(x_k, _moved_centre(plan, b, d, move, const), plan, b_s, const, dtype)
+    x_ray = ops.stop_gradient(x_ray)
     if z_lin is None:
         return x_ray
     x_lin = z_lin if N is None else mul_t(z_lin, N)
@@ -172,22 +175,25 @@ def _feasible_output(z_sol, z_lin, x_p, N, rhs: tuple, plan: ProjectionPlan, con
     return x_ray + x_lin
 
 
-def _per_sample_rhs(plan: ProjectionPlan, b, d, center, dtype) -> tuple:
+def _per_sample_rhs(plan: ProjectionPlan, b, d, centred: bool, dtype) -> tuple:
     """``b``, ``d`` cast to ``dtype`` (None where the plan's own are used), after checking the plan allows them."""
     m, p = plan.A.shape[0], plan.C.shape[0]
     if (b is None and not plan.b_fixed) or (d is None and not plan.d_fixed):
         raise LinconError("this plan has no fixed b (or d): pass it per sample to project().")
     b = None if b is None or m == 0 else ops.cast(b, dtype)
     d = None if d is None or p == 0 else ops.cast(d, dtype)
-    if center is None and ((b is not None and not plan.shift_b) or (d is not None and not plan.shift_d)):
+    if not centred and ((b is not None and not plan.shift_b) or (d is not None and not plan.shift_d)):
         raise LinconError("per-sample b or d needs center= here: the rows do not allow moving the plan's centre.")
     return b, d
 
 
-def _moved_centre(plan: ProjectionPlan, b, d, const):
-    """The plan's centre moved with per-sample ``b`` and ``d`` by ``plan.shift`` ((n,) or (B, n))."""
+def _moved_centre(plan: ProjectionPlan, b, d, move, const):
+    """The plan's centre moved by ``move`` (the caller's translation), else with per-sample ``b`` and ``d``
+    by ``plan.shift`` ((n,) or (B, n))."""
     m, shift = plan.A.shape[0], plan.shift
     c = const(plan.center0)
+    if move is not None:
+        return c + ops.stop_gradient(ops.cast(move, c.dtype))
     if shift is None:  # fixed b and d (per-sample ones without a shift were refused)
         return c
     if b is not None:
@@ -195,6 +201,45 @@ def _moved_centre(plan: ProjectionPlan, b, d, const):
     if d is not None:
         c = c + matmul(ops.stop_gradient(d) - const(plan.d0), const(shift[:, m:].T))
     return c
+
+
+def _pull_to_centre(x, c, plan: ProjectionPlan, b, const, dtype):
+    """``x - theta (x - c)`` with the least ``theta`` in [0, 1] that satisfies every row: a point of the set.
+
+    ``c`` is the plan's centre or a translate of it that moves with ``b`` and
+    ``d``, so its slack is the stored ``s = b0 - A c0`` (and the box's room
+    around ``c0``, whose coordinates a translation leaves alone): with the
+    excess ``e = A x - b`` a row needs ``theta >= e / (e + s)``. Unlike
+    :func:`_ray_scale` this never forms ``b - A c``, whose rounding grows with
+    ``|c|`` (a centre moved far by ``T (beta - beta_0)``), and a feasible ``x``
+    comes back unchanged. Rounding: ``eps (|b| + |a| (|x| + theta |c|))`` per row.
+    """
+    finfo = np.finfo(np.float64 if "float64" in str(dtype) else np.float32)
+    needs = []
+    if plan.A.shape[0]:
+        excess = matmul(x, const(plan.A.T)) - (const(plan.b0) if b is None else b)
+        slack = const(plan.b0 - plan.A @ plan.center0)
+        needs.append(_least_theta(excess, maximum(excess + slack, finfo.tiny)))
+    for bound, sign in ((plan.upper, 1.0), (plan.lower, -1.0)):
+        finite = np.isfinite(bound)
+        if finite.any():
+            edge = np.where(finite, bound, 0.0)
+            excess = ops.where(const(finite), sign * (x - const(edge)), 0.0)
+            room = const(np.where(finite, sign * (edge - plan.center0), 1.0))
+            needs.append(_least_theta(excess, excess + room))
+    if not needs:
+        return x
+    theta = needs[0]
+    for need in needs[1:]:
+        theta = maximum(theta, need)
+    # a relative margin of a few ulps keeps the rounding of x - theta (x - c) on the feasible side
+    theta = minimum(theta * (1.0 + 2 * finfo.eps), 1.0)
+    return x - theta[..., None] * (x - c)
+
+
+def _least_theta(excess, denominator):
+    """(B,) the largest ``excess / denominator`` over the rows where ``excess > 0`` (0 where none)."""
+    return ops.max(ops.where(excess > 0, excess / denominator, 0.0), axis=-1, initial=0.0)
 
 
 def _reduced_projection(w, g, l, u, plan: ProjectionPlan, steps: tuple, moves: bool, const) -> tuple:

@@ -17,7 +17,7 @@ from keras import ops
 
 from keras_lincon import geometry
 from keras_lincon.errors import ConstraintShapeError
-from keras_lincon.layers import output_stages, precision
+from keras_lincon.layers import moved_projection, output_stages, precision
 from keras_lincon.layers.constraint_checks import ConstraintChecks
 from keras_lincon.layers.generator_kernel import generator_outputs
 from keras_lincon.layers.layer_weights import create_weights
@@ -102,9 +102,11 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             dict of its fields, ``scaling`` (default ``"per_block"``),
             ``scaled_rows`` (indices, a boolean mask or ``"all"``),
             ``box_center`` ((n,)), ``nonneg`` (``"abs"``, the paper's,
-            ``"softplus"``, ``"relu"`` or ``"square"``) and ``call_mode``
+            ``"softplus"``, ``"relu"`` or ``"square"``), ``call_mode``
             (``"auto"``, ``"direct"`` or ``"projected"``: same set, different
-            weight shapes). Each field may also be given as a keyword.
+            weight shapes) and ``projection_penalty`` (with ``"project"``: the
+            weight of ``||y - x||^2`` added to the losses; 0.01 on DC3's QP).
+            Each field may also be given as a keyword.
         construction: a :class:`~keras_lincon.planning.options.Construction`
             or a dict of ``method`` and ``max_generators`` (for
             :func:`~keras_lincon.h_to_v`), ``representation`` (precomputed
@@ -247,7 +249,13 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         features, *parts = inputs if self._plan.rhs_sizes else (inputs,)
         x = ops.cast(features, self.compute_dtype)
         y = generator_outputs(x, self, self._layout, self._call_mode, self.nonneg)
-        return output_stages.stored_to_output(self._plan, self, x, y, parts)
+        return output_stages.stored_to_output(self._plan, self, x, y, parts, self._penalize)
+
+    def _penalize(self, before, after) -> None:
+        """``projection_penalty`` times the batch mean of ``||before - after||^2``, added to the losses."""
+        weight = self._plan.output_map.projection_penalty
+        if weight:
+            self.add_loss(moved_projection.distance_penalty(before, after, weight))
 
     def compute_output_shape(self, input_shape):
         return tuple(self._plan.features_shape(input_shape)[:-1]) + (self.units,)
@@ -274,6 +282,8 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
             layout=self.layout,
             scaling=self.scaling,
         )
+        if self._plan.output_map.projection_penalty:  # absent from older configs
+            config.update(projection_penalty=self._plan.output_map.projection_penalty)
         if plan.stages.split.scaled or self.rhs_input or self.call_mode != "auto":  # absent from older configs
             config.update(
                 scaled_rows=list(self.scaled_rows),
