@@ -155,3 +155,7 @@ def test_attribute_access_reaches_moved_modules_and_subpackages():
     assert klc.geometry.h_to_v is klc.h_to_v and klc.layers.LinearInequalityConstraint is klc.LinearInequalityConstraint
     with pytest.raises(AttributeError):
         klc.no_such_module  # noqa: B018
+    assert klc.layers.BOX_SCALINGS == klc.layers.SCALINGS  # deprecated alias, listed in compat
+    assert "keras_lincon.layers.BOX_SCALINGS" in compat.DEPRECATED_NAMES
+    with pytest.raises(AttributeError):
+        klc.layers.NO_SUCH_NAME  # noqa: B018
