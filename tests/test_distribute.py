@@ -86,24 +86,7 @@ def _free_ports(k):
 
 
 def test_multi_worker_training_gives_identical_weights(tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    for index in range(2):
-        env = {
-            **os.environ,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", WORKER, str(tmp_path)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+    procs = _start_workers(WORKER, str(tmp_path))
     try:
         outputs = [p.communicate(timeout=400) for p in procs]
     finally:
@@ -237,7 +220,8 @@ print("EPOCHS_RUN", len(hist.get("loss", [])))
 """
 
 
-def _start_workers(tmp_path, epochs):
+def _start_workers(script: str, *args: str) -> list:
+    """Two workers of one MultiWorkerMirroredStrategy cluster on free local ports, running ``script``."""
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
     for index in range(2):
@@ -248,7 +232,7 @@ def _start_workers(tmp_path, epochs):
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-c", KILL_WORKER, str(tmp_path), str(epochs)],
+                [sys.executable, "-c", script, *args],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -261,7 +245,7 @@ def _start_workers(tmp_path, epochs):
 @pytest.mark.slow
 def test_worker_killed_mid_run_resumes_from_the_last_epoch(tmp_path):
     epochs = 6
-    procs = _start_workers(tmp_path, epochs)
+    procs = _start_workers(KILL_WORKER, str(tmp_path), str(epochs))
     try:
         deadline = time.time() + 400
         while tf.train.latest_checkpoint(str(tmp_path / "ckpt")) is None:
@@ -276,7 +260,7 @@ def test_worker_killed_mid_run_resumes_from_the_last_epoch(tmp_path):
             p.kill()
     saved = int(tf.train.latest_checkpoint(str(tmp_path / "ckpt")).rsplit("-", 1)[1])
     assert 1 <= saved < epochs
-    procs = _start_workers(tmp_path, epochs)
+    procs = _start_workers(KILL_WORKER, str(tmp_path), str(epochs))
     try:
         outputs = [p.communicate(timeout=600) for p in procs]
     finally:

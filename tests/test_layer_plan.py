@@ -50,3 +50,17 @@ def test_a_saved_plan_runs_no_double_description_and_keeps_the_layout():
 def test_box_center_without_a_box_or_scaled_rows_is_refused():
     with pytest.raises(klc.ConstraintShapeError, match="box_center needs a box"):
         plan(klc.monotone_chain(3), box_center=np.zeros(3))
+
+
+def test_auto_projects_only_where_it_pays():
+    from keras_lincon.experiments.qp_problems import make_problem
+
+    qp = make_problem("convex")
+    proxy = plan(qp.G, qp.h, qp.A, np.zeros(qp.A.shape[0]), rhs_input="d", scaled_rows="all")
+    assert proxy.output_map.scaling == "project" and proxy.stages.coupled is not None
+    not_all_rows = plan(qp.G, qp.h, qp.A, np.zeros(qp.A.shape[0]), rhs_input="d", scaled_rows=[0, 1])
+    assert not_all_rows.output_map.scaling == "per_block" and not_all_rows.stages.coupled is None
+    box = plan(klc.checkerboard((4, 4), (2, 2)), box=(-1.0, 1.0))
+    assert box.output_map.scaling == "per_block" and box.stages.center_is_weight  # the paper's layout
+    explicit = plan(qp.G, qp.h, qp.A, np.zeros(qp.A.shape[0]), rhs_input="d", scaled_rows="all", scaling="per_block")
+    assert explicit.output_map.scaling == "per_block" and explicit.stages.coupled is None

@@ -82,7 +82,15 @@ def test_every_output_is_feasible_for_its_own_rhs_before_and_after_fit(seed, sha
 def _check_feasible_before_and_after_fit(seed, shape, spec_kind, scaled, dtype, scale):
     n, m, p = shape
     A, b, kwargs = random_case(seed, n, m, p, spec_kind, scaled)
-    layer = klc.LinearInequalityConstraint(A, b, dtype=dtype, **kwargs)
+    assert_feasible_before_and_after_fit(
+        klc.LinearInequalityConstraint(A, b, dtype=dtype, **kwargs), seed, dtype, scale
+    )
+
+
+def assert_feasible_before_and_after_fit(layer, seed: int, dtype: str, scale: float) -> None:
+    """Every output of ``layer`` (behind a 4-feature input) is feasible for its own random right-hand sides
+    at ``scale``, before and after two epochs of ``fit`` with a large learning rate."""
+    n = layer.units
     model = _model(layer, 4, dtype)
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(64, 4)) * scale

@@ -25,7 +25,13 @@ from keras_lincon.layers.generator_kernel import generator_outputs
 from keras_lincon.planning.coupled_plan import plan_projection
 from tests.conftest import run_python
 from tests.test_coupled_kernel import osqp_projection, relative_violation
-from tests.test_layer_rhs_inputs import _model, dc3_qp, floatx, random_case, random_rhs
+from tests.test_layer_rhs_inputs import (
+    assert_feasible_before_and_after_fit,
+    dc3_qp,
+    floatx,
+    random_case,
+    random_rhs,
+)
 
 keras = pytest.importorskip("keras")
 ops = keras.ops
@@ -80,19 +86,7 @@ def _full_rhs(layer, rhs):
 @example(seed=35, shape=(3, 1, 1), spec_kind=2, dtype="float32", scale=1e-3)
 def test_outputs_feasible_for_their_own_rhs_before_and_after_fit(seed, shape, spec_kind, dtype, scale):
     with floatx(dtype):
-        layer = _layer(seed, shape, spec_kind, dtype)
-        model = _model(layer, 4, dtype)
-        rng = np.random.default_rng(seed)
-        x = rng.normal(size=(64, 4)) * scale
-        rhs = random_rhs(layer, rng, scale, 64)
-        rhs_arg = rhs if len(rhs) > 1 else rhs[0]
-        y = model.predict([x, *rhs], verbose=0)
-        assert y.dtype == np.dtype(dtype)
-        assert layer.max_violation(y, relative=True, rhs=rhs_arg) <= TOLERANCE[dtype]
-        model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
-        model.fit([x, *rhs], rng.normal(size=(64, shape[0])) * scale, epochs=2, batch_size=16, verbose=0)
-        y = model.predict([x, *rhs], verbose=0)
-        assert layer.max_violation(y, relative=True, rhs=rhs_arg) <= TOLERANCE[dtype]
+        assert_feasible_before_and_after_fit(_layer(seed, shape, spec_kind, dtype), seed, dtype, scale)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -227,6 +221,10 @@ def test_projection_penalty_is_a_loss_not_an_output_change():
     assert config["projection_penalty"] == 0.25 and "projection_penalty" not in plain.get_config()
     assert klc.LinearInequalityConstraint.from_config(config)._plan.output_map.projection_penalty == 0.25
     with pytest.raises(ValueError, match="scaling='project'"):
-        klc.LinearInequalityConstraint(G, h, C=A, rhs_input="d", scaled_rows="all", projection_penalty=0.1)
+        klc.LinearInequalityConstraint(G, h, C=A, rhs_input="d", scaling="per_block", projection_penalty=0.1)
+    with pytest.raises(ValueError, match="chose 'per_block'"):  # "auto" without every row scaled
+        klc.LinearInequalityConstraint(G, h, C=A, rhs_input="d", projection_penalty=0.1)
+    auto = klc.LinearInequalityConstraint(G, h, C=A, rhs_input="d", scaled_rows="all", projection_penalty=0.1)
+    assert auto.scaling == "project"  # the default chose the projection: the penalty applies
     with pytest.raises(ValueError, match=">= 0"):
         klc.LinearInequalityConstraint(G, h, projection_penalty=-1.0, **kwargs)

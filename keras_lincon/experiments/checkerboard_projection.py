@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 DATA_CHOICES = ("auto", "fashion_mnist", "mnist", "digits")
 #: The layer's ``scaling`` values (``keras_lincon.layers.SCALINGS``, listed here so ``--help`` imports no Keras).
-SCALING_CHOICES = ("per_block", "global", "clip_blend", "clip_scale", "mix", "project")
+SCALING_CHOICES = ("auto", "per_block", "global", "clip_blend", "clip_scale", "mix", "project")
 
 
 def positive_int(text: str) -> int:

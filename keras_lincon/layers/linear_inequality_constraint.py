@@ -57,8 +57,10 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     for a box around it, as in the paper; else the deepest point, an LP):
     ``x = c + (y - c) / max(1, max_i a_i.(y - c) / (b_i - a_i.c))``, a convex
     combination of two feasible points. ``scaling`` chooses the treatment:
-    ``"per_block"`` (default: one factor per independent block, free
-    coordinates clipped), ``"global"`` (the paper's single factor),
+    ``"auto"`` (default: ``"project"`` where every row is scaled, the
+    right-hand sides are inputs and one projection covers every output, an
+    optimization proxy; else ``"per_block"``), ``"per_block"`` (one factor
+    per independent block, free coordinates clipped), ``"global"`` (the paper's single factor),
     ``"clip_blend"``, ``"clip_scale"``, ``"mix"`` (a learned blend of
     ``per_block`` and ``clip_blend``) or ``"project"`` (the exact Euclidean
     projection: bisection for blocks of one row plus bounds, ADMM then ray
@@ -99,7 +101,7 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
         rhs_input: ``False``, ``"b"``, ``"d"``, ``("b", "d")``,
             ``{"b": rows, "d": bool}`` or ``True`` (see above).
         output_map: a :class:`~keras_lincon.planning.options.OutputMap` or a
-            dict of its fields, ``scaling`` (default ``"per_block"``),
+            dict of its fields, ``scaling`` (default ``"auto"``),
             ``scaled_rows`` (indices, a boolean mask or ``"all"``),
             ``box_center`` ((n,)), ``nonneg`` (``"abs"``, the paper's,
             ``"softplus"``, ``"relu"`` or ``"square"``), ``call_mode``

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_lincon.errors import ConstraintShapeError
+from keras_lincon.errors import ConstraintShapeError, LinconError
 from keras_lincon.geometry import ConstraintSystem, VRepresentation
 from keras_lincon.planning import stages
 from keras_lincon.planning.layout import GeneratorLayout, plan_layout
@@ -154,6 +154,14 @@ def plan_layer(
     stage_plan = stages.plan_stages(
         system, box, output_map, construction, scaled_rows=scaled_rows, rhs=rhs, saved_moved_rows=moved_rows
     )
+    scaling = stages.resolved_scaling(output_map.scaling, stage_plan)  # saved as such: "auto" is decided once
+    if output_map.projection_penalty and scaling != "project":
+        raise LinconError(
+            "projection_penalty penalises the distance moved by the exact projection, but scaling='auto' chose "
+            "'per_block' here (it projects where every row is scaled, the right-hand sides are inputs and one "
+            "projection covers every output). Pass scaling='project', or drop projection_penalty."
+        )
+    output_map = dataclasses.replace(output_map, scaling=scaling)
     # rows whose b is an input: the chosen rows; with a floor the scaled rows, or every row (shifted apex)
     input_rows = rhs.b_rows if rhs.translated else scaled_rows
     if stage_plan.apex is not None:

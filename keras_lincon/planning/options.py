@@ -15,8 +15,9 @@ from typing import Any
 from keras_lincon.errors import ConstraintShapeError, LinconError
 from keras_lincon.geometry import DEFAULT_MAX_GENERATORS, VRepresentation
 
-#: Treatments of the box and the scaled rows (see :class:`keras_lincon.LinearInequalityConstraint`).
-SCALINGS = ("per_block", "global", "clip_blend", "clip_scale", "mix", "project")
+#: Treatments of the box and the scaled rows (see :class:`keras_lincon.LinearInequalityConstraint`);
+#: ``"auto"`` (the default) is resolved by the plan (:func:`keras_lincon.planning.stages.plan_stages`).
+SCALINGS = ("auto", "per_block", "global", "clip_blend", "clip_scale", "mix", "project")
 #: Non-negative maps of the ray coefficients (the paper uses ``abs``).
 NONNEG_CHOICES = ("abs", "softplus", "relu", "square")
 #: ``call_mode`` values: ``"auto"`` picks the cheaper path (:func:`keras_lincon.planning.layout.call_mode`).
@@ -28,7 +29,8 @@ class OutputMap:
     """How the layer forms its outputs.
 
     Attributes:
-        scaling: the treatment of the box and the scaled rows, one of :data:`SCALINGS`.
+        scaling: the treatment of the box and the scaled rows, one of :data:`SCALINGS`; ``"auto"``
+            is ``"project"`` where it pays (below), else ``"per_block"``.
         scaled_rows: rows of ``A`` enforced by scaling (indices, a boolean mask or ``"all"``), or None.
         box_center: optional (n,) centre of the scaled stage.
         nonneg: the ray coefficients' map, one of :data:`NONNEG_CHOICES`.
@@ -39,7 +41,7 @@ class OutputMap:
             normal cones, where the projection passes no gradient (0.01 on DC3's QP). 0: none.
     """
 
-    scaling: str = "per_block"
+    scaling: str = "auto"
     scaled_rows: Any = None
     box_center: Any = None
     nonneg: str = "abs"
@@ -61,7 +63,7 @@ def _checked_penalty(value, scaling: str) -> float:
         raise LinconError(f"projection_penalty must be a number >= 0; got {value!r}.") from None
     if not (math.isfinite(value) and value >= 0):
         raise LinconError(f"projection_penalty must be a finite number >= 0; got {value!r}.")
-    if value and scaling != "project":
+    if value and scaling not in ("project", "auto"):
         raise LinconError(
             "projection_penalty penalises the distance moved by the exact projection: it needs "
             f"scaling='project' (got scaling={scaling!r})."
