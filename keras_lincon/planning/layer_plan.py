@@ -154,14 +154,7 @@ def plan_layer(
     stage_plan = stages.plan_stages(
         system, box, output_map, construction, scaled_rows=scaled_rows, rhs=rhs, saved_moved_rows=moved_rows
     )
-    scaling = stages.resolved_scaling(output_map.scaling, stage_plan)  # saved as such: "auto" is decided once
-    if output_map.projection_penalty and scaling != "project":
-        raise LinconError(
-            "projection_penalty penalises the distance moved by the exact projection, but scaling='auto' chose "
-            "'per_block' here (it projects where every row is scaled, the right-hand sides are inputs and one "
-            "projection covers every output). Pass scaling='project', or drop projection_penalty."
-        )
-    output_map = dataclasses.replace(output_map, scaling=scaling)
+    output_map = _resolved(output_map, stage_plan)
     # rows whose b is an input: the chosen rows; with a floor the scaled rows, or every row (shifted apex)
     input_rows = rhs.b_rows if rhs.translated else scaled_rows
     if stage_plan.apex is not None:
@@ -185,3 +178,19 @@ def plan_layer(
         rhs_sizes=rhs.part_sizes(p, len(input_rows)) if takes_rhs else (),
         loading=saved is not None,
     )
+
+
+def _resolved(output_map: OutputMap, stage_plan) -> OutputMap:
+    """The options with ``scaling="auto"`` decided (saved as such, so a saved layer keeps its map).
+
+    Raises:
+        LinconError: ``projection_penalty`` where ``"auto"`` chose ``"per_block"``.
+    """
+    scaling = stages.resolved_scaling(output_map.scaling, stage_plan)
+    if output_map.projection_penalty and scaling != "project":
+        raise LinconError(
+            "projection_penalty penalises the distance moved by the exact projection, but scaling='auto' chose "
+            "'per_block' here (it projects where every row is scaled, the right-hand sides are inputs and one "
+            "projection covers every output). Pass scaling='project', or drop projection_penalty."
+        )
+    return dataclasses.replace(output_map, scaling=scaling)
