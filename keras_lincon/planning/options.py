@@ -12,6 +12,8 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
+
 from keras_lincon.errors import ConstraintShapeError, LinconError
 from keras_lincon.geometry import DEFAULT_MAX_GENERATORS, VRepresentation
 
@@ -109,10 +111,21 @@ def _grouped(cls, given, keywords: dict, what: str):
         given = cls(**given)
     if not isinstance(given, cls):
         raise LinconError(f"{what} must be a keras_lincon {cls.__name__}, a dict or None; got {type(given).__name__}.")
-    twice = sorted(name for name in loose if getattr(given, name) != getattr(cls(), name))
+    default = cls()
+    twice = sorted(name for name in loose if not _same(getattr(given, name), getattr(default, name)))
     if twice:
         raise ConstraintShapeError(f"{twice} given both as keywords and in {what}=; give each once.")
     return dataclasses.replace(given, **loose)
+
+
+def _same(a, b) -> bool:
+    """Whether two option values are equal (arrays such as ``box_center`` elementwise)."""
+    if a is None or b is None:
+        return a is b
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
+    except ValueError:  # ragged values: not the default
+        return False
 
 
 def group_options(output_map, construction, keywords: dict) -> tuple[OutputMap, Construction]:
