@@ -114,6 +114,14 @@ def proxy_table() -> tuple[list[str], list[list[str]]]:
     return table[0], table[2:]
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lays out, writes (150 dpi) and closes ``fig``; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
 def plot_quality(plt, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5.2))
     labels, mlp, skip = [], [], []
@@ -136,11 +144,7 @@ def plot_quality(plt, out: Path) -> Path:
     ax.set_xlabel("test MSE / optimal projection's (1 = the optimum)")
     ax.set_title("Learn the projection onto the checkerboard + box\n(Fashion-MNIST, 30 epochs, seed 0)", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = out / "quality.png"
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "quality.png")
 
 
 def plot_vae_quality(plt, out: Path) -> Path:
@@ -158,11 +162,7 @@ def plot_vae_quality(plt, out: Path) -> Path:
     ax.set_xlabel("the output layer's scaling")
     ax.set_ylabel("test MSE / projected twin's")
     ax.set_title("Constrained VAE vs its twin projected to be feasible\n(Fashion-MNIST, 12 epochs)", fontsize=10)
-    fig.tight_layout()
-    path = out / "vae_quality.png"
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "vae_quality.png")
 
 
 def plot_layer_vs_dense(plt, out: Path) -> Path:
@@ -196,11 +196,7 @@ def plot_layer_vs_dense(plt, out: Path) -> Path:
     ax.set_title("Layer vs a Dense of the same shape\n(TensorFlow, XLA, CPU, 2 cores)", fontsize=10)
     ax.set_ylim(0, max(ax.get_ylim()[1], 3.6))
     ax.legend(fontsize=7, ncol=2, loc="upper left")
-    fig.tight_layout()
-    path = out / "speed_vs_dense.png"
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "speed_vs_dense.png")
 
 
 def plot_vs_osqp(plt, out: Path) -> Path:
