@@ -228,3 +228,18 @@ def test_projection_penalty_is_a_loss_not_an_output_change():
     assert auto.scaling == "project"  # the default chose the projection: the penalty applies
     with pytest.raises(ValueError, match=">= 0"):
         klc.LinearInequalityConstraint(G, h, projection_penalty=-1.0, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_feasible_for_huge_features(dtype):
+    """The pull towards the centre forms the output from the end it stays near: with features at 1e9 to
+    1e15 (ADMM leaves the point far outside, the pull keeps almost nothing of it) float32 outputs stayed
+    within 1e-5 only up to 1e6 when it always subtracted from x (1.2e-5 at 1e9, 1.0 at 1e15)."""
+    A, X, G, h = dc3_qp(num=64)
+    layer = klc.LinearInequalityConstraint(G, h, C=A, rhs_input="d", scaled_rows="all", dtype=dtype)
+    assert layer.scaling == "project"  # "auto" chose the projection
+    for scale in (1e6, 1e9, 1e12, 1e15):
+        features = np.random.default_rng(0).normal(size=(64, 5)) * scale
+        y = ops.convert_to_numpy(layer([features, X]))
+        assert np.isfinite(y).all()
+        assert layer.max_violation(y, relative=True, rhs=X) <= TOLERANCE[dtype], scale

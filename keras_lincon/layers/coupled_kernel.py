@@ -204,42 +204,44 @@ def _moved_centre(plan: ProjectionPlan, b, d, move, const):
 
 
 def _pull_to_centre(x, c, plan: ProjectionPlan, b, const, dtype):
-    """``x - theta (x - c)`` with the least ``theta`` in [0, 1] that satisfies every row: a point of the set.
+    """``c + keep (x - c)`` with the largest ``keep`` in [0, 1] that satisfies every row: a point of the set.
 
     ``c`` is the plan's centre or a translate of it that moves with ``b`` and
     ``d``, so its slack is the stored ``s = b0 - A c0`` (and the box's room
     around ``c0``, whose coordinates a translation leaves alone): with the
-    excess ``e = A x - b`` a row needs ``theta >= e / (e + s)``. Unlike
+    excess ``e = A x - b`` a row allows ``keep <= s / (e + s)``. Unlike
     :func:`_ray_scale` this never forms ``b - A c``, whose rounding grows with
     ``|c|`` (a centre moved far by ``T (beta - beta_0)``), and a feasible ``x``
-    comes back unchanged. Rounding: ``eps (|b| + |a| (|x| + theta |c|))`` per row.
+    comes back unchanged. The point is formed from the end it stays near
+    (``x - (1 - keep)(x - c)`` when most of ``x`` is kept, ``c + keep (x - c)``
+    otherwise), so rounding is relative to the output, whatever ``|x| / |c|``.
     """
     finfo = np.finfo(np.float64 if "float64" in str(dtype) else np.float32)
-    needs = []
+    keeps = []
     if plan.A.shape[0]:
         excess = matmul(x, const(plan.A.T)) - (const(plan.b0) if b is None else b)
         slack = const(plan.b0 - plan.A @ plan.center0)
-        needs.append(_least_theta(excess, maximum(excess + slack, finfo.tiny)))
+        keeps.append(_largest_keep(excess, slack, maximum(excess + slack, finfo.tiny)))
     for bound, sign in ((plan.upper, 1.0), (plan.lower, -1.0)):
         finite = np.isfinite(bound)
         if finite.any():
             edge = np.where(finite, bound, 0.0)
             excess = ops.where(const(finite), sign * (x - const(edge)), 0.0)
             room = const(np.where(finite, sign * (edge - plan.center0), 1.0))
-            needs.append(_least_theta(excess, excess + room))
-    if not needs:
+            keeps.append(_largest_keep(excess, room, excess + room))
+    if not keeps:
         return x
-    theta = needs[0]
-    for need in needs[1:]:
-        theta = maximum(theta, need)
-    # a relative margin of a few ulps keeps the rounding of x - theta (x - c) on the feasible side
-    theta = minimum(theta * (1.0 + 2 * finfo.eps), 1.0)
-    return x - theta[..., None] * (x - c)
+    keep = keeps[0]
+    for other in keeps[1:]:
+        keep = minimum(keep, other)
+    # a relative margin of a few ulps keeps the rounding on the feasible side
+    keep = maximum(keep - 2 * finfo.eps * (1.0 - keep), 0.0)[..., None]
+    return ops.where(keep >= 0.5, x - (1.0 - keep) * (x - c), c + keep * (x - c))
 
 
-def _least_theta(excess, denominator):
-    """(B,) the largest ``excess / denominator`` over the rows where ``excess > 0`` (0 where none)."""
-    return ops.max(ops.where(excess > 0, excess / denominator, 0.0), axis=-1, initial=0.0)
+def _largest_keep(excess, slack, denominator):
+    """(B,) the smallest ``slack / denominator`` over the rows where ``excess > 0`` (1 where none)."""
+    return ops.min(ops.where(excess > 0, slack / denominator, 1.0), axis=-1, initial=1.0)
 
 
 def _reduced_projection(w, g, l, u, plan: ProjectionPlan, steps: tuple, moves: bool, const) -> tuple:
