@@ -30,8 +30,3 @@ LOAD_TOLERANCE = 1e-6
 MIN_RELATIVE_SLACK = 1e-6
 TRANSLATION_RTOL = 1e-9
 KKT_RTOL_FLOAT64, KKT_RTOL_FLOAT32 = 1e-9, 1e-4
-
-
-def output_tolerance(dtype) -> float:
-    """The layer's stated relative tolerance for outputs computed in ``dtype`` (float32 or float64)."""
-    return FLOAT64_TOLERANCE if "64" in str(dtype) else FLOAT32_TOLERANCE

@@ -12,7 +12,7 @@ outside the geometry imports the names below from ``keras_lincon.geometry``.
 """
 
 from keras_lincon.geometry.builders import checkerboard, monotone_chain
-from keras_lincon.geometry.centre import centre_defects, deepest_point, interior_point_in_box
+from keras_lincon.geometry.centre import centre_defects, deepest_point, interior_point_in_box, outside_box
 from keras_lincon.geometry.double_description import (
     DEFAULT_TIME_BUDGET,
     enumerate_generators,
@@ -56,6 +56,7 @@ __all__ = [
     "merge_close_rows",
     "monotone_chain",
     "normalized_rows",
+    "outside_box",
     "single_variable_rows",
     "violations",
     "with_box",

@@ -60,8 +60,12 @@ def centre_defects(center: np.ndarray, system: ConstraintSystem, lower, upper) -
     """The one check of a centre: ``(outside, worst)``, the coordinates of ``center`` (n,) not strictly
     inside ``(lower, upper)`` (NaN counts as outside) and its worst relative violation of ``system``.
     Callers word the error (a user's ``box_center``, a computed centre)."""
-    outside = np.flatnonzero(~((center > lower) & (center < upper)))
-    return outside, max_violation(center[None], system, relative=True)
+    return outside_box(center, lower, upper), max_violation(center[None], system, relative=True)
+
+
+def outside_box(point: np.ndarray, lower, upper) -> np.ndarray:
+    """Indices of the coordinates of ``point`` (n,) not strictly inside ``(lower, upper)`` (NaN: outside)."""
+    return np.flatnonzero(~((point > lower) & (point < upper)))
 
 
 def _middle_of_box(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ def stored_to_output(plan, weights, x, y, parts: list, penalize=None):
     if stages.apex is not None:  # apex P b + q of this sample's set, plus a point of the cone
         P, q = (constant(a, y.dtype) for a in stages.apex)
         return y + matmul(ops.cast(parts[0], y.dtype), ops.transpose(P)) + q
-    if stages.shift is not None and moved_projection.applies(plan):  # onto the sample's own set
+    if moved_projection.applies(plan):  # right-hand sides that move the set, one projection: onto the sample's set
         batch_shape, flat = ops.shape(y), ops.reshape(y, (-1, plan.system.dim))
         flat_parts = [ops.reshape(part, (-1, ops.shape(part)[-1])) for part in parts]
         out = moved_projection.project_moved(flat, plan, flat_parts, _translation(stages.shift, flat_parts, y.dtype))

@@ -351,7 +351,7 @@ def _centre(A, b, C, d, lower, upper, center) -> tuple:
     d = C @ c0 if d is None else d
     slack = b - A @ c0
     # the box as everywhere; the rows need strict slack here, not centre_defects' relative tolerance
-    inside_box = not geometry.centre_defects(c0, geometry.ConstraintSystem(A, b, C, d), lower, upper)[0].size
+    inside_box = not geometry.outside_box(c0, lower, upper).size
     if (
         np.any(slack <= 0)
         or not inside_box
