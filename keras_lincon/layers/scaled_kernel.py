@@ -2,7 +2,7 @@
 
 Ray scaling towards a centre (one factor per block, or the paper's global
 one), the clipped variants, the learned mix, and the exact projection onto
-blocks of one row plus bounds (bisection on one multiplier per block). The
+blocks of one row plus bounds (:mod:`keras_lincon.layers.single_row_projection`). The
 plan (blocks, centres) comes from :mod:`keras_lincon.planning.scaling_plan`.
 """
 
@@ -16,17 +16,14 @@ from keras import ops
 from keras_lincon import geometry
 from keras_lincon.layers.backend_ops import constant, matmul, maximum
 from keras_lincon.layers.generator_kernel import affine
-from keras_lincon.layers.segments import free_slot, segment_broadcast, segment_max, segment_plan, segment_table
+from keras_lincon.layers.segments import free_slot, segment_broadcast, segment_max, segment_plan
+from keras_lincon.layers.single_row_projection import plan_single_rows, project_single_rows
 from keras_lincon.planning import scaling_plan
 
 _FAR = 1e30  # "no limit" for a row the clipped point does not push against
 
 
 _MIN_SLACK = 1e-30  # keeps 1 / slack finite when a right-hand side is below its floor
-
-
-#: Bisection steps of the ``"project"`` treatment's multiplier (float32 resolution after about 24).
-PROJECT_BISECTIONS = 32
 
 
 _STAGE_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -63,6 +60,9 @@ def scaled_stage(y, stage: scaling_plan.ScaledStage, mode: str, rhs=None, box_we
     def const(a):
         return constant(a, dtype)
 
+    if mode == "project":
+        return _project(y, stage, rhs, box_weights)
+
     if box_weights is None:
         c, inv_upper, inv_lower = const(stage.center), const(stage.inv_upper), const(stage.inv_lower)
     else:
@@ -91,12 +91,6 @@ def scaled_stage(y, stage: scaling_plan.ScaledStage, mode: str, rhs=None, box_we
     per_block = ops.where(free, clipped, c + centered / scale)
     if mode == "per_block":
         return per_block
-    if mode == "project":
-        eligible, *rows = _planned(stage, "single_row_blocks", lambda: scaling_plan.single_row_blocks(stage))
-        on = ~free & np.append(eligible, False)[seg]
-        if not on.any():
-            return per_block
-        return ops.where(on, _project_single_rows(y, stage, rows, eligible, rhs, const), per_block)
     out = _clip_and_blend(y, clipped, per_block, c, stage, mode, rhs, const)
     return (per_block, out) if mode == "both" else out
 
@@ -146,78 +140,22 @@ def _times_rows(v, split, const):
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
 
-def _block_table(stage: scaling_plan.ScaledStage, rows: tuple, eligible: np.ndarray) -> tuple:
-    """The (blocks, widest block) layout of the eligible blocks: ``(blocks, table, padded, pick, a, lower,
-    upper)``, the last three (kb, w) with padding slots ``a = 0`` and no bounds (they add nothing to ``a.x``)."""
-    a, _, lower, upper = rows  # the box tightened by bound rows
-    blocks = np.flatnonzero(eligible)
-    slot = np.full(stage.n_blocks + 1, len(blocks))  # eligible block -> its row of the table; others: dropped
-    slot[blocks] = np.arange(len(blocks))
-    table = segment_table(slot[stage.coord_block], len(blocks) + 1)[:-1]  # (kb, w), padded with n
-    padded = table == stage.dim
-    pick = np.where(padded, 0, table)
-    a_b = np.where(padded, 0.0, a[pick])
-    lo_b, hi_b = np.where(padded, -np.inf, lower[pick]), np.where(padded, np.inf, upper[pick])
-    return blocks, table, padded, pick, a_b, lo_b, hi_b
-
-
-def _project_single_rows(y, stage: scaling_plan.ScaledStage, rows: tuple, eligible: np.ndarray, rhs, const):
-    """``clip(y - mu a, lower, upper)`` per block with one row ``a.x <= b`` (see ``scaling_plan``):
-    the smallest feasible ``mu >= 0`` by bisection (the feasible end is kept, so the output
-    is feasible whatever the step count), its gradient by the implicit function theorem.
-
-    Works in a (B, blocks, widest block) layout: one gather in, one out, and only
-    reshapes and reductions inside the bisection loop (gathers there are slow under XLA).
-    Returns (B, n); coordinates outside the eligible blocks hold 0.
-    """
-    row_of_block, n = rows[1], stage.dim
-    blocks, table, padded, pick, a_b, lo_b, hi_b = _planned(
-        stage, "single_row_table", lambda: _block_table(stage, rows, eligible)
-    )
-    bound = np.where(a_b > 0, lo_b, hi_b)  # where a coordinate sits once mu clips it
-    a_t, lo, hi = const(a_b), const(lo_b), const(hi_b)
-    all_b = np.concatenate([stage.gen_rhs, stage.rhs])
-    if rhs is None:
-        block_b = const(all_b[row_of_block[blocks]])
-    else:  # (B, kb): stored b of generator rows, the input for scaled rows
-        block_b = ops.take(
-            ops.concatenate([ops.zeros_like(rhs[:, :1]) + const(stage.gen_rhs), rhs], axis=1),
-            row_of_block[blocks],
-            axis=1,
-        )
-
-    def to_blocks(v):  # (B, n) -> (B, kb, w)
-        return ops.reshape(ops.take(v, pick.reshape(-1), axis=1), (ops.shape(v)[0], *table.shape))
-
-    y_b = to_blocks(y)
-    y_fixed = ops.stop_gradient(y_b)
-
-    def excess(mu):  # (B, kb): a.clip(y - mu a) - b per block
-        return ops.sum(ops.clip(y_fixed - mu[..., None] * a_t, lo, hi) * a_t, axis=-1) - block_b
-
-    clipping = ops.where(
-        a_b != 0, (y_fixed - const(np.where(a_b != 0, bound, 0.0))) / const(np.where(a_b != 0, a_b, 1.0)), 0.0
-    )
-    mu_hi = ops.max(clipping, axis=-1, initial=0.0)  # every coordinate at its bound: feasible
-
-    def bisect(_, bracket):
-        lower_mu, upper_mu = bracket
-        mid = 0.5 * (lower_mu + upper_mu)
-        ok = excess(mid) <= 0
-        return ops.where(ok, lower_mu, mid), ops.where(ok, mid, upper_mu)
-
-    # a loop, not unrolled: XLA's compile time grew steeply with unrolled steps (over 40 s for 32)
-    _, mu_hi = ops.fori_loop(0, PROJECT_BISECTIONS, bisect, (ops.zeros_like(mu_hi), mu_hi))
-    mu = ops.stop_gradient(ops.where(excess(ops.zeros_like(mu_hi)) <= 0, 0.0, mu_hi))
-    # d mu / d y = (D a) / (a^T D a), D the unclipped coordinates; y - y_fixed is 0, so the value stays
-    shifted = y_fixed - mu[..., None] * a_t
-    inside = ops.stop_gradient(ops.cast(ops.logical_and(shifted > lo, shifted < hi), y.dtype))
-    slope = ops.sum(inside * a_t * (y_b - y_fixed), axis=-1) / maximum(ops.sum(inside * a_t * a_t, axis=-1), 1e-30)
-    mu = mu + ops.cast(mu > 0, y.dtype) * slope
-    x_b = ops.reshape(ops.clip(y_b - mu[..., None] * a_t, lo, hi), (ops.shape(y)[0], table.size))
-    position = np.full(n, table.size)  # back to (B, n): a zero slot for coordinates of other blocks
-    position[table[~padded]] = np.flatnonzero(~padded.reshape(-1))
-    return ops.take(ops.concatenate([x_b, ops.zeros_like(x_b[:, :1])], axis=1), position, axis=1)
+def _project(y, stage: scaling_plan.ScaledStage, rhs, box_weights):
+    """``"project"``: the exact projection on blocks of one row plus bounds, the clip on coordinates of no
+    block, ``per_block`` on the others (the coupled projection, when planned, replaces those)."""
+    eligible = _planned(stage, "single_row_blocks", lambda: scaling_plan.single_row_blocks(stage))[0]
+    seg = free_slot(stage.coord_block, stage.n_blocks)
+    free = np.asarray(stage.coord_block < 0)
+    on = ~free & np.append(eligible, False)[seg]
+    rest = ~(on | free)
+    if not on.any():
+        return scaled_stage(y, stage, "per_block", rhs, box_weights)
+    out = project_single_rows(y, stage, _planned(stage, "single_row_layout", lambda: plan_single_rows(stage)), rhs)
+    if free.any():
+        out = ops.where(free, ops.clip(y, constant(stage.lower, y.dtype), constant(stage.upper, y.dtype)), out)
+    if rest.any():
+        out = ops.where(rest, scaled_stage(y, stage, "per_block", rhs, box_weights), out)
+    return out
 
 
 def full_rhs(rhs, stage: scaling_plan.ScaledStage, columns: np.ndarray):

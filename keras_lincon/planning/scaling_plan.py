@@ -30,7 +30,7 @@ needs) and holds the numpy reference of every treatment:
   besides bounds, no equality, and finite bounds on the row's support (the
   checkerboard's blocks, a budget group): ``x = clip(y - mu a, lower,
   upper)`` with the smallest ``mu >= 0`` that meets the row (one scalar per
-  block, found by bisection). Generator rows of one nonzero (``x_j >= 0``)
+  block, found by safeguarded Newton steps). Generator rows of one nonzero (``x_j >= 0``)
   count as bounds. Other blocks get ``"per_block"``.
 
 Input-dependent right-hand sides: ``b_s`` may change per sample when the
