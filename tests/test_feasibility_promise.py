@@ -38,7 +38,7 @@ def test_set_weights_from_another_constraint_is_refused_and_rolled_back():
 def test_load_weights_from_another_box_is_refused(tmp_path):
     A = klc.checkerboard((4, 4), (2, 2))
     source = _model(klc.LinearInequalityConstraint(A, box=(-2.0, 0.5), box_center=np.full(16, 0.0) + 0.0))
-    target = _model(klc.LinearInequalityConstraint(A, box=(-1.0, 1.0)))
+    target = _model(klc.LinearInequalityConstraint(A, box=(-1.0, 1.0), scaling="per_block"))
     source.save_weights(tmp_path / "w.weights.h5")
     with pytest.raises(ValueError, match="box weights do not match"):
         target.load_weights(tmp_path / "w.weights.h5")

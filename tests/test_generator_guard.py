@@ -29,6 +29,7 @@ BAD_OFFSET = (5.0 * A[0]).astype("float32")  # violates the first row of A by 5 
 
 
 def make(lower=-0.1, upper=0.1, **kwargs):
+    kwargs.setdefault("scaling", "per_block")  # the box lives in weights (its centre and widths)
     return keras.Sequential(
         [keras.Input((8,)), keras.layers.Dense(8), klc.LinearInequalityConstraint(A, box=(lower, upper), **kwargs)]
     )
@@ -288,7 +289,7 @@ X = np.random.default_rng(0).standard_normal((64, 8)).astype("float32") * 3
 BAD_OFFSET = (5.0 * A[0]).astype("float32")  # violates the first row of A by 5 ||a_0||^2
 
 def make(lower=-0.1, upper=0.1):
-    layer = klc.LinearInequalityConstraint(A, box=(lower, upper))
+    layer = klc.LinearInequalityConstraint(A, box=(lower, upper), scaling="per_block")
     return keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), layer])
 
 def worst(model, y):

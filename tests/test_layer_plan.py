@@ -60,7 +60,15 @@ def test_auto_projects_only_where_it_pays():
     assert proxy.output_map.scaling == "project" and proxy.stages.coupled is not None
     not_all_rows = plan(qp.G, qp.h, qp.A, np.zeros(qp.A.shape[0]), rhs_input="d", scaled_rows=[0, 1])
     assert not_all_rows.output_map.scaling == "per_block" and not_all_rows.stages.coupled is None
-    box = plan(klc.checkerboard((4, 4), (2, 2)), box=(-1.0, 1.0))
-    assert box.output_map.scaling == "per_block" and box.stages.center_is_weight  # the paper's layout
+    toy = plan(klc.checkerboard((4, 4), (2, 2)), box=(-1.0, 1.0))  # separate rows and a box: scale and project
+    assert toy.output_map.scaling == "project" and toy.scaled_rows == (0, 1, 2, 3) and toy.stages.coupled is None
+    paper = plan(klc.checkerboard((4, 4), (2, 2)), box=(-1.0, 1.0), scaling="per_block")
+    assert paper.scaled_rows == () and paper.stages.center_is_weight  # the paper's layout, when asked for
+    coupled = plan(klc.monotone_chain(4), box=(-1.0, 1.0))  # rows share coordinates: per block
+    assert coupled.output_map.scaling == "per_block" and coupled.scaled_rows == ()
+    narrow = plan(np.array([[1.0, -1.0]]), box=(1e-12, 1e-9))  # no centre strictly inside for the scaled row
+    assert narrow.output_map.scaling == "per_block" and narrow.scaled_rows == ()
+    centred = plan(klc.checkerboard((4, 4), (2, 2)), box=(-1.0, 1.0), box_center=np.zeros(16))
+    assert centred.output_map.scaling == "per_block"  # a centre asks for ray scaling
     explicit = plan(qp.G, qp.h, qp.A, np.zeros(qp.A.shape[0]), rhs_input="d", scaled_rows="all", scaling="per_block")
     assert explicit.output_map.scaling == "per_block" and explicit.stages.coupled is None

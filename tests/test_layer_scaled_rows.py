@@ -157,7 +157,7 @@ def test_no_warning_when_nothing_explodes():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ScaledRowsWarning)
         layer = LinearInequalityConstraint(CHECKER, box=(-1.0, 1.0))
-    assert layer._plan.stages.split.scaled == ()
+    assert layer._plan.stages.split.moved == ()  # "auto" scales the rows it projects onto; none moved
 
 
 def test_errors():

@@ -421,11 +421,11 @@ def test_config_without_scaling_key_means_global_and_predicts_as_before():
     clone.set_weights(layer.get_weights())
     assert clone.scaling == "global"
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(clone(x)), expected)
-    assert klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0)).scaling == "per_block"
+    assert klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0)).scaling == "project"  # "auto" chose
 
 
 def test_per_block_box_scaling_is_feasible_and_only_shrinks_the_offending_block():
-    layer = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0))
+    layer = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), scaling="per_block")
     glob = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0), scaling="global")
     x = np.random.default_rng(1).normal(size=(32, 8)).astype("float32") * 2
     y_pb = keras.ops.convert_to_numpy(layer(x))

@@ -255,7 +255,13 @@ def test_export_command(tmp_path):
 
 
 def test_export_refuses_tampered_generators(tmp_path):
-    model = constrained_model()
+    model = keras.Sequential(  # per_block: the box's generators are weights (the default projects, and has none)
+        [
+            keras.Input((10,)),
+            keras.layers.Dense(16),
+            klc.LinearInequalityConstraint(A8, box=(-1.0, 1.0), scaling="per_block"),
+        ]
+    )
     layer = model.layers[-1]
     variable = next(v for v in layer.non_trainable_weights if "offset" in v.name or "ray" in v.name)
     variable.value.assign(variable.numpy() + 5.0)  # the backend variable: past Keras's checked assign

@@ -64,15 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--scaling",
         choices=SCALING_CHOICES,
-        default="per_block",
-        help="the layer's treatment of the box and scaled rows (default per_block; see LinearInequalityConstraint)",
+        default="auto",
+        help="the layer's treatment of the box and scaled rows (default auto: the layer's default, which "
+        "scales the checkerboard's rows and projects onto each with the box; see LinearInequalityConstraint)",
     )
     parser.add_argument(
         "--scaled-rows",
         choices=["none", "all"],
         default="none",
         help="all: every checkerboard row is a scaled row, so the layer is an affine map and, with "
-        "--scaling project, the exact projection onto each block's row and box (best quality, slower)",
+        "--scaling project, the exact projection onto each block's row and box (what --scaling auto "
+        "chooses); none: generator rows, unless --scaling auto scales them",
     )
     return parser
 
@@ -143,18 +145,15 @@ def run(args: argparse.Namespace) -> dict:
         center = 0.9 * osqp.project(x_train.mean(axis=0, keepdims=True))[0]
 
     # (a) constrained layer and (b) unconstrained twin, same budget
+    output_layer = klc.LinearInequalityConstraint(
+        A,
+        box=(-1.0, 1.0),
+        box_center=center,
+        scaling=args.scaling,
+        scaled_rows="all" if args.scaled_rows == "all" else None,
+    )
     models = {
-        "constrained layer": build_model(
-            n,
-            args.hidden,
-            klc.LinearInequalityConstraint(
-                A,
-                box=(-1.0, 1.0),
-                box_center=center,
-                scaling=args.scaling,
-                scaled_rows="all" if args.scaled_rows == "all" else None,
-            ),
-        ),
+        "constrained layer": build_model(n, args.hidden, output_layer),
         "unconstrained": build_model(n, args.hidden, keras.layers.Dense(n)),
     }
     histories, train_seconds, outputs, predict_seconds = {}, {}, {}, {}
@@ -187,8 +186,8 @@ def run(args: argparse.Namespace) -> dict:
         "test_size": len(x_test),
         "hidden": args.hidden,
         "center": args.center,
-        "scaling": args.scaling,
-        "scaled_rows": args.scaled_rows,
+        "scaling": output_layer.scaling,  # what "auto" chose
+        "scaled_rows": "all" if len(output_layer.scaled_rows) == len(A) else args.scaled_rows,
         "optimal_mse": mse(optimal),
         "layer_mse": mse(outputs["constrained layer"]),
         "unconstrained_mse": mse(outputs["unconstrained"]),

@@ -57,13 +57,18 @@ class LinearInequalityConstraint(ConstraintChecks, keras.layers.Layer):
     for a box around it, as in the paper; else the deepest point, an LP):
     ``x = c + (y - c) / max(1, max_i a_i.(y - c) / (b_i - a_i.c))``, a convex
     combination of two feasible points. ``scaling`` chooses the treatment:
-    ``"auto"`` (default: ``"project"`` where every row is scaled, the
-    right-hand sides are inputs and one projection covers every output, an
-    optimization proxy; else ``"per_block"``), ``"per_block"`` (one factor
+    ``"auto"`` (default: ``"project"`` where it pays: where every row is
+    scaled, the right-hand sides are inputs and one projection covers every
+    output, an optimization proxy; and, with a box and no ``scaled_rows``,
+    ``box_center`` or ``rhs_input``, where the rows other than bounds share
+    no coordinate, as the paper's checkerboard: those rows are then scaled
+    and each one with the box projected onto; else ``"per_block"``; the
+    choice is saved), ``"per_block"`` (one factor
     per independent block, free coordinates clipped), ``"global"`` (the paper's single factor),
     ``"clip_blend"``, ``"clip_scale"``, ``"mix"`` (a learned blend of
     ``per_block`` and ``clip_blend``) or ``"project"`` (the exact Euclidean
-    projection: bisection for blocks of one row plus bounds, ADMM then ray
+    projection: a few safeguarded Newton steps for blocks of one row plus
+    bounds, ADMM then ray
     scaling with an implicit gradient for coupled blocks and equalities).
     Rows listed in ``scaled_rows`` are scaled; so is, unless
     ``fallback=False``, every block whose generators would be refused (with a

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_lincon.errors import ConstraintShapeError, LinconError
+from keras_lincon.errors import ConstraintShapeError, LinconError, NoStrictInteriorError
 from keras_lincon.geometry import ConstraintSystem, VRepresentation
 from keras_lincon.planning import stages
 from keras_lincon.planning.layout import GeneratorLayout, plan_layout
@@ -151,9 +151,19 @@ def plan_layer(
         raise ConstraintShapeError("box_center needs a box or scaled rows: pass box=(lower, upper) too.")
     rhs = rhs_inputs(rhs_input, m, p)
     moved_rows = tuple(int(i) for i in saved.moved_rows) if saved else None
-    stage_plan = stages.plan_stages(
-        system, box, output_map, construction, scaled_rows=scaled_rows, rhs=rhs, saved_moved_rows=moved_rows
-    )
+    stage_plan = None
+    separate = stages.separate_rows(system, box) if _projects_separate_rows(output_map, rhs, saved) else ()
+    if separate:  # "auto" on separate rows and a box: scale them and project (saved as such)
+        projecting = dataclasses.replace(output_map, scaling="project")
+        try:
+            stage_plan = stages.plan_stages(system, box, projecting, construction, scaled_rows=separate, rhs=rhs)
+            scaled_rows, output_map = separate, projecting
+        except NoStrictInteriorError:  # scaled rows need a centre strictly inside; per_block's generators do not
+            pass
+    if stage_plan is None:
+        stage_plan = stages.plan_stages(
+            system, box, output_map, construction, scaled_rows=scaled_rows, rhs=rhs, saved_moved_rows=moved_rows
+        )
     output_map = _resolved(output_map, stage_plan)
     # rows whose b is an input: the chosen rows; with a floor the scaled rows, or every row (shifted apex)
     input_rows = rhs.b_rows if rhs.translated else scaled_rows
@@ -178,6 +188,13 @@ def plan_layer(
         rhs_sizes=rhs.part_sizes(p, len(input_rows)) if takes_rhs else (),
         loading=saved is not None,
     )
+
+
+def _projects_separate_rows(output_map: OutputMap, rhs: RhsInputs, saved) -> bool:
+    """``scaling="auto"`` and nothing that asks for another map: no scaled rows, centre or right-hand
+    sides given, and a new layer (a saved config holds the map it chose)."""
+    untouched = output_map.scaled_rows is None and output_map.box_center is None
+    return output_map.scaling == "auto" and untouched and rhs == RhsInputs() and saved is None
 
 
 def _resolved(output_map: OutputMap, stage_plan) -> OutputMap:

@@ -49,7 +49,7 @@ COUPLED_STEPS = {"iterations": 50, "polish": 0, "gradient_iterations": 20}
 
 
 def plan_coupled(system: ConstraintSystem, box, stage: scaling_plan.ScaledStage) -> CoupledBlocks | None:
-    """The exact projection for the blocks the single-row bisection does not cover (several coupled
+    """The exact projection for the blocks the single-row projection does not cover (several coupled
     rows, or equalities), or None when there are none.
 
     The projection of a point onto a product of blocks is the product of the
@@ -174,11 +174,33 @@ def projection_pays(system: ConstraintSystem, coupled, shift, scaled_rows) -> bo
 
     There the projection onto each sample's own set fits about 40x better (DC3's QP: mean relative
     suboptimality 1.2e-4 against 4.9e-3) for about 2x a Dense head's training step (BENCHMARKS.md,
-    issue 20). Elsewhere ``"per_block"``: on the paper's toy the projection fits 7% better but trains
-    4x slower, and on boxes alone the two are the same map.
+    issue 20). Rows that share no coordinate, with a box, are the other case (:func:`separate_rows`,
+    decided before the split); elsewhere ``"per_block"``.
     """
     every_row = _every_row(system, scaled_rows)
     return coupled is not None and shift is not None and every_row and coupled.columns.size == system.dim
+
+
+def separate_rows(system: ConstraintSystem, box) -> tuple:
+    """The rows ``scaling="auto"`` scales and projects onto when no ``scaled_rows`` are given: every row
+    but bounds (rows of one nonzero), where each coordinate is in at most one of them, the box is finite
+    on their support and there are no equalities (the paper's checkerboard with its box); else ``()``.
+
+    Each such row and the box is a block the layer projects onto exactly, a few Newton steps per call
+    (:mod:`keras_lincon.layers.single_row_projection`): on the paper's toy this fits about 7% better than
+    ``"per_block"`` (1.08x against 1.15x the optimal projection) for about 1.8x Dense's training step;
+    without a box the generators alone are exact and cost least (BENCHMARKS.md, issue 20).
+    """
+    if box is None or system.C.shape[0] or not system.A.shape[0]:
+        return ()
+    rows = np.flatnonzero(~geometry.single_variable_rows(system.A))
+    support = system.A[rows] != 0
+    if not rows.size or np.any(support.sum(axis=0) > 1):
+        return ()
+    on_rows = support.any(axis=0)
+    if not (np.all(np.isfinite(box[0][on_rows])) and np.all(np.isfinite(box[1][on_rows]))):
+        return ()
+    return tuple(int(i) for i in rows)
 
 
 def _every_row(system: ConstraintSystem, scaled_rows) -> bool:
