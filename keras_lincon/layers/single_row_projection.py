@@ -145,7 +145,6 @@ def project_single_rows(y, stage: scaling_plan.ScaledStage, plan: SingleRowBlock
     eps = float(np.finfo(keras.backend.standardize_dtype(dtype)).eps)
     # e's rounding: forming z - mu a and summing a_i x_i (terms up to |a_i| (|z_i| + bound_i))
     aim = MARGIN_ULPS * eps * (block_sum(ops.abs(z), absolute=True) + const(plan.reach) + ops.abs(b))
-    resolution = aim / const(plan.squares)  # the rounding scale of mu
 
     def excess(mu):
         """``e(mu)``, and the slope's size (coordinates at a bound count as free: a tie makes a
@@ -154,18 +153,23 @@ def project_single_rows(y, stage: scaling_plan.ScaledStage, plan: SingleRowBlock
         clipped = ops.clip(shifted, lower, upper)
         return block_sum(clipped) - b, block_sum(ops.cast(ops.equal(clipped, shifted), dtype), squared=True)
 
+    norms = const(plan.squares)  # sum a_i^2 per block
+
     def step(i, mu, low, high, done):
         """Keeps the bracket from ``e(mu)``; next point: Newton where it stays inside, else bisection."""
         e, slope = excess(mu)
         feasible = e <= 0
-        low, high = ops.where(feasible, low, mu), ops.where(feasible, mu, high)
+        # e falls at most sum a_i^2 per unit of mu, so the root lies at least e / sum a_i^2 above mu
+        low, high = ops.where(feasible, low, maximum(mu, mu + e / norms)), ops.where(feasible, mu, high)
         per_slope = 1.0 / ops.where(slope > 0, slope, 1.0)
-        # a step from the feasible side that lands below low: the root is within rounding above low
-        newton = maximum(mu + (e + aim) * per_slope, low + 2.0 * aim * per_slope)
-        newton = maximum(newton, low + 4.0 * eps * low)  # and at least a rounding unit of mu above it
+        newton = mu + (e + aim) * per_slope
+        # a step from the feasible side that lands within rounding below low: the root is just above low
+        nudge = maximum(low + 2.0 * aim * per_slope, low + 4.0 * eps * low)
+        near = ops.logical_and(newton <= low, newton > 2.0 * low - nudge)
+        newton = ops.where(near, nudge, newton)
         inside = ops.logical_and(slope > 0, ops.logical_and(newton > low, newton < high))
         # bisection by the geometric mean while the bracket spans orders of magnitude (a far point)
-        bottom = maximum(low, resolution)
+        bottom = maximum(low, aim / norms)  # aim / sum a_i^2: the rounding scale of mu
         middle = ops.where(high > 4.0 * bottom, ops.sqrt(bottom * high), 0.5 * (low + high))
         # at the root to rounding, or feasible at 0; once done, high stays the answer
         done = ops.logical_or(done, ops.logical_and(feasible, ops.logical_or(e >= -2.0 * aim, mu <= 0)))
