@@ -103,6 +103,45 @@ def plan_single_rows(stage: scaling_plan.ScaledStage) -> SingleRowBlocks:
     )
 
 
+class _Layout:
+    """The blocks' sums and spreads in ``keras.ops``, for either layout of :class:`SingleRowBlocks`."""
+
+    def __init__(self, plan: SingleRowBlocks, dtype, batch):
+        self.plan, self.dtype, self.batch = plan, dtype, batch
+        self.a, self.lower, self.upper = self.const(plan.a), self.const(plan.lower), self.const(plan.upper)
+        weights = plan.a if plan.rows is None else plan.rows.T  # (kb, w) per slot, or (n, kb) for products
+        self.weights = {"a": weights, "squares": weights * weights, "magnitudes": np.abs(weights)}
+        self.weights = {name: self.const(w) for name, w in self.weights.items()}
+
+    def const(self, v):
+        return constant(v, self.dtype)
+
+    def view(self, y):
+        """(B, n) -> the layout's view: itself for products, (B, kb, w) for the table."""
+        if self.plan.rows is None:
+            return ops.reshape(ops.take(y, self.plan.take, axis=1), (self.batch, *self.plan.a.shape))
+        return y
+
+    def block_sum(self, v, weights: str = "a"):
+        """(B, kb): ``sum_i w_i v_i`` per block, ``w`` the row's coefficients, their squares or magnitudes."""
+        if self.plan.rows is None:
+            return ops.sum(v * self.weights[weights], axis=-1)
+        return matmul(v, self.weights[weights])
+
+    def spread(self, mu):
+        """``mu_block a_i`` per coordinate of the view."""
+        if self.plan.rows is None:
+            return mu[..., None] * self.a
+        return matmul(mu, self.const(self.plan.rows))
+
+    def back(self, x):
+        """The view -> (B, n) (coordinates of no block: 0 from the table)."""
+        if self.plan.rows is not None:
+            return x
+        x = ops.reshape(x, (self.batch, -1))
+        return ops.take(ops.concatenate([x, ops.zeros_like(x[:, :1])], axis=1), self.plan.back, axis=1)
+
+
 def project_single_rows(y, stage: scaling_plan.ScaledStage, plan: SingleRowBlocks, rhs=None):
     """``clip(y - mu a, lower, upper)`` per block of one row ``a.x <= b`` plus bounds.
 
@@ -114,46 +153,34 @@ def project_single_rows(y, stage: scaling_plan.ScaledStage, plan: SingleRowBlock
     Returns:
         (B, n): the projection on the blocks' coordinates; other coordinates are for the caller to fill.
     """
-    dtype, batch = y.dtype, ops.shape(y)[0]
-
-    def const(v):
-        return constant(v, dtype)
-
-    a, lower, upper = const(plan.a), const(plan.lower), const(plan.upper)
-    if plan.rows is None:
-        kb, width = plan.a.shape
-        y = ops.reshape(ops.take(y, plan.take, axis=1), (batch, kb, width))
-        squares, magnitudes = const(plan.a * plan.a), const(np.abs(plan.a))
-
-        def block_sum(v, squared=False, absolute=False):  # (B, kb): sum_i a_i v_i (a_i^2 v_i, |a_i| v_i) per block
-            return ops.sum(v * (squares if squared else magnitudes if absolute else a), axis=-1)
-
-        def spread(mu):  # mu_block a_i per coordinate
-            return mu[..., None] * a
-    else:
-        rows, rows_t = const(plan.rows), const(plan.rows.T)
-        squares_t, magnitudes_t = const((plan.rows * plan.rows).T), const(np.abs(plan.rows).T)
-
-        def block_sum(v, squared=False, absolute=False):
-            return matmul(v, squares_t if squared else magnitudes_t if absolute else rows_t)
-
-        def spread(mu):
-            return matmul(mu, rows)
-
+    dtype = y.dtype
+    layout = _Layout(plan, dtype, ops.shape(y)[0])
+    y = layout.view(y)
     z = ops.stop_gradient(y)
-    b = _block_rhs(stage, plan, rhs, const)
-    eps = float(np.finfo(keras.backend.standardize_dtype(dtype)).eps)
+    mu = ops.stop_gradient(_multiplier(layout, z, _block_rhs(stage, plan, rhs, layout.const)))
+    # d mu / d y = (D a) / (a^T D a), D the unclipped coordinates; y - z is 0, so the value stays
+    shifted = z - layout.spread(mu)
+    free = ops.stop_gradient(ops.cast(ops.equal(ops.clip(shifted, layout.lower, layout.upper), shifted), dtype))
+    slope = layout.block_sum(free * (y - z)) / maximum(layout.block_sum(free, "squares"), 1e-30)
+    return layout.back(ops.clip(y - layout.spread(mu + ops.cast(mu > 0, dtype) * slope), layout.lower, layout.upper))
+
+
+def _multiplier(layout: _Layout, z, b):
+    """(B, kb) the smallest ``mu >= 0`` with ``e(mu) <= 0`` per block, to rounding (the feasible end)."""
+    eps = float(np.finfo(keras.backend.standardize_dtype(layout.dtype)).eps)
     # e's rounding: forming z - mu a and summing a_i x_i (terms up to |a_i| (|z_i| + bound_i))
-    aim = MARGIN_ULPS * eps * (block_sum(ops.abs(z), absolute=True) + const(plan.reach) + ops.abs(b))
+    aim = (
+        MARGIN_ULPS * eps * (layout.block_sum(ops.abs(z), "magnitudes") + layout.const(layout.plan.reach) + ops.abs(b))
+    )
+    norms = layout.const(layout.plan.squares)  # sum a_i^2 per block
 
     def excess(mu):
         """``e(mu)``, and the slope's size (coordinates at a bound count as free: a tie makes a
         step shorter, never longer)."""
-        shifted = z - spread(mu)
-        clipped = ops.clip(shifted, lower, upper)
-        return block_sum(clipped) - b, block_sum(ops.cast(ops.equal(clipped, shifted), dtype), squared=True)
-
-    norms = const(plan.squares)  # sum a_i^2 per block
+        shifted = z - layout.spread(mu)
+        clipped = ops.clip(shifted, layout.lower, layout.upper)
+        free = ops.cast(ops.equal(clipped, shifted), layout.dtype)
+        return layout.block_sum(clipped) - b, layout.block_sum(free, "squares")
 
     def step(i, mu, low, high, done):
         """Keeps the bracket from ``e(mu)``; next point: Newton where it stays inside, else bisection."""
@@ -165,8 +192,7 @@ def project_single_rows(y, stage: scaling_plan.ScaledStage, plan: SingleRowBlock
         newton = mu + (e + aim) * per_slope
         # a step from the feasible side that lands within rounding below low: the root is just above low
         nudge = maximum(low + 2.0 * aim * per_slope, low + 4.0 * eps * low)
-        near = ops.logical_and(newton <= low, newton > 2.0 * low - nudge)
-        newton = ops.where(near, nudge, newton)
+        newton = ops.where(ops.logical_and(newton <= low, newton > 2.0 * low - nudge), nudge, newton)
         inside = ops.logical_and(slope > 0, ops.logical_and(newton > low, newton < high))
         # bisection by the geometric mean while the bracket spans orders of magnitude (a far point)
         bottom = maximum(low, aim / norms)  # aim / sum a_i^2: the rounding scale of mu
@@ -175,25 +201,17 @@ def project_single_rows(y, stage: scaling_plan.ScaledStage, plan: SingleRowBlock
         done = ops.logical_or(done, ops.logical_and(feasible, ops.logical_or(e >= -2.0 * aim, mu <= 0)))
         return i + 1, ops.where(inside, newton, middle), low, high, done
 
-    biggest = ops.max(ops.abs(ops.reshape(z, (batch, -1))), axis=-1, keepdims=True, initial=0.0)
-    zero = ops.zeros_like(b + biggest)
-    far = (biggest + const(plan.far[0])) / const(plan.far[1])  # every coordinate at its bound: e <= 0
-
     def unfinished(i, mu, low, high, done):
         return ops.logical_and(i < PROJECT_STEPS, ops.logical_not(ops.all(done)))
 
+    biggest = ops.max(ops.abs(ops.reshape(z, (layout.batch, -1))), axis=-1, keepdims=True, initial=0.0)
+    far = (biggest + layout.const(layout.plan.far[0])) / layout.const(
+        layout.plan.far[1]
+    )  # every coordinate at its bound
+    zero = ops.zeros_like(b + biggest)
     # a loop that stops once every block is within rounding of its root
     state = (0, zero, zero, far, ops.zeros_like(zero, dtype="bool"))
-    mu = ops.stop_gradient(ops.while_loop(unfinished, step, state, maximum_iterations=PROJECT_STEPS)[3])
-    # d mu / d y = (D a) / (a^T D a), D the unclipped coordinates; y - z is 0, so the value stays
-    shifted = z - spread(mu)
-    free = ops.stop_gradient(ops.cast(ops.equal(ops.clip(shifted, lower, upper), shifted), dtype))
-    slope = block_sum(free * (y - z)) / maximum(block_sum(free, squared=True), 1e-30)
-    x = ops.clip(y - spread(mu + ops.cast(mu > 0, dtype) * slope), lower, upper)
-    if plan.rows is not None:
-        return x
-    x = ops.reshape(x, (batch, -1))
-    return ops.take(ops.concatenate([x, ops.zeros_like(x[:, :1])], axis=1), plan.back, axis=1)
+    return ops.while_loop(unfinished, step, state, maximum_iterations=PROJECT_STEPS)[3]
 
 
 def _block_rhs(stage: scaling_plan.ScaledStage, plan: SingleRowBlocks, rhs, const):

@@ -151,16 +151,11 @@ def plan_layer(
         raise ConstraintShapeError("box_center needs a box or scaled rows: pass box=(lower, upper) too.")
     rhs = rhs_inputs(rhs_input, m, p)
     moved_rows = tuple(int(i) for i in saved.moved_rows) if saved else None
-    stage_plan = None
-    separate = stages.separate_rows(system, box) if _projects_separate_rows(output_map, rhs, saved) else ()
-    if separate:  # "auto" on separate rows and a box: scale them and project (saved as such)
-        projecting = dataclasses.replace(output_map, scaling="project")
-        try:
-            stage_plan = stages.plan_stages(system, box, projecting, construction, scaled_rows=separate, rhs=rhs)
-            scaled_rows, output_map = separate, projecting
-        except NoStrictInteriorError:  # scaled rows need a centre strictly inside; per_block's generators do not
-            pass
-    if stage_plan is None:
+    projected = _separate_rows_projected(system, box, output_map, construction, rhs, saved)
+    if projected is not None:  # "auto" on separate rows and a box: scale them and project (saved as such)
+        stage_plan, scaled_rows = projected
+        output_map = dataclasses.replace(output_map, scaling="project")
+    else:
         stage_plan = stages.plan_stages(
             system, box, output_map, construction, scaled_rows=scaled_rows, rhs=rhs, saved_moved_rows=moved_rows
         )
@@ -190,11 +185,22 @@ def plan_layer(
     )
 
 
-def _projects_separate_rows(output_map: OutputMap, rhs: RhsInputs, saved) -> bool:
-    """``scaling="auto"`` and nothing that asks for another map: no scaled rows, centre or right-hand
-    sides given, and a new layer (a saved config holds the map it chose)."""
+def _separate_rows_projected(system, box, output_map: OutputMap, construction, rhs: RhsInputs, saved):
+    """``(stages, rows)``: :func:`~keras_lincon.planning.stages.separate_rows` scaled and projected, where
+    ``scaling="auto"`` and nothing asks for another map (no scaled rows, centre or right-hand sides given;
+    a new layer: a saved config holds the map it chose); else None, as where the scaled rows have no
+    centre strictly inside (per_block's generators need none)."""
     untouched = output_map.scaled_rows is None and output_map.box_center is None
-    return output_map.scaling == "auto" and untouched and rhs == RhsInputs() and saved is None
+    if not (output_map.scaling == "auto" and untouched and rhs == RhsInputs() and saved is None):
+        return None
+    separate = stages.separate_rows(system, box)
+    if not separate:
+        return None
+    projecting = dataclasses.replace(output_map, scaling="project")
+    try:
+        return stages.plan_stages(system, box, projecting, construction, scaled_rows=separate, rhs=rhs), separate
+    except NoStrictInteriorError:
+        return None
 
 
 def _resolved(output_map: OutputMap, stage_plan) -> OutputMap:
