@@ -27,12 +27,13 @@ UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 # Box treatments of the toy experiment (box_scaling*.txt), in the order shown, with a label each.
 TREATMENTS = [
     ("box_scaling.txt", "global", "global (the paper)"),
-    ("box_scaling.txt", "per_block", "per_block (default)"),
+    ("box_scaling.txt", "per_block", "per_block"),
     ("box_scaling.txt", "clip_blend", "clip_blend"),
     ("box_scaling.txt", "clip_scale", "clip_scale"),
     ("box_scaling.txt", "mix", "mix"),
     ("box_scaling_project_relu.txt", "project_ift", 'project, nonneg="relu"'),
     ("box_scaling_scaled_project.txt", "scaled_project", 'scaled_rows="all", project'),
+    ("toy_default_seed0.txt", "default", "default (auto: every row\nscaled and projected)"),
     ("box_scaling.txt", "dense+osqp", "Dense, then OSQP\n(not exact in training)"),
 ]
 
