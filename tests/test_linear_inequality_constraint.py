@@ -466,3 +466,18 @@ def test_call_mode_is_a_checked_public_option_kept_in_the_config():
     assert clone.call_mode == "projected"
     with pytest.raises(klc.LinconError, match="call_mode must be one of"):
         klc.LinearInequalityConstraint(klc.monotone_chain(6), call_mode="fast")
+
+
+def test_auto_projection_of_separate_rows_is_saved_and_reloads_the_same():
+    """The default on the checkerboard with a box scales its rows and projects; the config says so, and a
+    layer rebuilt from it predicts the same, feasibly."""
+    layer = klc.LinearInequalityConstraint(SMALL_CHECKER, box=(-1.0, 1.0))
+    x = np.random.default_rng(5).normal(size=(32, 8)).astype("float32") * 3
+    y = keras.ops.convert_to_numpy(layer(x))
+    config = json.loads(json.dumps(layer.get_config()))
+    assert config["scaling"] == "project" and config["scaled_rows"] == list(range(len(SMALL_CHECKER)))
+    clone = klc.LinearInequalityConstraint.from_config(config)
+    clone.build((None, 8))
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(clone(x)), y)
+    assert layer.max_violation(y, relative=True) <= 1e-5
