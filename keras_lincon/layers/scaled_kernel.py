@@ -143,14 +143,12 @@ def _times_rows(v, split, const):
 def _project(y, stage: scaling_plan.ScaledStage, rhs, box_weights):
     """``"project"``: the exact projection on blocks of one row plus bounds, the clip on coordinates of no
     block, ``per_block`` on the others (the coupled projection, when planned, replaces those)."""
-    eligible = _planned(stage, "single_row_blocks", lambda: scaling_plan.single_row_blocks(stage))[0]
-    seg = free_slot(stage.coord_block, stage.n_blocks)
+    plan = _planned(stage, "single_row_layout", lambda: plan_single_rows(stage))
     free = np.asarray(stage.coord_block < 0)
-    on = ~free & np.append(eligible, False)[seg]
-    rest = ~(on | free)
-    if not on.any():
+    rest = ~(plan.covered | free)
+    if not plan.covered.any():
         return scaled_stage(y, stage, "per_block", rhs, box_weights)
-    out = project_single_rows(y, stage, _planned(stage, "single_row_layout", lambda: plan_single_rows(stage)), rhs)
+    out = project_single_rows(y, stage, plan, rhs)
     if free.any():
         out = ops.where(free, ops.clip(y, constant(stage.lower, y.dtype), constant(stage.upper, y.dtype)), out)
     if rest.any():

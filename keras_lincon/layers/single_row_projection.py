@@ -55,6 +55,7 @@ class SingleRowBlocks:
         far: (2, kb) ``(largest |bound|, smallest |a_i|)`` on each row's support: ``mu`` at most
             ``(max|y| + far[0]) / far[1]`` puts every coordinate at the bound ``mu`` pushes it to.
         row: (kb,) each block's row in ``[gen_rows; rows]``.
+        covered: (n,) the coordinates in these blocks.
     """
 
     rows: np.ndarray | None
@@ -67,6 +68,7 @@ class SingleRowBlocks:
     squares: np.ndarray
     far: np.ndarray
     row: np.ndarray
+    covered: np.ndarray
 
 
 def plan_single_rows(stage: scaling_plan.ScaledStage) -> SingleRowBlocks:
@@ -79,9 +81,10 @@ def plan_single_rows(stage: scaling_plan.ScaledStage) -> SingleRowBlocks:
     bound = np.where(support, np.maximum(np.abs(np.where(support, lower, 0)), np.abs(np.where(support, upper, 0))), 0)
     reach, squares = np.sum(np.abs(rows) * bound, axis=1), np.sum(rows * rows, axis=1)
     far = np.stack([bound.max(axis=1, initial=0.0), np.where(support, np.abs(rows), np.inf).min(axis=1)])
-    a = np.where(member.any(axis=0), a, 0.0)
+    covered = member.any(axis=0)
+    a = np.where(covered, a, 0.0)
     if blocks.size <= PRODUCT_BLOCKS:
-        return SingleRowBlocks(rows, None, None, a, lower, upper, reach, squares, far, row_of_block[blocks])
+        return SingleRowBlocks(rows, None, None, a, lower, upper, reach, squares, far, row_of_block[blocks], covered)
     slot = np.full(k + 1, blocks.size)  # eligible block -> its row of the table; others: dropped
     slot[blocks] = np.arange(blocks.size)
     table = segment_table(slot[np.where(stage.coord_block < 0, k, stage.coord_block)], blocks.size + 1)[:-1]
@@ -100,6 +103,7 @@ def plan_single_rows(stage: scaling_plan.ScaledStage) -> SingleRowBlocks:
         squares,
         far,
         row_of_block[blocks],
+        covered,
     )
 
 
@@ -110,8 +114,10 @@ class _Layout:
         self.plan, self.dtype, self.batch = plan, dtype, batch
         self.a, self.lower, self.upper = self.const(plan.a), self.const(plan.lower), self.const(plan.upper)
         weights = plan.a if plan.rows is None else plan.rows.T  # (kb, w) per slot, or (n, kb) for products
-        self.weights = {"a": weights, "squares": weights * weights, "magnitudes": np.abs(weights)}
-        self.weights = {name: self.const(w) for name, w in self.weights.items()}
+        self.weights = {
+            name: self.const(w) for name, w in (("a", weights), ("squares", weights**2), ("magnitudes", abs(weights)))
+        }
+        self.rows = None if plan.rows is None else self.const(plan.rows)  # the products' spread, made once
 
     def const(self, v):
         return constant(v, self.dtype)
@@ -132,7 +138,7 @@ class _Layout:
         """``mu_block a_i`` per coordinate of the view."""
         if self.plan.rows is None:
             return mu[..., None] * self.a
-        return matmul(mu, self.const(self.plan.rows))
+        return matmul(mu, self.rows)
 
     def back(self, x):
         """The view -> (B, n) (coordinates of no block: 0 from the table)."""
